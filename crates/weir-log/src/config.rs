@@ -1,0 +1,281 @@
+//! Per-log configuration under Kafka's topic-config names.
+
+use crate::batch::TimestampType;
+use crate::error::LogError;
+
+/// What happens to old data (`cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// Whole old segments are deleted by retention.
+    Delete,
+    /// Keep the newest record per key. Compaction is performed by the
+    /// broker's cleaner; the log itself only records the policy.
+    Compact,
+    /// Both.
+    CompactDelete,
+}
+
+/// Settings of one partition log. Every field maps to a Kafka topic config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would grow past this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first batch is older.
+    pub segment_ms: i64,
+    /// `retention.bytes`: delete old segments while the log is bigger (`None` = -1).
+    pub retention_bytes: Option<u64>,
+    /// `retention.ms`: delete segments whose newest record is older (`None` = -1).
+    pub retention_ms: Option<i64>,
+    /// `max.message.bytes`: largest batch accepted.
+    pub max_message_bytes: usize,
+    /// `index.interval.bytes`: bytes between offset-index entries.
+    pub index_interval_bytes: u32,
+    /// `flush.messages`: fsync after this many appended messages (`None`: never by count).
+    pub flush_messages: Option<u64>,
+    /// `flush.ms`: fsync data older than this (`None`: never by age).
+    pub flush_ms: Option<i64>,
+    /// `message.timestamp.type`.
+    pub message_timestamp_type: TimestampType,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * DAY_MS,
+            retention_bytes: None,
+            retention_ms: Some(7 * DAY_MS),
+            max_message_bytes: 1_048_588,
+            index_interval_bytes: 4096,
+            flush_messages: None,
+            flush_ms: None,
+            message_timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: CleanupPolicy::Delete,
+        }
+    }
+}
+
+/// The config names [`LogConfig::set`] understands.
+pub const CONFIG_NAMES: &[&str] = &[
+    "cleanup.policy",
+    "flush.messages",
+    "flush.ms",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+/// Largest segment: positions in the offset index are 32-bit, as in Kafka.
+pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+/// Smallest segment Kafka accepts.
+pub const MIN_SEGMENT_BYTES: u64 = 14;
+
+fn invalid(key: &str, value: &str, reason: &'static str) -> LogError {
+    LogError::InvalidConfig {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+fn parse_i64(key: &str, value: &str) -> Result<i64, LogError> {
+    value
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| invalid(key, value, "not an integer"))
+}
+
+/// -1 means "no limit", as in Kafka; other negatives are refused.
+fn parse_limit(key: &str, value: &str) -> Result<Option<i64>, LogError> {
+    match parse_i64(key, value)? {
+        -1 => Ok(None),
+        v if v < 0 => Err(invalid(key, value, "must be -1 or at least 0")),
+        v => Ok(Some(v)),
+    }
+}
+
+impl LogConfig {
+    /// Sets one config by its Kafka name. Unknown names and bad values are
+    /// refused with an error naming the key.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), LogError> {
+        match key {
+            "segment.bytes" => {
+                let v = parse_i64(key, value)?;
+                if !(MIN_SEGMENT_BYTES as i64..=MAX_SEGMENT_BYTES as i64).contains(&v) {
+                    return Err(invalid(key, value, "must be between 14 and 2147483647"));
+                }
+                self.segment_bytes = v as u64;
+            }
+            "segment.ms" => {
+                let v = parse_i64(key, value)?;
+                if v < 1 {
+                    return Err(invalid(key, value, "must be at least 1"));
+                }
+                self.segment_ms = v;
+            }
+            "retention.bytes" => self.retention_bytes = parse_limit(key, value)?.map(|v| v as u64),
+            "retention.ms" => self.retention_ms = parse_limit(key, value)?,
+            "max.message.bytes" => {
+                let v = parse_i64(key, value)?;
+                if !(0..=i32::MAX as i64).contains(&v) {
+                    return Err(invalid(key, value, "must be between 0 and 2147483647"));
+                }
+                self.max_message_bytes = v as usize;
+            }
+            "index.interval.bytes" => {
+                let v = parse_i64(key, value)?;
+                if !(0..=i32::MAX as i64).contains(&v) {
+                    return Err(invalid(key, value, "must be between 0 and 2147483647"));
+                }
+                self.index_interval_bytes = v as u32;
+            }
+            // Kafka's "never" is Long.MAX_VALUE; accept it and -1 alike.
+            "flush.messages" => {
+                self.flush_messages = match parse_limit(key, value)? {
+                    Some(i64::MAX) | None => None,
+                    Some(0) => return Err(invalid(key, value, "must be at least 1")),
+                    Some(v) => Some(v as u64),
+                }
+            }
+            "flush.ms" => {
+                self.flush_ms = match parse_limit(key, value)? {
+                    Some(i64::MAX) | None => None,
+                    v => v,
+                }
+            }
+            "message.timestamp.type" => {
+                self.message_timestamp_type = match value.trim() {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(invalid(key, value, "must be CreateTime or LogAppendTime")),
+                }
+            }
+            "cleanup.policy" => {
+                let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+                parts.sort_unstable();
+                parts.dedup();
+                self.cleanup_policy = match parts.as_slice() {
+                    ["delete"] => CleanupPolicy::Delete,
+                    ["compact"] => CleanupPolicy::Compact,
+                    ["compact", "delete"] => CleanupPolicy::CompactDelete,
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            value,
+                            "must be delete, compact or compact,delete",
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(LogError::UnknownConfig {
+                    key: key.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every config as (Kafka name, value as Kafka prints it).
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        let limit = |v: Option<i64>| v.unwrap_or(-1).to_string();
+        let never = |v: Option<i64>| v.unwrap_or(i64::MAX).to_string();
+        vec![
+            (
+                "cleanup.policy",
+                match self.cleanup_policy {
+                    CleanupPolicy::Delete => "delete",
+                    CleanupPolicy::Compact => "compact",
+                    CleanupPolicy::CompactDelete => "compact,delete",
+                }
+                .to_owned(),
+            ),
+            (
+                "flush.messages",
+                never(self.flush_messages.map(|v| v as i64)),
+            ),
+            ("flush.ms", never(self.flush_ms)),
+            (
+                "index.interval.bytes",
+                self.index_interval_bytes.to_string(),
+            ),
+            ("max.message.bytes", self.max_message_bytes.to_string()),
+            (
+                "message.timestamp.type",
+                match self.message_timestamp_type {
+                    TimestampType::CreateTime => "CreateTime",
+                    TimestampType::LogAppendTime => "LogAppendTime",
+                }
+                .to_owned(),
+            ),
+            (
+                "retention.bytes",
+                limit(self.retention_bytes.map(|v| v as i64)),
+            ),
+            ("retention.ms", limit(self.retention_ms)),
+            ("segment.bytes", self.segment_bytes.to_string()),
+            ("segment.ms", self.segment_ms.to_string()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_parses_back_to_the_same_config() {
+        let mut c = LogConfig::default();
+        c.set("retention.bytes", "1000").unwrap();
+        c.set("cleanup.policy", "delete, compact").unwrap();
+        c.set("message.timestamp.type", "LogAppendTime").unwrap();
+        c.set("flush.messages", "10").unwrap();
+        let mut back = LogConfig::default();
+        for (k, v) in c.entries() {
+            back.set(k, &v).unwrap();
+        }
+        assert_eq!(back, c);
+        assert_eq!(c.entries().len(), CONFIG_NAMES.len());
+        for (k, _) in c.entries() {
+            assert!(CONFIG_NAMES.contains(&k), "{k}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut c = LogConfig::default();
+        for (k, v) in [
+            ("segment.bytes", "10"),
+            ("segment.bytes", "abc"),
+            ("retention.ms", "-2"),
+            ("cleanup.policy", "keep"),
+            ("message.timestamp.type", "Now"),
+            ("flush.messages", "0"),
+        ] {
+            let err = c.set(k, v).unwrap_err().to_string();
+            assert!(err.contains(k), "{err}");
+        }
+        assert!(matches!(
+            c.set("no.such", "1"),
+            Err(LogError::UnknownConfig { .. })
+        ));
+        assert_eq!(c, LogConfig::default());
+    }
+
+    #[test]
+    fn minus_one_means_unlimited() {
+        let mut c = LogConfig::default();
+        c.set("retention.ms", "-1").unwrap();
+        assert_eq!(c.retention_ms, None);
+        c.set("flush.ms", "9223372036854775807").unwrap();
+        assert_eq!(c.flush_ms, None);
+    }
+}

@@ -1,0 +1,834 @@
+//! The partition log: an ordered list of segments, the last one active.
+//!
+//! Concurrency: appends, roll, retention and deletes take the state lock
+//! for writing; reads take it for reading only to find where the data is,
+//! then copy the bytes without holding it. `flush_until` never holds the
+//! state lock while it waits for the disk, and concurrent callers queue on
+//! one flush mutex so that one fsync releases all of them (group commit).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tracing::{info, warn};
+
+use crate::batch::{self, BatchHeader, TimestampType};
+use crate::config::{CleanupPolicy, LogConfig};
+use crate::error::{LogError, Result};
+use crate::segment::{self, OpenMode, Segment};
+use crate::storage::{FsStorage, Storage, StorageFile};
+
+/// Marker written by [`Log::close`]; its presence at open means the
+/// indexes and the recovery point can be trusted.
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Text file holding the recovery point: every offset below it is synced.
+pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Text file holding the log start offset set by `delete_records_before`.
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+
+/// Result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset given to the first record.
+    pub base_offset: u64,
+    /// Offset of the last record.
+    pub last_offset: u64,
+    /// The broker time stamped on the batches with `LogAppendTime`, else -1
+    /// (what a ProduceResponse's `log_append_time_ms` carries).
+    pub log_append_time_ms: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: u64,
+    /// Bytes written.
+    pub bytes: usize,
+}
+
+/// Result of a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole record batches, as stored, ready to be sent as a Fetch
+    /// response's `records`.
+    pub records: Vec<u8>,
+    /// Offset after the last returned batch (the requested offset when
+    /// nothing was returned).
+    pub next_offset: u64,
+    /// Log start offset at the time of the read.
+    pub log_start_offset: u64,
+    /// Log end offset at the time of the read.
+    pub log_end_offset: u64,
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// Log start offset afterwards.
+    pub log_start_offset: u64,
+}
+
+/// Public view of one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// First offset.
+    pub base_offset: u64,
+    /// Offset after the last batch.
+    pub next_offset: u64,
+    /// Bytes of data.
+    pub size: u64,
+    /// Largest timestamp, -1 when unknown.
+    pub max_timestamp: i64,
+    /// Still receiving appends.
+    pub active: bool,
+}
+
+struct State {
+    config: LogConfig,
+    /// Sorted by base offset; never empty; the last one is active.
+    segments: Vec<Segment>,
+    log_start_offset: u64,
+    /// When data that is not yet synced was first appended.
+    oldest_unflushed_ms: Option<i64>,
+}
+
+impl State {
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("a log always has a segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has a segment")
+    }
+    fn end(&self) -> u64 {
+        self.active().next_offset
+    }
+    fn size(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+    /// Index of the segment that holds `offset` (the last with base <= offset).
+    fn segment_for(&self, offset: u64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+}
+
+/// A durable, segmented partition log storing Kafka record batches.
+pub struct Log {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    state: RwLock<State>,
+    /// Every offset below this is synced to disk (the recovery point).
+    flushed: AtomicU64,
+    /// Held by the one thread running an fsync; others queue behind it.
+    flush_lock: Mutex<FlushState>,
+    /// Set after an fsync failed: the state of the disk is unknown.
+    failed: AtomicBool,
+    leader_epoch: AtomicI32,
+}
+
+struct FlushState {
+    /// Base offset of the segment holding the last checkpointed recovery point.
+    checkpointed_segment: u64,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("flushed", &self.flushed)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads a small text file holding one number. `None` when missing or unreadable.
+fn read_number(storage: &dyn Storage, path: &Path) -> Option<u64> {
+    if !storage.exists(path) {
+        return None;
+    }
+    let file = storage.open(path, false).ok()?;
+    let len = file.len().ok()? as usize;
+    if len > 64 {
+        return None;
+    }
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != "0" {
+        return None;
+    }
+    lines.next()?.trim().parse().ok()
+}
+
+/// Writes a small text file atomically and durably: temp file, fsync,
+/// rename, directory fsync.
+fn write_number(storage: &dyn Storage, dir: &Path, name: &str, value: u64) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let text = format!("0\n{value}\n");
+    let file = storage
+        .open(&tmp, true)
+        .map_err(|e| LogError::io(&tmp, e))?;
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.write_all_at(text.as_bytes(), 0))
+        .and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        let _ = storage.remove(&tmp);
+        return Err(LogError::io(&tmp, e));
+    }
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| LogError::io(&path, e))?;
+    storage.sync_dir(dir).map_err(|e| LogError::io(dir, e))
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` on the real file system.
+    pub fn open_dir(dir: impl Into<PathBuf>, config: LogConfig, now_ms: i64) -> Result<Self> {
+        Self::open(Arc::new(FsStorage), dir, config, now_ms)
+    }
+
+    /// Opens (or creates) the log in `dir`. After a clean shutdown only the
+    /// tail of the active segment is read. After a crash every segment from
+    /// the recovery point on is validated batch by batch, a torn or corrupt
+    /// tail is cut at the last whole batch (later segments are dropped), and
+    /// indexes are rebuilt; what was cut is logged.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let dir = dir.into();
+        let st = &*storage;
+        st.create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        let names = st.list(&dir).map_err(|e| LogError::io(&dir, e))?;
+        let mut bases: Vec<u64> = names
+            .iter()
+            .filter_map(|n| segment::parse_log_name(n))
+            .collect();
+        bases.sort_unstable();
+        for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+            let _ = st.remove(&dir.join(n));
+        }
+
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = st.exists(&marker);
+        if clean {
+            // From here on a crash must be seen as unclean.
+            st.remove(&marker).map_err(|e| LogError::io(&marker, e))?;
+            st.sync_dir(&dir).map_err(|e| LogError::io(&dir, e))?;
+        }
+        let saved_start = read_number(st, &dir.join(LOG_START_OFFSET_FILE));
+        let recovery_point = read_number(st, &dir.join(RECOVERY_POINT_FILE));
+        if !clean && recovery_point.is_none() && !bases.is_empty() {
+            warn!(dir = %dir.display(), "no recovery point: validating every segment");
+        }
+        let interval = config.index_interval_bytes;
+
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        // Segments at or after this index are validated batch by batch.
+        let recover_from = if clean {
+            bases.len()
+        } else {
+            let rp = recovery_point.unwrap_or(0);
+            bases.partition_point(|&b| b <= rp).saturating_sub(1)
+        };
+        let mut dropped_from = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let mode = if i >= recover_from {
+                OpenMode::Recover { active: last }
+            } else {
+                OpenMode::Trust {
+                    next_base: bases.get(i + 1).copied(),
+                }
+            };
+            let (seg, cut) = Segment::open(st, &dir, base, mode, interval)?;
+            if let Some(prev) = segments.last()
+                && prev.next_offset != seg.base_offset
+            {
+                warn!(dir = %dir.display(), expected = prev.next_offset, found = seg.base_offset, "offset gap between segments: dropping the later segments");
+                dropped_from = Some(i);
+                break;
+            }
+            let truncated = cut.is_some();
+            if let Some(cut) = cut {
+                warn!(segment = %seg.log_path.display(), position = cut.position, bytes = cut.bytes, reason = %cut.reason, "recovery cut the segment's tail");
+            }
+            segments.push(seg);
+            if truncated && !last {
+                dropped_from = Some(i + 1);
+                break;
+            }
+        }
+        if let Some(from) = dropped_from {
+            for &base in &bases[from..] {
+                warn!(dir = %dir.display(), base, "removing segment after the recovered end of the log");
+                for ext in ["log", "index", "timeindex"] {
+                    let p = dir.join(segment::file_name(base, ext));
+                    st.remove(&p).map_err(|e| LogError::io(&p, e))?;
+                }
+            }
+            // The last kept segment becomes active again.
+            if let Some(last) = segments.last_mut() {
+                let base = last.base_offset;
+                let (seg, _) =
+                    Segment::open(st, &dir, base, OpenMode::Recover { active: true }, interval)?;
+                *last = seg;
+            }
+        }
+        if segments.is_empty() {
+            let base = saved_start.unwrap_or(0);
+            segments.push(Segment::create(st, &dir, base)?);
+        }
+        st.sync_dir(&dir).map_err(|e| LogError::io(&dir, e))?;
+        if let Some(active) = segments.last_mut()
+            && active.size > 0
+        {
+            active.roll_base_ms = Some(now_ms);
+        }
+
+        let first_base = segments[0].base_offset;
+        let log_start_offset = saved_start.unwrap_or(0).max(first_base);
+        let end = segments.last().map_or(0, |s| s.next_offset);
+        let flushed = if clean {
+            end
+        } else {
+            recovery_point.unwrap_or(0).min(end)
+        };
+        let checkpointed_segment = segments[segments
+            .partition_point(|s| s.base_offset <= flushed)
+            .saturating_sub(1)]
+        .base_offset;
+        let log = Self {
+            dir,
+            storage,
+            state: RwLock::new(State {
+                config,
+                segments,
+                log_start_offset,
+                oldest_unflushed_ms: None,
+            }),
+            flushed: AtomicU64::new(flushed),
+            flush_lock: Mutex::new(FlushState {
+                checkpointed_segment,
+            }),
+            failed: AtomicBool::new(false),
+            leader_epoch: AtomicI32::new(0),
+        };
+        if !clean {
+            // What recovery kept is now made durable, so a second crash
+            // does not have to validate it again.
+            log.flush()?;
+            info!(dir = %log.dir.display(), end, "log recovered");
+        }
+        Ok(log)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sets the leader epoch stamped on appended batches.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Current configuration.
+    pub fn config(&self) -> LogConfig {
+        read_lock(&self.state).config.clone()
+    }
+
+    /// Replaces the configuration (AlterConfigs); takes effect on the next
+    /// append, roll or retention pass.
+    pub fn set_config(&self, config: LogConfig) {
+        write_lock(&self.state).config = config;
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(LogError::Failed {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates and appends one or more record batches (a produce
+    /// request's `records` for this partition). Every batch is checked
+    /// (magic 2, lengths, CRC-32C, record count vs last offset delta, the
+    /// records of uncompressed batches, `max.message.bytes`) before any
+    /// byte is written; a bad input is rejected whole. Offsets are assigned
+    /// by patching base offsets in `records`, which then holds exactly what
+    /// was stored. Returns once the bytes are written to the OS; call
+    /// [`Log::flush_until`] to wait for the disk.
+    pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendInfo> {
+        let mut batches = batch::check_batches(records)
+            .map_err(|(position, source)| LogError::CorruptBatch { position, source })?;
+        let epoch = self.leader_epoch.load(Ordering::Relaxed);
+        let offsets: u64 = batches.iter().map(|b| b.offset_count()).sum();
+
+        let mut st = write_lock(&self.state);
+        self.check_failed()?;
+        let max = st.config.max_message_bytes;
+        if let Some(big) = batches.iter().find(|b| b.len > max) {
+            return Err(LogError::BatchTooLarge { size: big.len, max });
+        }
+        self.maybe_roll(&mut st, records.len() as u64, offsets, now_ms)?;
+        let log_append = st.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let base_offset = st.end();
+        let mut next = base_offset;
+        for b in &mut batches {
+            let bytes = &mut records[b.position..b.position + b.len];
+            batch::set_base_offset(bytes, next as i64);
+            batch::set_partition_leader_epoch(bytes, epoch);
+            if log_append {
+                batch::set_log_append_time(bytes, now_ms);
+            }
+            b.header = BatchHeader::parse(bytes).map_err(|source| LogError::CorruptBatch {
+                position: b.position,
+                source,
+            })?;
+            next += b.offset_count();
+        }
+        let interval = st.config.index_interval_bytes;
+        st.active_mut()
+            .append(records, &batches, interval, now_ms)?;
+        st.oldest_unflushed_ms.get_or_insert(now_ms);
+        let info = AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time_ms: if log_append { now_ms } else { -1 },
+            log_start_offset: st.log_start_offset,
+            bytes: records.len(),
+        };
+        let flush_by_count = st
+            .config
+            .flush_messages
+            .is_some_and(|n| next - self.flushed.load(Ordering::Acquire) >= n);
+        drop(st);
+        if flush_by_count {
+            self.flush_until(next)?;
+        }
+        Ok(info)
+    }
+
+    /// Rolls to a new segment when the next append of `bytes` bytes and
+    /// `offsets` offsets would not fit the active one.
+    fn maybe_roll(&self, st: &mut State, bytes: u64, offsets: u64, now_ms: i64) -> Result<()> {
+        let cfg = &st.config;
+        let active = st.active();
+        if active.size == 0 {
+            return Ok(());
+        }
+        let too_big = active.size + bytes > cfg.segment_bytes.min(crate::config::MAX_SEGMENT_BYTES);
+        let too_old = active
+            .roll_base_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) >= cfg.segment_ms);
+        let too_many = active.next_offset + offsets - active.base_offset > u64::from(u32::MAX);
+        if too_big || too_old || too_many {
+            self.roll_locked(st)?;
+        }
+        Ok(())
+    }
+
+    fn roll_locked(&self, st: &mut State) -> Result<()> {
+        let base = st.end();
+        st.active_mut().seal()?;
+        let seg = match Segment::create(&*self.storage, &self.dir, base) {
+            Ok(seg) => seg,
+            Err(e) => {
+                // Keep appending to the old segment: reopen its indexes in memory.
+                self.reactivate_last(st)?;
+                return Err(e);
+            }
+        };
+        st.segments.push(seg);
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))?;
+        Ok(())
+    }
+
+    fn reactivate_last(&self, st: &mut State) -> Result<()> {
+        let interval = st.config.index_interval_bytes;
+        let base = st.active().base_offset;
+        let roll_base = st.active().roll_base_ms;
+        let (mut seg, _) = Segment::open(
+            &*self.storage,
+            &self.dir,
+            base,
+            OpenMode::Trust { next_base: None },
+            interval,
+        )?;
+        seg.roll_base_ms = roll_base;
+        *st.active_mut() = seg;
+        Ok(())
+    }
+
+    /// Starts a new segment now if the active one holds data.
+    pub fn roll(&self) -> Result<()> {
+        let mut st = write_lock(&self.state);
+        self.check_failed()?;
+        if st.active().size == 0 {
+            return Ok(());
+        }
+        self.roll_locked(&mut st)
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to
+    /// `max_bytes` but always at least one batch. An offset equal to the log
+    /// end offset reads nothing; outside [log start, log end] is an error.
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadResult> {
+        self.read_bounded(offset, max_bytes, u64::MAX)
+    }
+
+    /// Like [`Log::read`], but returns no batch starting at or after
+    /// `upper` (a high watermark).
+    pub fn read_bounded(&self, offset: u64, max_bytes: usize, upper: u64) -> Result<ReadResult> {
+        let (file, path, pos, first_len, limit, start, end) = {
+            let st = read_lock(&self.state);
+            let (start, end) = (st.log_start_offset, st.end());
+            if offset < start || offset > end {
+                return Err(LogError::OffsetOutOfRange { offset, start, end });
+            }
+            let mut found = None;
+            for seg in &st.segments[st.segment_for(offset)..] {
+                if let Some((pos, _, len)) = seg.locate(offset, seg.size)? {
+                    found = Some((seg.log.clone(), seg.log_path.clone(), pos, len, seg.size));
+                    break;
+                }
+            }
+            let Some((file, path, pos, len, limit)) = found else {
+                return Ok(ReadResult {
+                    records: Vec::new(),
+                    next_offset: offset,
+                    log_start_offset: start,
+                    log_end_offset: end,
+                });
+            };
+            (file, path, pos, len, limit, start, end)
+        };
+        // Copy outside the lock. The file handle stays valid even if
+        // retention deletes the segment meanwhile.
+        let want = (max_bytes as u64).clamp(first_len as u64, limit - pos) as usize;
+        let mut records = vec![0u8; want];
+        file.read_exact_at(&mut records, pos)
+            .map_err(|e| LogError::io(&path, e))?;
+        let (keep, next_offset) = whole_batches(&records, upper, offset);
+        records.truncate(keep);
+        Ok(ReadResult {
+            records,
+            next_offset,
+            log_start_offset: start,
+            log_end_offset: end,
+        })
+    }
+
+    /// Earliest offset still held.
+    pub fn log_start_offset(&self) -> u64 {
+        read_lock(&self.state).log_start_offset
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> u64 {
+        read_lock(&self.state).end()
+    }
+
+    /// Every offset below this is synced (the recovery point).
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        read_lock(&self.state).size()
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let st = read_lock(&self.state);
+        let n = st.segments.len();
+        st.segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size: s.size,
+                max_timestamp: s.max_timestamp,
+                active: i + 1 == n,
+            })
+            .collect()
+    }
+
+    /// The first offset whose record timestamp is at least `timestamp`, and
+    /// that record's timestamp (ListOffsets by time). `None` when every
+    /// record is older. Exact for uncompressed and log-append-time batches;
+    /// inside a compressed create-time batch, the batch's first offset.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
+        let st = read_lock(&self.state);
+        for seg in &st.segments {
+            if seg.max_timestamp < timestamp {
+                continue;
+            }
+            if let Some((offset, ts)) = seg.find_by_timestamp(timestamp, seg.size)? {
+                return Ok(Some((offset.max(st.log_start_offset), ts)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest timestamp in the log and the base offset of its batch
+    /// (ListOffsets `MAX_TIMESTAMP`).
+    pub fn max_timestamp(&self) -> Option<(i64, u64)> {
+        let st = read_lock(&self.state);
+        st.segments
+            .iter()
+            .filter(|s| s.max_timestamp >= 0 && s.next_offset > st.log_start_offset)
+            .max_by_key(|s| s.max_timestamp)
+            .map(|s| {
+                (
+                    s.max_timestamp,
+                    s.offset_of_max_timestamp.max(st.log_start_offset),
+                )
+            })
+    }
+
+    /// Makes everything appended before `offset` durable. Concurrent
+    /// callers share fsyncs: whoever holds the flush mutex syncs everything
+    /// appended so far, and callers queued behind it find their data
+    /// already covered. Returns the new flushed offset.
+    pub fn flush_until(&self, offset: u64) -> Result<u64> {
+        self.check_failed()?;
+        let done = self.flushed.load(Ordering::Acquire);
+        if done >= offset {
+            return Ok(done);
+        }
+        let mut flush = lock(&self.flush_lock);
+        let done = self.flushed.load(Ordering::Acquire);
+        if done >= offset {
+            return Ok(done);
+        }
+        self.check_failed()?;
+        let (end, files, end_segment) = {
+            let st = read_lock(&self.state);
+            let end = st.end();
+            let files: Vec<(PathBuf, Arc<dyn StorageFile>)> = st
+                .segments
+                .iter()
+                .filter(|s| {
+                    s.next_offset > done
+                        || (s.sealed && s.base_offset >= flush.checkpointed_segment)
+                })
+                .flat_map(Segment::files_to_sync)
+                .collect();
+            (end, files, st.active().base_offset)
+        };
+        for (path, file) in files {
+            if let Err(e) = file.sync_data() {
+                // After a failed fsync the kernel may have dropped the dirty
+                // pages: retrying could falsely succeed. Stop taking writes.
+                self.failed.store(true, Ordering::Release);
+                warn!(path = %path.display(), error = %e, "fsync failed; the log stops taking writes until reopened");
+                return Err(LogError::io(path, e));
+            }
+        }
+        self.flushed.fetch_max(end, Ordering::AcqRel);
+        if end_segment > flush.checkpointed_segment {
+            write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, end)?;
+            flush.checkpointed_segment = end_segment;
+        }
+        drop(flush);
+        let mut st = write_lock(&self.state);
+        if st.end() <= end {
+            st.oldest_unflushed_ms = None;
+        }
+        Ok(end)
+    }
+
+    /// Syncs everything appended so far.
+    pub fn flush(&self) -> Result<u64> {
+        let end = self.log_end_offset();
+        self.flush_until(end)
+    }
+
+    /// The background flush policy: syncs when `flush.ms` has passed since
+    /// unsynced data was first appended, or when a sealed segment still
+    /// holds unsynced data (so that the recovery point follows rolls).
+    /// Returns whether it flushed.
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<bool> {
+        let due = {
+            let st = read_lock(&self.state);
+            let flushed = self.flushed.load(Ordering::Acquire);
+            let by_age = match (st.config.flush_ms, st.oldest_unflushed_ms) {
+                (Some(ms), Some(t)) => now_ms.saturating_sub(t) >= ms,
+                _ => false,
+            };
+            let sealed_unsynced = st.segments.len() > 1 && flushed < st.active().base_offset;
+            (by_age || sealed_unsynced) && flushed < st.end()
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(due)
+    }
+
+    /// Writes the recovery point now (it is otherwise written when a flush
+    /// crosses into a new segment and on close).
+    pub fn checkpoint(&self) -> Result<()> {
+        let flushed = self.flushed.load(Ordering::Acquire);
+        write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, flushed)
+    }
+
+    /// Deletes whole sealed segments that retention no longer keeps:
+    /// `retention.ms` (by their newest timestamp), `retention.bytes`, and
+    /// segments entirely below the log start offset. The active segment is
+    /// never deleted. Only applies with a `delete` cleanup policy, except
+    /// segments below the log start offset which always go.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let mut st = write_lock(&self.state);
+        self.check_failed()?;
+        let deletes = st.config.cleanup_policy != CleanupPolicy::Compact;
+        let sealed = st.segments.len() - 1;
+        let mut total = st.size();
+        let mut n = 0;
+        while n < sealed {
+            let seg = &st.segments[n];
+            let below_start = seg.next_offset <= st.log_start_offset;
+            let by_time = deletes
+                && st.config.retention_ms.is_some_and(|ms| {
+                    seg.max_timestamp >= 0 && now_ms.saturating_sub(seg.max_timestamp) > ms
+                });
+            let by_size = deletes
+                && st
+                    .config
+                    .retention_bytes
+                    .is_some_and(|max| total - seg.size >= max);
+            if !(below_start || by_time || by_size) {
+                break;
+            }
+            total -= seg.size;
+            n += 1;
+        }
+        let removed = self.remove_segments(&mut st, n)?;
+        Ok(RetentionOutcome {
+            segments: n,
+            bytes: removed,
+            log_start_offset: st.log_start_offset,
+        })
+    }
+
+    /// Removes the `n` oldest segments (never the active one).
+    fn remove_segments(&self, st: &mut State, n: usize) -> Result<u64> {
+        if n == 0 {
+            return Ok(0);
+        }
+        let gone: Vec<Segment> = st.segments.drain(..n).collect();
+        let new_start = st.segments[0].base_offset;
+        st.log_start_offset = st.log_start_offset.max(new_start);
+        let mut bytes = 0;
+        for seg in &gone {
+            bytes += seg.size;
+            for p in seg.paths() {
+                self.storage.remove(&p).map_err(|e| LogError::io(&p, e))?;
+            }
+            info!(segment = %seg.log_path.display(), size = seg.size, "deleted segment");
+        }
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))?;
+        Ok(bytes)
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (which must be
+    /// at most the log end offset) and deletes the segments wholly below it.
+    /// The new start offset is made durable before anything is deleted.
+    pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
+        let mut st = write_lock(&self.state);
+        self.check_failed()?;
+        let end = st.end();
+        if offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: st.log_start_offset,
+                end,
+            });
+        }
+        if offset <= st.log_start_offset {
+            return Ok(st.log_start_offset);
+        }
+        write_number(&*self.storage, &self.dir, LOG_START_OFFSET_FILE, offset)?;
+        st.log_start_offset = offset;
+        let sealed = st.segments.len() - 1;
+        let n = st.segments[..sealed]
+            .iter()
+            .take_while(|s| s.next_offset <= offset)
+            .count();
+        self.remove_segments(&mut st, n)?;
+        Ok(st.log_start_offset)
+    }
+
+    /// Shuts the log down cleanly: writes the active segment's indexes,
+    /// syncs everything, records the recovery point and writes the
+    /// clean-shutdown marker so the next open skips validation.
+    pub fn close(self) -> Result<()> {
+        self.check_failed()?;
+        {
+            let mut st = write_lock(&self.state);
+            st.active_mut().persist_indexes()?;
+            let active = st.active();
+            for (path, file) in [
+                (&active.index.path, &active.index.file),
+                (&active.time_index.path, &active.time_index.file),
+            ] {
+                file.sync_data().map_err(|e| LogError::io(path, e))?;
+            }
+        }
+        let end = self.flush()?;
+        write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, end)?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        let file = self
+            .storage
+            .open(&marker, true)
+            .map_err(|e| LogError::io(&marker, e))?;
+        file.sync_data().map_err(|e| LogError::io(&marker, e))?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))?;
+        Ok(())
+    }
+}
+
+/// Length of the longest prefix of `buf` made of whole batches that start
+/// below `upper` (at least the first batch, which the caller sized the
+/// buffer for), and the offset after the last kept batch.
+fn whole_batches(buf: &[u8], upper: u64, requested: u64) -> (usize, u64) {
+    let mut pos = 0;
+    let mut next = requested;
+    while let Ok(h) = BatchHeader::parse(&buf[pos..]) {
+        let Some(len) = h.total_len() else { break };
+        if pos + len > buf.len() || h.base_offset as u64 >= upper {
+            break;
+        }
+        pos += len;
+        next = h.last_offset() as u64 + 1;
+    }
+    (pos, next)
+}

@@ -1,0 +1,5 @@
+//! `weir-pipeline`: the event model, component traits, topology runtime,
+//! sources, transforms and sinks.
+//!
+//! Architecture invariant: this crate does not depend on `weir-broker`; it
+//! reaches Kafka (Weir's broker or any cluster) over the wire protocol.
