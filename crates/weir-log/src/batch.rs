@@ -393,6 +393,16 @@ impl Cursor<'_> {
         self.pos += n;
         Some(())
     }
+    /// A length-prefixed byte string, copied; `None` for null.
+    fn take(&mut self, nullable: bool) -> Option<Vec<u8>> {
+        let start = self.pos;
+        self.bytes(nullable)?;
+        let (len, n) = read_varlong(&self.buf[start..])?;
+        if len < 0 {
+            return None;
+        }
+        Some(self.buf[start + n..self.pos].to_vec())
+    }
     /// A length-prefixed byte string; -1 is null when `nullable`.
     fn bytes(&mut self, nullable: bool) -> Option<()> {
         let len = self.varint()?;
@@ -490,6 +500,63 @@ pub fn first_record_at_or_after(batch: &[u8], target: i64) -> Option<(i64, i64)>
         pos += n;
     }
     None
+}
+
+/// Decodes the records of one whole, uncompressed batch into
+/// (offset, [`Record`]) pairs. Compressed batches are refused with
+/// `BadRecord` (their records need decompressing first).
+pub fn decode_records(batch: &[u8]) -> Result<Vec<(i64, Record)>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let len = header
+        .total_len()
+        .filter(|&l| l <= batch.len())
+        .ok_or(BatchError::BadLength {
+            length: header.batch_length,
+            available: batch.len().saturating_sub(LOG_OVERHEAD),
+        })?;
+    if header.compression()? != Compression::None {
+        return Err(BatchError::BadRecord {
+            index: 0,
+            reason: "compressed batch",
+        });
+    }
+    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
+    let mut rest = &batch[HEADER_LEN..len];
+    for index in 0..header.records_count.max(0) as usize {
+        let bad = |reason| BatchError::BadRecord { index, reason };
+        let (meta, n) = parse_record(rest).map_err(bad)?;
+        // parse_record validated the framing; walk it again for the bytes.
+        let (_, hn) = read_varlong(rest).ok_or_else(|| bad("bad length"))?;
+        let mut c = Cursor {
+            buf: &rest[hn..n],
+            pos: 1,
+        };
+        c.varint();
+        c.varint();
+        let key = c.take(true);
+        let value = c.take(true);
+        let mut headers = Vec::new();
+        for _ in 0..c.varint().unwrap_or(0) {
+            let k = c.take(false).unwrap_or_default();
+            headers.push((k, c.take(true)));
+        }
+        let timestamp = if header.timestamp_type() == TimestampType::LogAppendTime {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.saturating_add(meta.timestamp_delta)
+        };
+        out.push((
+            header.base_offset + meta.offset_delta,
+            Record {
+                timestamp,
+                key,
+                value,
+                headers,
+            },
+        ));
+        rest = &rest[n..];
+    }
+    Ok(out)
 }
 
 /// One record for [`encode_batch`].
@@ -715,6 +782,33 @@ mod tests {
         assert_eq!(first_record_at_or_after(&b, 1006), None);
         set_compression_bits(&mut b, 1);
         assert_eq!(first_record_at_or_after(&b, 0), None);
+    }
+
+    #[test]
+    fn decode_returns_what_was_encoded() {
+        let records = vec![
+            rec(1000, "a"),
+            Record {
+                timestamp: 1005,
+                key: Some(b"k".to_vec()),
+                value: None,
+                headers: vec![(b"h".to_vec(), Some(b"v".to_vec())), (b"n".to_vec(), None)],
+            },
+        ];
+        let mut b = encode_batch(&records);
+        set_base_offset(&mut b, 7);
+        let decoded = decode_records(&b).unwrap();
+        assert_eq!(
+            decoded,
+            vec![(7, records[0].clone()), (8, records[1].clone())]
+        );
+        set_log_append_time(&mut b, 5);
+        assert!(
+            decode_records(&b)
+                .unwrap()
+                .iter()
+                .all(|(_, r)| r.timestamp == 5)
+        );
     }
 
     #[test]

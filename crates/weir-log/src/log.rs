@@ -304,8 +304,8 @@ impl Log {
         }
 
         let first_base = segments[0].base_offset;
-        let log_start_offset = saved_start.unwrap_or(0).max(first_base);
         let end = segments.last().map_or(0, |s| s.next_offset);
+        let log_start_offset = saved_start.unwrap_or(0).max(first_base).min(end);
         let flushed = if clean {
             end
         } else {
@@ -671,7 +671,8 @@ impl Log {
 
     /// The background flush policy: syncs when `flush.ms` has passed since
     /// unsynced data was first appended, or when a sealed segment still
-    /// holds unsynced data (so that the recovery point follows rolls).
+    /// holds unsynced data (so that the recovery point follows rolls); with
+    /// nothing to sync, it writes a recovery point that lags behind a roll.
     /// Returns whether it flushed.
     pub fn flush_if_due(&self, now_ms: i64) -> Result<bool> {
         let due = {
@@ -686,6 +687,16 @@ impl Log {
         };
         if due {
             self.flush()?;
+        } else {
+            // Everything is synced; make sure the recovery point on disk has
+            // followed a roll, so a crash does not revalidate old segments.
+            let active_base = read_lock(&self.state).active().base_offset;
+            let mut flush = lock(&self.flush_lock);
+            let flushed = self.flushed.load(Ordering::Acquire);
+            if flush.checkpointed_segment < active_base && flushed >= active_base {
+                write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, flushed)?;
+                flush.checkpointed_segment = active_base;
+            }
         }
         Ok(due)
     }
@@ -759,8 +770,12 @@ impl Log {
 
     /// DeleteRecords: moves the log start offset to `offset` (which must be
     /// at most the log end offset) and deletes the segments wholly below it.
-    /// The new start offset is made durable before anything is deleted.
+    /// The records below `offset` and then the new start offset are made
+    /// durable before anything is deleted.
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
+        // The records below the new start must be durable first: a crash
+        // must not leave a start offset beyond the recovered end.
+        self.flush_until(offset.min(self.log_end_offset()))?;
         let mut st = write_lock(&self.state);
         self.check_failed()?;
         let end = st.end();

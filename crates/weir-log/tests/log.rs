@@ -1,0 +1,477 @@
+//! Behaviour of the partition log through its public API.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use weir_log::batch::{self, BatchHeader, TimestampType};
+use weir_log::{
+    CLEAN_SHUTDOWN_FILE, CleanupPolicy, ErrorKind, FaultStorage, Flusher, Log, LogError,
+    SystemClock,
+};
+
+#[test]
+fn append_assigns_offsets_and_reads_back_whole_batches() {
+    let s = FaultStorage::new();
+    let log = open(&s, config());
+    let a = log.append(&mut batch("a", 3, 10, 100), 1).unwrap();
+    let b = log.append(&mut batch("b", 1, 10, 200), 2).unwrap();
+    let c = log.append(&mut batch("c", 5, 10, 300), 3).unwrap();
+    assert_eq!((a.base_offset, a.last_offset), (0, 2));
+    assert_eq!((b.base_offset, b.last_offset), (3, 3));
+    assert_eq!((c.base_offset, c.last_offset), (4, 8));
+    assert_eq!(a.log_append_time_ms, -1);
+    assert_eq!(log.log_end_offset(), 9);
+
+    let all = log.read(0, 1 << 20).unwrap();
+    let got = batches(&all.records);
+    assert_eq!(got.len(), 3);
+    assert_eq!(all.next_offset, 9);
+    assert_eq!(all.log_end_offset, 9);
+    let bases: Vec<i64> = got
+        .iter()
+        .map(|b| BatchHeader::parse(b).unwrap().base_offset)
+        .collect();
+    assert_eq!(bases, vec![0, 3, 4]);
+
+    // An offset inside a batch returns that whole batch first.
+    let mid = log.read(6, 1 << 20).unwrap();
+    assert_eq!(BatchHeader::parse(&mid.records).unwrap().base_offset, 4);
+    // The end reads nothing; past the end is out of range.
+    assert!(log.read(9, 100).unwrap().records.is_empty());
+    let err = log.read(10, 100).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OffsetOutOfRange);
+    assert!(matches!(
+        err,
+        LogError::OffsetOutOfRange {
+            offset: 10,
+            start: 0,
+            end: 9
+        }
+    ));
+
+    let v = values(&log, 0);
+    assert_eq!(v.len(), 9);
+    assert_eq!(v[3], (3, "b-0..........".chars().take(10).collect()));
+}
+
+#[test]
+fn read_returns_at_least_one_batch_and_only_whole_batches() {
+    let s = FaultStorage::new();
+    let log = open(&s, config());
+    let first = log.append(&mut batch("big", 10, 100, 0), 0).unwrap();
+    log.append(&mut batch("small", 1, 10, 0), 0).unwrap();
+    // max_bytes smaller than the first batch: still that one batch.
+    let r = log.read(0, 10).unwrap();
+    assert_eq!(r.records.len(), first.bytes);
+    assert_eq!(r.next_offset, 10);
+    // Room for one and a half batches: one batch, never a partial one.
+    let r = log.read(0, first.bytes + 20).unwrap();
+    assert_eq!(batches(&r.records).len(), 1);
+    // read_bounded stops below a high watermark.
+    let r = log.read_bounded(0, 1 << 20, 10).unwrap();
+    assert_eq!(batches(&r.records).len(), 1);
+}
+
+#[test]
+fn bad_input_is_rejected_whole_and_nothing_is_written() {
+    let s = FaultStorage::new();
+    let log = open(&s, config());
+    log.append(&mut batch("ok", 2, 10, 0), 0).unwrap();
+    let before = s.contents(&segment_path(&dir(), 0, "log")).unwrap();
+
+    let mut two = batch("x", 2, 10, 0);
+    let mut bad = batch("y", 2, 10, 0);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    two.extend_from_slice(&bad);
+    let err = log.append(&mut two, 0).unwrap_err();
+    assert!(matches!(err, LogError::CorruptBatch { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::CorruptMessage);
+
+    let mut cfg = config();
+    cfg.max_message_bytes = 100;
+    log.set_config(cfg);
+    let err = log.append(&mut batch("z", 10, 100, 0), 0).unwrap_err();
+    assert!(
+        matches!(err, LogError::BatchTooLarge { max: 100, .. }),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(s.contents(&segment_path(&dir(), 0, "log")).unwrap(), before);
+}
+
+#[test]
+fn compressed_batches_are_stored_as_they_came() {
+    let s = FaultStorage::new();
+    let log = open(&s, config());
+    let mut b = batch("z", 4, 10, 0);
+    batch::set_compression_bits(&mut b, 4);
+    let sent = b.clone();
+    log.append(&mut b, 0).unwrap();
+    let stored = log.read(0, 1 << 20).unwrap().records;
+    // Only the base offset and leader epoch (outside the CRC) differ.
+    assert_eq!(stored.len(), sent.len());
+    assert_eq!(stored[16..], sent[16..]);
+    assert_eq!(
+        BatchHeader::parse(&stored).unwrap().compression().unwrap(),
+        batch::Compression::Zstd
+    );
+}
+
+#[test]
+fn leader_epoch_and_log_append_time_are_stamped() {
+    let s = FaultStorage::new();
+    let mut cfg = config();
+    cfg.message_timestamp_type = TimestampType::LogAppendTime;
+    let log = open(&s, cfg);
+    log.set_leader_epoch(7);
+    let info = log.append(&mut batch("t", 3, 10, 5), 123_456).unwrap();
+    assert_eq!(info.log_append_time_ms, 123_456);
+    let r = log.read(0, 1 << 20).unwrap();
+    let h = BatchHeader::parse(&r.records).unwrap();
+    assert_eq!(h.partition_leader_epoch, 7);
+    assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(h.max_timestamp, 123_456);
+    batch::check_batch(&r.records, batch::Strictness::Producer).expect("CRC was recomputed");
+    assert_eq!(
+        log.offset_for_timestamp(123_456).unwrap(),
+        Some((0, 123_456))
+    );
+}
+
+#[test]
+fn segments_roll_by_size_by_age_and_on_demand() {
+    let s = FaultStorage::new();
+    let mut cfg = small_config();
+    cfg.segment_ms = 1000;
+    let log = open(&s, cfg);
+    for i in 0..40 {
+        log.append(&mut batch("r", 2, 100, i), 0).unwrap();
+    }
+    let segs = log.segments();
+    assert!(segs.len() >= 3, "{segs:?}");
+    for w in segs.windows(2) {
+        assert_eq!(w[0].next_offset, w[1].base_offset);
+        assert!(w[0].size <= 4096);
+        assert!(!w[0].active);
+    }
+    assert!(segs.last().unwrap().active);
+    let n = segs.len();
+    // Age: the next append after segment.ms starts a new segment.
+    log.append(&mut batch("late", 1, 10, 0), 999).unwrap();
+    assert_eq!(log.segments().len(), n);
+    log.append(&mut batch("late", 1, 10, 0), 5000).unwrap();
+    assert_eq!(log.segments().len(), n + 1);
+    log.roll().unwrap();
+    assert_eq!(log.segments().len(), n + 2);
+    // Rolling an empty active segment does nothing.
+    log.roll().unwrap();
+    assert_eq!(log.segments().len(), n + 2);
+    assert_eq!(values(&log, 0).len(), 82);
+    // The segment files exist under Kafka's names.
+    for seg in log.segments() {
+        for ext in ["log", "index", "timeindex"] {
+            assert!(
+                s.contents(&segment_path(&dir(), seg.base_offset, ext))
+                    .is_some()
+            );
+        }
+    }
+}
+
+#[test]
+fn reads_go_through_the_index_not_a_scan() {
+    let s = FaultStorage::new();
+    let mut cfg = config();
+    cfg.index_interval_bytes = 4096;
+    let log = open(&s, cfg);
+    for i in 0..20_000 {
+        log.append(&mut batch("i", 1, 60, i), 0).unwrap();
+    }
+    let size = log.size_bytes();
+    assert!(size > 2_000_000);
+    let check = |log: &Log| {
+        for offset in [0u64, 7_777, 19_999] {
+            let before = s.stats().bytes_read.load(Ordering::Relaxed);
+            let r = log.read(offset, 1000).unwrap();
+            let read = s.stats().bytes_read.load(Ordering::Relaxed) - before;
+            assert_eq!(
+                BatchHeader::parse(&r.records).unwrap().base_offset as u64,
+                offset
+            );
+            // One index interval of headers (read in one 16 KiB chunk) plus the data.
+            assert!(
+                read < 20 * 1024 + 1000 + 200,
+                "read {read} bytes of a {size}-byte log"
+            );
+        }
+    };
+    check(&log);
+    // The same from a sealed segment, whose index is searched on disk.
+    log.roll().unwrap();
+    check(&log);
+}
+
+#[test]
+fn offsets_by_timestamp_are_exact() {
+    let s = FaultStorage::new();
+    let log = open(&s, small_config());
+    // Batch i holds records with timestamps 1000*i .. 1000*i+4.
+    for i in 0..50 {
+        log.append(&mut batch("t", 5, 50, 1000 * i), 0).unwrap();
+    }
+    assert!(log.segments().len() > 3);
+    let check = |log: &Log| {
+        assert_eq!(log.offset_for_timestamp(-5).unwrap(), Some((0, 0)));
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 0)));
+        assert_eq!(log.offset_for_timestamp(3).unwrap(), Some((3, 3)));
+        assert_eq!(log.offset_for_timestamp(5).unwrap(), Some((5, 1000)));
+        assert_eq!(
+            log.offset_for_timestamp(17_002).unwrap(),
+            Some((87, 17_002))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(49_004).unwrap(),
+            Some((249, 49_004))
+        );
+        assert_eq!(log.offset_for_timestamp(49_005).unwrap(), None);
+        assert_eq!(log.max_timestamp(), Some((49_004, 245)));
+    };
+    check(&log);
+    log.close().unwrap();
+    let log = open(&s, small_config());
+    check(&log);
+    // Compressed create-time batches answer with the batch that reaches the time.
+    let mut c = batch("c", 5, 10, 60_000);
+    batch::set_compression_bits(&mut c, 1);
+    log.append(&mut c, 0).unwrap();
+    assert_eq!(
+        log.offset_for_timestamp(60_002).unwrap(),
+        Some((250, 60_004))
+    );
+}
+
+#[test]
+fn retention_by_size_and_time_deletes_whole_inactive_segments() {
+    let s = FaultStorage::new();
+    let mut cfg = small_config();
+    cfg.retention_bytes = Some(10_000);
+    cfg.retention_ms = None;
+    let log = open(&s, cfg.clone());
+    for i in 0..100 {
+        log.append(&mut batch("r", 2, 100, i * 10), 0).unwrap();
+    }
+    let before = log.segments();
+    let out = log.apply_retention(0).unwrap();
+    assert!(out.segments > 0);
+    let after = log.segments();
+    assert_eq!(after.len(), before.len() - out.segments);
+    assert_eq!(log.log_start_offset(), after[0].base_offset);
+    assert_eq!(out.log_start_offset, after[0].base_offset);
+    let total: u64 = after.iter().map(|s| s.size).sum();
+    assert!(total - after[0].size < 10_000, "kept more than needed");
+    assert!(total >= 10_000 || after.len() == 1);
+    // Deleted files are gone; reads below the start are out of range.
+    assert!(s.contents(&segment_path(&dir(), 0, "log")).is_none());
+    assert_eq!(
+        log.read(0, 10).unwrap_err().kind(),
+        ErrorKind::OffsetOutOfRange
+    );
+    assert_eq!(
+        values(&log, log.log_start_offset()).first().unwrap().0 as u64,
+        log.log_start_offset()
+    );
+
+    // By time: segments whose newest record is older than retention.ms.
+    cfg.retention_bytes = None;
+    cfg.retention_ms = Some(100);
+    log.set_config(cfg.clone());
+    let oldest = log.segments()[0].max_timestamp;
+    let newest_sealed = log.segments().iter().rev().nth(1).unwrap().max_timestamp;
+    let out = log.apply_retention(oldest + 100).unwrap();
+    assert_eq!(out.segments, 0, "nothing is older than retention.ms yet");
+    let out = log.apply_retention(oldest + 101).unwrap();
+    assert_eq!(out.segments, 1, "exactly the oldest segment expired");
+    let out = log.apply_retention(newest_sealed + 101).unwrap();
+    assert!(out.segments > 0);
+    // Only the active segment is left; it is never deleted.
+    assert_eq!(log.segments().len(), 1);
+    assert_eq!(log.apply_retention(i64::MAX).unwrap().segments, 0);
+
+    // compact-only logs keep their data.
+    let s2 = FaultStorage::new();
+    cfg.cleanup_policy = CleanupPolicy::Compact;
+    let log2 = open(&s2, cfg);
+    for i in 0..50 {
+        log2.append(&mut batch("r", 2, 100, i), 0).unwrap();
+    }
+    assert_eq!(log2.apply_retention(i64::MAX).unwrap().segments, 0);
+}
+
+#[test]
+fn delete_records_moves_the_start_durably() {
+    let s = FaultStorage::new();
+    let log = open(&s, small_config());
+    for i in 0..60 {
+        log.append(&mut batch("d", 2, 100, i), 0).unwrap();
+    }
+    let end = log.log_end_offset();
+    assert_eq!(
+        log.delete_records_before(end + 1).unwrap_err().kind(),
+        ErrorKind::OffsetOutOfRange
+    );
+    let segs = log.segments().len();
+    assert_eq!(log.delete_records_before(51).unwrap(), 51);
+    assert!(log.segments().len() < segs);
+    assert_eq!(log.log_start_offset(), 51);
+    // Going back is a no-op.
+    assert_eq!(log.delete_records_before(10).unwrap(), 51);
+    assert_eq!(
+        log.read(50, 10).unwrap_err().kind(),
+        ErrorKind::OffsetOutOfRange
+    );
+    // Reading at the start returns the batch holding it (offsets 50-51).
+    let r = log.read(51, 10).unwrap();
+    assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset, 50);
+
+    // Survives a crash (power cut) as well as a clean restart.
+    drop(log);
+    s.crash();
+    let log = open(&s, small_config());
+    assert_eq!(log.log_start_offset(), 51);
+    assert!(log.log_end_offset() >= 51);
+    log.close().unwrap();
+    let log = open(&s, small_config());
+    assert_eq!(log.log_start_offset(), 51);
+    // Deleting everything keeps the active segment and an empty log.
+    let end = log.log_end_offset();
+    log.delete_records_before(end).unwrap();
+    assert!(log.read(end, 100).unwrap().records.is_empty());
+    log.append(&mut batch("after", 1, 10, 0), 0).unwrap();
+    assert_eq!(
+        values(&log, end),
+        vec![(end as i64, "after-0...".to_owned())]
+    );
+}
+
+#[test]
+fn clean_restart_reads_only_the_tail() {
+    let s = FaultStorage::new();
+    let mut cfg = config();
+    cfg.segment_bytes = 1 << 20;
+    let log = open(&s, cfg.clone());
+    for i in 0..4000 {
+        log.append(&mut batch("c", 4, 250, i), 0).unwrap();
+    }
+    let size = log.size_bytes();
+    assert!(size > 4_000_000 && log.segments().len() >= 4);
+    let end = log.log_end_offset();
+    log.close().unwrap();
+    assert!(s.contents(&dir().join(CLEAN_SHUTDOWN_FILE)).is_some());
+
+    let before = s.stats().bytes_read.load(Ordering::Relaxed);
+    let log = open(&s, cfg.clone());
+    let read = s.stats().bytes_read.load(Ordering::Relaxed) - before;
+    assert!(
+        read < 64 * 1024,
+        "clean open read {read} bytes of a {size}-byte log"
+    );
+    assert_eq!(log.log_end_offset(), end);
+    // The marker is gone as soon as the log is open.
+    assert!(s.contents(&dir().join(CLEAN_SHUTDOWN_FILE)).is_none());
+    let info = log.append(&mut batch("next", 1, 10, 0), 0).unwrap();
+    assert_eq!(info.base_offset, end);
+
+    // Unclean (killed) with a recent recovery point: only the segments from
+    // the recovery point on are validated.
+    log.flush().unwrap();
+    log.roll().unwrap();
+    // The background policy moves the recovery point past the roll.
+    assert!(!log.flush_if_due(0).unwrap());
+    log.append(&mut batch("tail", 1, 10, 0), 0).unwrap();
+    drop(log);
+    let before = s.stats().bytes_read.load(Ordering::Relaxed);
+    let log = open(&s, cfg);
+    let read = s.stats().bytes_read.load(Ordering::Relaxed) - before;
+    assert!(
+        read < 64 * 1024,
+        "unclean open read {read} bytes of a {size}-byte log"
+    );
+    assert_eq!(log.log_end_offset(), end + 2);
+}
+
+#[test]
+fn flush_policies_by_count_and_age() {
+    let s = FaultStorage::new();
+    let mut cfg = config();
+    cfg.flush_messages = Some(5);
+    let log = open(&s, cfg);
+    log.append(&mut batch("f", 3, 10, 0), 0).unwrap();
+    assert_eq!(log.flushed_offset(), 0);
+    log.append(&mut batch("f", 2, 10, 0), 0).unwrap();
+    assert_eq!(log.flushed_offset(), 5);
+    assert_eq!(
+        s.synced_len(&segment_path(&dir(), 0, "log")),
+        Some(log.size_bytes())
+    );
+
+    let mut cfg = config();
+    cfg.flush_ms = Some(1000);
+    log.set_config(cfg);
+    log.append(&mut batch("g", 1, 10, 0), 10_000).unwrap();
+    assert!(!log.flush_if_due(10_999).unwrap());
+    assert!(log.flush_if_due(11_000).unwrap());
+    assert_eq!(log.flushed_offset(), 6);
+    assert!(!log.flush_if_due(99_999).unwrap(), "nothing left to flush");
+}
+
+#[test]
+fn background_flusher_runs_flush_ms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.flush_ms = Some(0);
+    let log = Arc::new(Log::open_dir(tmp.path().join("t-0"), cfg, 0).unwrap());
+    let flusher = Flusher::start(Duration::from_millis(5), Arc::new(SystemClock));
+    flusher.register(&log);
+    log.append(&mut batch("bg", 3, 10, 0), 0).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log.flushed_offset() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flusher never flushed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    flusher.stop();
+}
+
+#[test]
+fn works_on_the_real_file_system() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("orders-3");
+    let log = Log::open_dir(&path, small_config(), 0).unwrap();
+    for i in 0..30 {
+        log.append(&mut batch("fs", 3, 100, i), 0).unwrap();
+    }
+    log.flush().unwrap();
+    log.close().unwrap();
+    let log = Log::open_dir(&path, small_config(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 90);
+    assert_eq!(values(&log, 0).len(), 90);
+    let names: Vec<String> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"00000000000000000000.log".to_owned()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"00000000000000000000.index".to_owned()));
+    assert!(names.contains(&"00000000000000000000.timeindex".to_owned()));
+}
