@@ -476,26 +476,28 @@ fn check_records(records: &[u8], count: usize) -> Result<(), BatchError> {
 }
 
 /// In an uncompressed, stored batch, the offset and timestamp of the first
-/// record whose timestamp is at least `target`. `None` when there is none
-/// or the batch is compressed (its records cannot be read without
-/// decompressing).
-pub fn first_record_at_or_after(batch: &[u8], target: i64) -> Option<(i64, i64)> {
+/// record at or after offset `min_offset` whose timestamp is at least
+/// `target`. `None` when there is none or the batch is compressed (its
+/// records cannot be read without decompressing).
+pub fn first_record_at_or_after(batch: &[u8], target: i64, min_offset: i64) -> Option<(i64, i64)> {
     let header = BatchHeader::parse(batch).ok()?;
     if header.compression().ok()? != Compression::None {
         return None;
     }
     let len = header.total_len()?.min(batch.len());
     if header.timestamp_type() == TimestampType::LogAppendTime {
-        return (header.max_timestamp >= target)
-            .then_some((header.base_offset, header.max_timestamp));
+        let first = header.base_offset.max(min_offset);
+        return (header.max_timestamp >= target && first <= header.last_offset())
+            .then_some((first, header.max_timestamp));
     }
     let records = &batch[HEADER_LEN..len];
     let mut pos = 0;
     for _ in 0..header.records_count.max(0) {
         let (meta, n) = parse_record(records.get(pos..)?).ok()?;
         let ts = header.base_timestamp.saturating_add(meta.timestamp_delta);
-        if ts >= target {
-            return Some((header.base_offset + meta.offset_delta, ts));
+        let offset = header.base_offset + meta.offset_delta;
+        if ts >= target && offset >= min_offset {
+            return Some((offset, ts));
         }
         pos += n;
     }
@@ -776,12 +778,14 @@ mod tests {
     fn finds_first_record_by_timestamp() {
         let mut b = batch3();
         set_base_offset(&mut b, 10);
-        assert_eq!(first_record_at_or_after(&b, 0), Some((10, 1000)));
-        assert_eq!(first_record_at_or_after(&b, 1001), Some((11, 1005)));
-        assert_eq!(first_record_at_or_after(&b, 1005), Some((11, 1005)));
-        assert_eq!(first_record_at_or_after(&b, 1006), None);
+        assert_eq!(first_record_at_or_after(&b, 0, 0), Some((10, 1000)));
+        assert_eq!(first_record_at_or_after(&b, 1001, 0), Some((11, 1005)));
+        assert_eq!(first_record_at_or_after(&b, 1005, 0), Some((11, 1005)));
+        assert_eq!(first_record_at_or_after(&b, 1006, 0), None);
+        assert_eq!(first_record_at_or_after(&b, 0, 11), Some((11, 1005)));
+        assert_eq!(first_record_at_or_after(&b, 1002, 12), Some((12, 1002)));
         set_compression_bits(&mut b, 1);
-        assert_eq!(first_record_at_or_after(&b, 0), None);
+        assert_eq!(first_record_at_or_after(&b, 0, 0), None);
     }
 
     #[test]
@@ -838,7 +842,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let _ = check_batches(&data);
             let _ = check_batch(&data, Strictness::Stored);
-            let _ = first_record_at_or_after(&data, 0);
+            let _ = first_record_at_or_after(&data, 0, 0);
         }
 
         #[test]

@@ -579,8 +579,8 @@ impl Log {
     }
 
     /// The first offset whose record timestamp is at least `timestamp`, and
-    /// that record's timestamp (ListOffsets by time). `None` when every
-    /// record is older. Exact for uncompressed and log-append-time batches;
+    /// that record's timestamp (ListOffsets by time), among the records at
+    /// or after the log start offset. `None` when every record is older. Exact for uncompressed and log-append-time batches;
     /// inside a compressed create-time batch, the batch's first offset.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
         let st = read_lock(&self.state);
@@ -588,8 +588,11 @@ impl Log {
             if seg.max_timestamp < timestamp {
                 continue;
             }
-            if let Some((offset, ts)) = seg.find_by_timestamp(timestamp, seg.size)? {
-                return Ok(Some((offset.max(st.log_start_offset), ts)));
+            if seg.next_offset <= st.log_start_offset {
+                continue;
+            }
+            if let Some(found) = seg.find_by_timestamp(timestamp, seg.size, st.log_start_offset)? {
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -626,10 +629,24 @@ impl Log {
         if done >= offset {
             return Ok(done);
         }
+        let end = self.sync_locked(&mut flush, false)?;
+        drop(flush);
+        let mut st = write_lock(&self.state);
+        if st.end() <= end {
+            st.oldest_unflushed_ms = None;
+        }
+        Ok(end)
+    }
+
+    /// Syncs, with the flush mutex held, every segment holding unsynced
+    /// data and every segment sealed since the last recovery-point
+    /// checkpoint (its indexes were written at seal time), then writes the
+    /// recovery point if it moved into a newer segment or `force` is set.
+    fn sync_locked(&self, flush: &mut FlushState, force: bool) -> Result<u64> {
         self.check_failed()?;
+        let done = self.flushed.load(Ordering::Acquire);
         let (end, files, end_segment) = {
             let st = read_lock(&self.state);
-            let end = st.end();
             let files: Vec<(PathBuf, Arc<dyn StorageFile>)> = st
                 .segments
                 .iter()
@@ -639,7 +656,7 @@ impl Log {
                 })
                 .flat_map(Segment::files_to_sync)
                 .collect();
-            (end, files, st.active().base_offset)
+            (st.end(), files, st.active().base_offset)
         };
         for (path, file) in files {
             if let Err(e) = file.sync_data() {
@@ -651,14 +668,9 @@ impl Log {
             }
         }
         self.flushed.fetch_max(end, Ordering::AcqRel);
-        if end_segment > flush.checkpointed_segment {
+        if force || end_segment > flush.checkpointed_segment {
             write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, end)?;
             flush.checkpointed_segment = end_segment;
-        }
-        drop(flush);
-        let mut st = write_lock(&self.state);
-        if st.end() <= end {
-            st.oldest_unflushed_ms = None;
         }
         Ok(end)
     }
@@ -670,42 +682,36 @@ impl Log {
     }
 
     /// The background flush policy: syncs when `flush.ms` has passed since
-    /// unsynced data was first appended, or when a sealed segment still
-    /// holds unsynced data (so that the recovery point follows rolls); with
-    /// nothing to sync, it writes a recovery point that lags behind a roll.
-    /// Returns whether it flushed.
+    /// unsynced data was first appended, or when a roll left the recovery
+    /// point behind the active segment (so that a crash revalidates only
+    /// the active segment). Returns whether it synced.
     pub fn flush_if_due(&self, now_ms: i64) -> Result<bool> {
-        let due = {
+        let (by_age, active_base) = {
             let st = read_lock(&self.state);
             let flushed = self.flushed.load(Ordering::Acquire);
             let by_age = match (st.config.flush_ms, st.oldest_unflushed_ms) {
-                (Some(ms), Some(t)) => now_ms.saturating_sub(t) >= ms,
+                (Some(ms), Some(t)) => now_ms.saturating_sub(t) >= ms && flushed < st.end(),
                 _ => false,
             };
-            let sealed_unsynced = st.segments.len() > 1 && flushed < st.active().base_offset;
-            (by_age || sealed_unsynced) && flushed < st.end()
+            (by_age, st.active().base_offset)
         };
-        if due {
+        if by_age {
             self.flush()?;
-        } else {
-            // Everything is synced; make sure the recovery point on disk has
-            // followed a roll, so a crash does not revalidate old segments.
-            let active_base = read_lock(&self.state).active().base_offset;
-            let mut flush = lock(&self.flush_lock);
-            let flushed = self.flushed.load(Ordering::Acquire);
-            if flush.checkpointed_segment < active_base && flushed >= active_base {
-                write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, flushed)?;
-                flush.checkpointed_segment = active_base;
-            }
+            return Ok(true);
         }
-        Ok(due)
+        let mut flush = lock(&self.flush_lock);
+        if flush.checkpointed_segment < active_base {
+            self.sync_locked(&mut flush, false)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
-    /// Writes the recovery point now (it is otherwise written when a flush
-    /// crosses into a new segment and on close).
-    pub fn checkpoint(&self) -> Result<()> {
-        let flushed = self.flushed.load(Ordering::Acquire);
-        write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, flushed)
+    /// Syncs everything and writes the recovery point now (it is otherwise
+    /// written when a flush crosses into a new segment and on close).
+    pub fn checkpoint(&self) -> Result<u64> {
+        let mut flush = lock(&self.flush_lock);
+        self.sync_locked(&mut flush, true)
     }
 
     /// Deletes whole sealed segments that retention no longer keeps:
@@ -816,8 +822,7 @@ impl Log {
                 file.sync_data().map_err(|e| LogError::io(path, e))?;
             }
         }
-        let end = self.flush()?;
-        write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, end)?;
+        self.checkpoint()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         let file = self
             .storage

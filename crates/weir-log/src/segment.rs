@@ -461,10 +461,20 @@ impl Segment {
         Ok(())
     }
 
-    /// Writes out the indexes (with a final time entry) and drops their
-    /// in-memory copies. The segment takes no more appends.
+    /// Writes out the indexes (with a final time entry), syncs them and
+    /// drops their in-memory copies. The segment takes no more appends.
+    ///
+    /// The sync is what lets a later open trust a sealed segment's indexes:
+    /// a recovery point can lie beyond a segment whose data was synced
+    /// before it was sealed, and nothing else would sync its indexes.
     pub fn seal(&mut self) -> Result<()> {
         self.persist_indexes()?;
+        for (path, file) in [
+            (&self.index.path, &self.index.file),
+            (&self.time_index.path, &self.time_index.file),
+        ] {
+            file.sync_data().map_err(io_err(path))?;
+        }
         self.index.seal().map_err(io_err(&self.index.path))?;
         self.time_index
             .seal()
@@ -544,11 +554,16 @@ impl Segment {
         Ok(None)
     }
 
-    /// The first record with a timestamp at least `target`, as (offset,
-    /// timestamp). Exact for uncompressed and log-append-time batches; for
+    /// The first record at or after `min_offset` with a timestamp at least
+    /// `target`, as (offset, timestamp). Exact for uncompressed and log-append-time batches; for
     /// compressed create-time batches, the first batch whose max timestamp
     /// reaches `target` (its base offset and max timestamp).
-    pub fn find_by_timestamp(&self, target: i64, limit: u64) -> Result<Option<(u64, i64)>> {
+    pub fn find_by_timestamp(
+        &self,
+        target: i64,
+        limit: u64,
+        min_offset: u64,
+    ) -> Result<Option<(u64, i64)>> {
         if self.max_timestamp < target {
             return Ok(None);
         }
@@ -558,7 +573,8 @@ impl Segment {
             .map_err(io_err(&self.time_index.path))?
             .map_or(self.base_offset, |t| {
                 self.base_offset + u64::from(t.relative_offset)
-            });
+            })
+            .max(min_offset);
         let Some((mut pos, _, _)) = self.locate(from, limit)? else {
             return Ok(None);
         };
@@ -576,9 +592,16 @@ impl Segment {
             let Some(len) = header.total_len() else { break };
             if header.max_timestamp >= target {
                 let bytes = reader.get(pos, len).map_err(io_err(&self.log_path))?;
-                let found = bytes.and_then(|b| batch::first_record_at_or_after(b, target));
-                let (offset, ts) = found.unwrap_or((header.base_offset, header.max_timestamp));
-                return Ok(Some((offset as u64, ts)));
+                let compressed = header.compression() != Ok(batch::Compression::None);
+                if compressed && header.timestamp_type() == batch::TimestampType::CreateTime {
+                    let offset = (header.base_offset as u64).max(min_offset);
+                    return Ok(Some((offset, header.max_timestamp)));
+                }
+                let found = bytes
+                    .and_then(|b| batch::first_record_at_or_after(b, target, min_offset as i64));
+                if let Some((offset, ts)) = found {
+                    return Ok(Some((offset as u64, ts)));
+                }
             }
             pos += len as u64;
         }
