@@ -1,1 +1,208 @@
-fn main() {}
+//! Log hot-path benchmark: page-cache appends, group-committed (fsynced)
+//! appends from 1, 8 and 64 writers, sequential reads, and beside them the
+//! machine's own limits measured in the same run (`dd ... conv=fdatasync`
+//! and an in-memory copy).
+//!
+//! Run: `cargo bench -p weir-log --bench log` (add `-- --quick` for a short
+//! run). `WEIR_BENCH_DIR` chooses the directory (default: a temporary
+//! directory under `target/`), which should be on the disk being measured.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use weir_log::batch::{Record, encode_batch};
+use weir_log::{Log, LogConfig};
+
+const BATCH_BYTES: usize = 16 * 1024;
+const RECORD_VALUE: usize = 100;
+
+/// An uncompressed batch of 100-byte values, about 16 KiB.
+fn batch_16k() -> (Vec<u8>, usize) {
+    let mut records = Vec::new();
+    let mut size = 61;
+    while size + RECORD_VALUE + 12 < BATCH_BYTES {
+        records.push(Record {
+            timestamp: 1_700_000_000_000 + records.len() as i64,
+            key: None,
+            value: Some(vec![b'x'; RECORD_VALUE]),
+            headers: vec![],
+        });
+        size += RECORD_VALUE + 12;
+    }
+    let n = records.len();
+    (encode_batch(&records), n)
+}
+
+fn gbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e9
+}
+
+fn bench_dir() -> PathBuf {
+    let base = std::env::var_os("WEIR_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-tmp")
+        });
+    std::fs::create_dir_all(&base).expect("bench dir");
+    base
+}
+
+fn fresh(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn appends_page_cache(dir: &Path, total: u64) -> (f64, f64) {
+    let path = fresh(dir, "append-0");
+    let log = Log::open_dir(&path, LogConfig::default(), 0).unwrap();
+    let (mut b, n) = batch_16k();
+    let count = total / b.len() as u64;
+    let start = Instant::now();
+    for _ in 0..count {
+        log.append(&mut b, 0).unwrap();
+    }
+    let d = start.elapsed();
+    let bytes = count * b.len() as u64;
+    drop(log);
+    let _ = std::fs::remove_dir_all(&path);
+    (gbps(bytes, d), (count * n as u64) as f64 / d.as_secs_f64())
+}
+
+/// `writers` threads each append a 16 KiB batch and wait for it to be
+/// synced (acks=all), for `duration`. Returns (MB/s, fsyncs per second,
+/// mean waiters per fsync).
+fn group_commit(dir: &Path, writers: usize, duration: Duration) -> (f64, f64, f64) {
+    let path = fresh(dir, &format!("group-{writers}"));
+    let log = Arc::new(Log::open_dir(&path, LogConfig::default(), 0).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|_| {
+            let (log, stop, acked) = (log.clone(), stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let (mut b, _) = batch_16k();
+                while !stop.load(Ordering::Relaxed) {
+                    let info = log.append(&mut b, 0).unwrap();
+                    log.flush_until(info.last_offset + 1).unwrap();
+                    acked.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let d = start.elapsed();
+    let bytes = acked.load(Ordering::Relaxed);
+    let batches = bytes / BATCH_BYTES as u64;
+    let sync = log.sync_stats();
+    let changes = sync.rounds;
+    drop(log);
+    let _ = std::fs::remove_dir_all(&path);
+    (
+        bytes as f64 / d.as_secs_f64() / 1e6,
+        changes as f64 / d.as_secs_f64(),
+        batches as f64 / changes.max(1) as f64,
+    )
+}
+
+fn sequential_read(dir: &Path, total: u64) -> f64 {
+    let path = fresh(dir, "read-0");
+    let log = Log::open_dir(&path, LogConfig::default(), 0).unwrap();
+    let (mut b, _) = batch_16k();
+    for _ in 0..total / b.len() as u64 {
+        log.append(&mut b, 0).unwrap();
+    }
+    let end = log.log_end_offset();
+    let start = Instant::now();
+    let (mut offset, mut bytes) = (0, 0u64);
+    while offset < end {
+        let r = log.read(offset, 1 << 20).unwrap();
+        bytes += r.records.len() as u64;
+        offset = r.next_offset;
+    }
+    let d = start.elapsed();
+    drop(log);
+    let _ = std::fs::remove_dir_all(&path);
+    gbps(bytes, d)
+}
+
+fn dd_fdatasync(dir: &Path, mib: u64) -> Option<f64> {
+    let file = dir.join("dd.bin");
+    let start = Instant::now();
+    let status = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", file.display()))
+        .args([
+            "bs=1M",
+            &format!("count={mib}"),
+            "conv=fdatasync",
+            "status=none",
+        ])
+        .status()
+        .ok()?;
+    let d = start.elapsed();
+    let _ = std::fs::remove_file(&file);
+    status
+        .success()
+        .then(|| (mib << 20) as f64 / d.as_secs_f64() / 1e6)
+}
+
+fn memcpy_gbps() -> f64 {
+    let src = vec![7u8; 256 << 20];
+    let mut dst = vec![0u8; 256 << 20];
+    let start = Instant::now();
+    for _ in 0..8 {
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&mut dst);
+    }
+    gbps(8 * (256 << 20), start.elapsed())
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let dir = bench_dir();
+    let (total, dd_mib, secs) = if quick {
+        (256u64 << 20, 256, 2)
+    } else {
+        (2u64 << 30, 1024, 5)
+    };
+    let (_, n) = batch_16k();
+    println!(
+        "weir-log benchmark: 16 KiB batches of {n} x {RECORD_VALUE}-byte records, dir {}",
+        dir.display()
+    );
+    println!("machine limits (same run):");
+    let mem = memcpy_gbps();
+    println!("  memory copy                 {mem:8.2} GB/s");
+    let dd = dd_fdatasync(&dir, dd_mib);
+    match dd {
+        Some(v) => println!("  dd bs=1M count={dd_mib} conv=fdatasync {v:8.0} MB/s"),
+        None => println!("  dd: not available"),
+    }
+    let (app, msgs) = appends_page_cache(&dir, total);
+    println!(
+        "append to page cache          {app:8.2} GB/s  ({:.2} M records/s)",
+        msgs / 1e6
+    );
+    for writers in [1, 8, 64] {
+        let (mbps, fsyncs, per) = group_commit(&dir, writers, Duration::from_secs(secs));
+        let ratio = dd.map_or(String::new(), |dd| {
+            format!("  {:.0}% of dd", 100.0 * mbps / dd)
+        });
+        println!(
+            "group commit, {writers:2} writers      {mbps:8.0} MB/s  {fsyncs:6.0} fsyncs/s  {per:5.1} batches/fsync{ratio}"
+        );
+    }
+    let read = sequential_read(&dir, total);
+    println!("sequential read (1 MiB reads) {read:8.2} GB/s");
+}

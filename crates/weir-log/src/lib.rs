@@ -38,6 +38,6 @@ pub use error::{ErrorKind, LogError, Result};
 pub use flusher::{Clock, Flusher, SystemClock};
 pub use log::{
     AppendInfo, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, Log, RECOVERY_POINT_FILE, ReadResult,
-    RetentionOutcome, SegmentInfo,
+    RetentionOutcome, SegmentInfo, SyncStats,
 };
 pub use storage::{FaultStorage, FsStorage, Storage, StorageFile};

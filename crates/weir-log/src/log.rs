@@ -3,12 +3,13 @@
 //! Concurrency: appends, roll, retention and deletes take the state lock
 //! for writing; reads take it for reading only to find where the data is,
 //! then copy the bytes without holding it. `flush_until` never holds the
-//! state lock while it waits for the disk, and concurrent callers queue on
-//! one flush mutex so that one fsync releases all of them (group commit).
+//! state lock while it waits for the disk: one caller syncs while the others
+//! wait on a condition variable, and each sync releases every waiter whose
+//! data it covered (group commit).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tracing::{info, warn};
 
@@ -122,16 +123,43 @@ pub struct Log {
     state: RwLock<State>,
     /// Every offset below this is synced to disk (the recovery point).
     flushed: AtomicU64,
-    /// Held by the one thread running an fsync; others queue behind it.
+    /// Group-commit state: whether a sync is running, and the checkpoint.
     flush_lock: Mutex<FlushState>,
+    /// Signalled when a sync finishes.
+    flush_done: Condvar,
     /// Set after an fsync failed: the state of the disk is unknown.
     failed: AtomicBool,
     leader_epoch: AtomicI32,
+    /// Completed sync rounds and the time they took, for metrics.
+    sync_rounds: AtomicU64,
+    sync_nanos: AtomicU64,
+}
+
+/// Counters of the log's syncs (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Sync rounds completed (each may fsync several files).
+    pub rounds: u64,
+    /// Total time spent in them.
+    pub total: std::time::Duration,
 }
 
 struct FlushState {
+    /// A thread is syncing; others wait on `flush_done`.
+    syncing: bool,
     /// Base offset of the segment holding the last checkpointed recovery point.
     checkpointed_segment: u64,
+}
+
+/// What a caller of `Log::sync` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Everything below this offset synced.
+    Offset(u64),
+    /// The recovery point checkpointed in the active segment.
+    Checkpoint { active_base: u64 },
+    /// One full sync with a checkpoint, led by this caller.
+    Force,
 }
 
 impl std::fmt::Debug for Log {
@@ -325,11 +353,15 @@ impl Log {
                 oldest_unflushed_ms: None,
             }),
             flushed: AtomicU64::new(flushed),
+            flush_done: Condvar::new(),
             flush_lock: Mutex::new(FlushState {
+                syncing: false,
                 checkpointed_segment,
             }),
             failed: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(0),
+            sync_rounds: AtomicU64::new(0),
+            sync_nanos: AtomicU64::new(0),
         };
         if !clean {
             // What recovery kept is now made durable, so a second crash
@@ -615,22 +647,17 @@ impl Log {
     }
 
     /// Makes everything appended before `offset` durable. Concurrent
-    /// callers share fsyncs: whoever holds the flush mutex syncs everything
-    /// appended so far, and callers queued behind it find their data
-    /// already covered. Returns the new flushed offset.
+    /// callers share fsyncs (group commit): one caller at a time syncs
+    /// everything appended so far while the others wait; when it finishes
+    /// all waiters wake, those whose data it covered return, and one of the
+    /// rest leads the next sync. Returns the new flushed offset.
     pub fn flush_until(&self, offset: u64) -> Result<u64> {
         self.check_failed()?;
         let done = self.flushed.load(Ordering::Acquire);
         if done >= offset {
             return Ok(done);
         }
-        let mut flush = lock(&self.flush_lock);
-        let done = self.flushed.load(Ordering::Acquire);
-        if done >= offset {
-            return Ok(done);
-        }
-        let end = self.sync_locked(&mut flush, false)?;
-        drop(flush);
+        let end = self.sync(Need::Offset(offset))?;
         let mut st = write_lock(&self.state);
         if st.end() <= end {
             st.oldest_unflushed_ms = None;
@@ -638,22 +665,55 @@ impl Log {
         Ok(end)
     }
 
-    /// Syncs, with the flush mutex held, every segment holding unsynced
-    /// data and every segment sealed since the last recovery-point
-    /// checkpoint (its indexes were written at seal time), then writes the
-    /// recovery point if it moved into a newer segment or `force` is set.
-    fn sync_locked(&self, flush: &mut FlushState, force: bool) -> Result<u64> {
-        self.check_failed()?;
+    /// Waits until `need` is met, leading a sync when nobody else is.
+    fn sync(&self, need: Need) -> Result<u64> {
+        let mut g = lock(&self.flush_lock);
+        let mut led = false;
+        loop {
+            let done = self.flushed.load(Ordering::Acquire);
+            let met = match need {
+                Need::Offset(o) => done >= o,
+                Need::Checkpoint { active_base } => g.checkpointed_segment >= active_base,
+                Need::Force => led,
+            };
+            if met {
+                return Ok(done);
+            }
+            self.check_failed()?;
+            if !g.syncing {
+                g.syncing = true;
+                let checkpointed = g.checkpointed_segment;
+                drop(g);
+                let result = self.sync_files(checkpointed, need == Need::Force);
+                g = lock(&self.flush_lock);
+                g.syncing = false;
+                if let Ok((_, Some(segment))) = result {
+                    g.checkpointed_segment = segment;
+                }
+                self.flush_done.notify_all();
+                result?;
+                led = true;
+            } else {
+                g = self.flush_done.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    /// The sync itself, run by one thread at a time without any lock held:
+    /// every segment holding unsynced data and every segment sealed since
+    /// the last recovery-point checkpoint (whose indexes were written at
+    /// seal time), then the recovery point if it moved into a newer segment
+    /// or `force` is set. Returns the flushed offset and the segment of a
+    /// newly written checkpoint.
+    fn sync_files(&self, checkpointed: u64, force: bool) -> Result<(u64, Option<u64>)> {
+        let started = std::time::Instant::now();
         let done = self.flushed.load(Ordering::Acquire);
         let (end, files, end_segment) = {
             let st = read_lock(&self.state);
             let files: Vec<(PathBuf, Arc<dyn StorageFile>)> = st
                 .segments
                 .iter()
-                .filter(|s| {
-                    s.next_offset > done
-                        || (s.sealed && s.base_offset >= flush.checkpointed_segment)
-                })
+                .filter(|s| s.next_offset > done || (s.sealed && s.base_offset >= checkpointed))
                 .flat_map(Segment::files_to_sync)
                 .collect();
             (st.end(), files, st.active().base_offset)
@@ -668,11 +728,22 @@ impl Log {
             }
         }
         self.flushed.fetch_max(end, Ordering::AcqRel);
-        if force || end_segment > flush.checkpointed_segment {
+        self.sync_rounds.fetch_add(1, Ordering::Relaxed);
+        self.sync_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if force || end_segment > checkpointed {
             write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, end)?;
-            flush.checkpointed_segment = end_segment;
+            return Ok((end, Some(end_segment)));
         }
-        Ok(end)
+        Ok((end, None))
+    }
+
+    /// How many sync rounds ran and how long they took.
+    pub fn sync_stats(&self) -> SyncStats {
+        SyncStats {
+            rounds: self.sync_rounds.load(Ordering::Relaxed),
+            total: std::time::Duration::from_nanos(self.sync_nanos.load(Ordering::Relaxed)),
+        }
     }
 
     /// Syncs everything appended so far.
@@ -699,19 +770,17 @@ impl Log {
             self.flush()?;
             return Ok(true);
         }
-        let mut flush = lock(&self.flush_lock);
-        if flush.checkpointed_segment < active_base {
-            self.sync_locked(&mut flush, false)?;
-            return Ok(true);
+        let lagging = lock(&self.flush_lock).checkpointed_segment < active_base;
+        if lagging {
+            self.sync(Need::Checkpoint { active_base })?;
         }
-        Ok(false)
+        Ok(lagging)
     }
 
     /// Syncs everything and writes the recovery point now (it is otherwise
     /// written when a flush crosses into a new segment and on close).
     pub fn checkpoint(&self) -> Result<u64> {
-        let mut flush = lock(&self.flush_lock);
-        self.sync_locked(&mut flush, true)
+        self.sync(Need::Force)
     }
 
     /// Deletes whole sealed segments that retention no longer keeps:

@@ -86,6 +86,7 @@ fn is_root() -> bool {
 }
 
 #[test]
+#[allow(clippy::print_stdout)]
 fn disk_full_on_a_real_tmpfs() {
     if std::env::var_os("WEIR_SKIP_MOUNT_TESTS").is_some() {
         // Explicit opt-out for machines where the tests cannot mount.

@@ -62,13 +62,14 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn model_config() -> LogConfig {
-    let mut c = LogConfig::default();
-    c.segment_bytes = 2048;
-    c.segment_ms = 4000;
-    c.index_interval_bytes = 256;
-    c.retention_bytes = Some(6000);
-    c.retention_ms = Some(8000);
-    c
+    LogConfig {
+        segment_bytes: 2048,
+        segment_ms: 4000,
+        index_interval_bytes: 256,
+        retention_bytes: Some(6000),
+        retention_ms: Some(8000),
+        ..LogConfig::default()
+    }
 }
 
 /// What the log should hold: every stored batch (exact bytes), the start.

@@ -36,10 +36,11 @@ pub fn config() -> LogConfig {
 }
 
 pub fn small_config() -> LogConfig {
-    let mut c = LogConfig::default();
-    c.segment_bytes = 4096;
-    c.index_interval_bytes = 256;
-    c
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
 }
 
 pub fn open(storage: &FaultStorage, config: LogConfig) -> Log {
