@@ -169,8 +169,22 @@ fn memcpy_gbps() -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
     let dir = bench_dir();
+    // `--group N`: only the group-commit run with N writers (for profiling).
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--group")
+        .and_then(|i| args.get(i + 1))
+    {
+        let writers = n.parse().expect("--group takes a number of writers");
+        let (mbps, fsyncs, per) = group_commit(&dir, writers, Duration::from_secs(5));
+        println!(
+            "group commit, {writers} writers: {mbps:.0} MB/s, {fsyncs:.0} syncs/s, {per:.1} batches/sync"
+        );
+        return;
+    }
     let (total, dd_mib, secs) = if quick {
         (256u64 << 20, 256, 2)
     } else {

@@ -477,19 +477,21 @@ fn check_records(records: &[u8], count: usize) -> Result<(), BatchError> {
 
 /// In an uncompressed, stored batch, the offset and timestamp of the first
 /// record at or after offset `min_offset` whose timestamp is at least
-/// `target`. `None` when there is none or the batch is compressed (its
-/// records cannot be read without decompressing).
+/// `target`. `None` when there is none or the batch is a compressed
+/// create-time batch (its records cannot be read without decompressing).
 pub fn first_record_at_or_after(batch: &[u8], target: i64, min_offset: i64) -> Option<(i64, i64)> {
     let header = BatchHeader::parse(batch).ok()?;
-    if header.compression().ok()? != Compression::None {
-        return None;
-    }
-    let len = header.total_len()?.min(batch.len());
+    // With log-append time every record carries the batch's max timestamp,
+    // compressed or not.
     if header.timestamp_type() == TimestampType::LogAppendTime {
         let first = header.base_offset.max(min_offset);
         return (header.max_timestamp >= target && first <= header.last_offset())
             .then_some((first, header.max_timestamp));
     }
+    if header.compression().ok()? != Compression::None {
+        return None;
+    }
+    let len = header.total_len()?.min(batch.len());
     let records = &batch[HEADER_LEN..len];
     let mut pos = 0;
     for _ in 0..header.records_count.max(0) {

@@ -4,12 +4,12 @@
 //! for writing; reads take it for reading only to find where the data is,
 //! then copy the bytes without holding it. `flush_until` never holds the
 //! state lock while it waits for the disk: one caller syncs while the others
-//! wait on a condition variable, and each sync releases every waiter whose
-//! data it covered (group commit).
+//! are parked, and each sync wakes exactly the waiters whose data it covered
+//! plus one to lead the next sync (group commit).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tracing::{info, warn};
 
@@ -18,6 +18,9 @@ use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{LogError, Result};
 use crate::segment::{self, OpenMode, Segment};
 use crate::storage::{FsStorage, Storage, StorageFile};
+
+/// "No timestamp" in `oldest_unflushed_ms`.
+const NONE: i64 = i64::MIN;
 
 /// Marker written by [`Log::close`]; its presence at open means the
 /// indexes and the recovery point can be trusted.
@@ -89,8 +92,6 @@ struct State {
     /// Sorted by base offset; never empty; the last one is active.
     segments: Vec<Segment>,
     log_start_offset: u64,
-    /// When data that is not yet synced was first appended.
-    oldest_unflushed_ms: Option<i64>,
 }
 
 impl State {
@@ -123,13 +124,17 @@ pub struct Log {
     state: RwLock<State>,
     /// Every offset below this is synced to disk (the recovery point).
     flushed: AtomicU64,
-    /// Group-commit state: whether a sync is running, and the checkpoint.
+    /// Group-commit state: whether a sync is running, who waits, and the
+    /// last checkpoint.
     flush_lock: Mutex<FlushState>,
-    /// Signalled when a sync finishes.
-    flush_done: Condvar,
     /// Set after an fsync failed: the state of the disk is unknown.
     failed: AtomicBool,
     leader_epoch: AtomicI32,
+    /// Mirror of the log end offset, readable without the state lock.
+    end_offset: AtomicU64,
+    /// When unsynced data was first appended (`NONE` when all is synced),
+    /// for `flush.ms`.
+    oldest_unflushed_ms: AtomicI64,
     /// Completed sync rounds and the time they took, for metrics.
     sync_rounds: AtomicU64,
     sync_nanos: AtomicU64,
@@ -145,10 +150,19 @@ pub struct SyncStats {
 }
 
 struct FlushState {
-    /// A thread is syncing; others wait on `flush_done`.
+    /// A thread is syncing; others are parked in `waiters`.
     syncing: bool,
+    waiters: Vec<Waiter>,
+    next_waiter: u64,
     /// Base offset of the segment holding the last checkpointed recovery point.
     checkpointed_segment: u64,
+}
+
+/// A thread parked in `Log::sync`.
+struct Waiter {
+    id: u64,
+    need: Need,
+    thread: std::thread::Thread,
 }
 
 /// What a caller of `Log::sync` waits for.
@@ -160,6 +174,17 @@ enum Need {
     Checkpoint { active_base: u64 },
     /// One full sync with a checkpoint, led by this caller.
     Force,
+}
+
+impl Need {
+    /// Whether a sync by another thread satisfied this need.
+    fn met(self, flushed: u64, checkpointed_segment: u64) -> bool {
+        match self {
+            Need::Offset(o) => flushed >= o,
+            Need::Checkpoint { active_base } => checkpointed_segment >= active_base,
+            Need::Force => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Log {
@@ -350,16 +375,18 @@ impl Log {
                 config,
                 segments,
                 log_start_offset,
-                oldest_unflushed_ms: None,
             }),
             flushed: AtomicU64::new(flushed),
-            flush_done: Condvar::new(),
             flush_lock: Mutex::new(FlushState {
                 syncing: false,
+                waiters: Vec::new(),
+                next_waiter: 0,
                 checkpointed_segment,
             }),
             failed: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(0),
+            end_offset: AtomicU64::new(end),
+            oldest_unflushed_ms: AtomicI64::new(NONE),
             sync_rounds: AtomicU64::new(0),
             sync_nanos: AtomicU64::new(0),
         };
@@ -442,7 +469,13 @@ impl Log {
         let interval = st.config.index_interval_bytes;
         st.active_mut()
             .append(records, &batches, interval, now_ms)?;
-        st.oldest_unflushed_ms.get_or_insert(now_ms);
+        self.end_offset.store(next, Ordering::Release);
+        let _ = self.oldest_unflushed_ms.compare_exchange(
+            NONE,
+            now_ms,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
         let info = AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -580,7 +613,7 @@ impl Log {
 
     /// Offset the next appended record will get.
     pub fn log_end_offset(&self) -> u64 {
-        read_lock(&self.state).end()
+        self.end_offset.load(Ordering::Acquire)
     }
 
     /// Every offset below this is synced (the recovery point).
@@ -648,39 +681,39 @@ impl Log {
 
     /// Makes everything appended before `offset` durable. Concurrent
     /// callers share fsyncs (group commit): one caller at a time syncs
-    /// everything appended so far while the others wait; when it finishes
-    /// all waiters wake, those whose data it covered return, and one of the
-    /// rest leads the next sync. Returns the new flushed offset.
+    /// everything appended so far while the others are parked; when it
+    /// finishes it wakes those whose data it covered, and one of the rest
+    /// to lead the next sync. Returns the new flushed offset.
     pub fn flush_until(&self, offset: u64) -> Result<u64> {
         self.check_failed()?;
         let done = self.flushed.load(Ordering::Acquire);
         if done >= offset {
             return Ok(done);
         }
-        let end = self.sync(Need::Offset(offset))?;
-        let mut st = write_lock(&self.state);
-        if st.end() <= end {
-            st.oldest_unflushed_ms = None;
-        }
-        Ok(end)
+        self.sync(Need::Offset(offset))
     }
 
     /// Waits until `need` is met, leading a sync when nobody else is.
     fn sync(&self, need: Need) -> Result<u64> {
         let mut g = lock(&self.flush_lock);
         let mut led = false;
+        let mut registered: Option<u64> = None;
         loop {
-            let done = self.flushed.load(Ordering::Acquire);
             let met = match need {
-                Need::Offset(o) => done >= o,
-                Need::Checkpoint { active_base } => g.checkpointed_segment >= active_base,
                 Need::Force => led,
+                _ => need.met(self.flushed.load(Ordering::Acquire), g.checkpointed_segment),
             };
-            if met {
-                return Ok(done);
+            if met || self.failed.load(Ordering::Acquire) {
+                if let Some(id) = registered {
+                    g.waiters.retain(|w| w.id != id);
+                }
+                self.check_failed()?;
+                return Ok(self.flushed.load(Ordering::Acquire));
             }
-            self.check_failed()?;
             if !g.syncing {
+                if let Some(id) = registered.take() {
+                    g.waiters.retain(|w| w.id != id);
+                }
                 g.syncing = true;
                 let checkpointed = g.checkpointed_segment;
                 drop(g);
@@ -690,13 +723,48 @@ impl Log {
                 if let Ok((_, Some(segment))) = result {
                     g.checkpointed_segment = segment;
                 }
-                self.flush_done.notify_all();
+                self.wake_waiters(&mut g, result.is_err());
                 result?;
                 led = true;
-            } else {
-                g = self.flush_done.wait(g).unwrap_or_else(|p| p.into_inner());
+                continue;
             }
+            if registered.is_none() {
+                let id = g.next_waiter;
+                g.next_waiter += 1;
+                g.waiters.push(Waiter {
+                    id,
+                    need,
+                    thread: std::thread::current(),
+                });
+                registered = Some(id);
+            }
+            drop(g);
+            // Woken by the syncing thread when our need is met or when we
+            // are to lead the next sync; a spurious wake just loops.
+            std::thread::park();
+            g = lock(&self.flush_lock);
         }
+    }
+
+    /// After a sync: wakes exactly the waiters it satisfied, plus the first
+    /// unsatisfied one to lead the next sync (or everyone after a failure).
+    /// Waking only these keeps a 64-writer group commit from waking 64
+    /// threads per fsync.
+    fn wake_waiters(&self, g: &mut FlushState, failed: bool) {
+        let flushed = self.flushed.load(Ordering::Acquire);
+        let checkpointed = g.checkpointed_segment;
+        let mut leader = failed;
+        g.waiters.retain(|w| {
+            if w.need.met(flushed, checkpointed) {
+                w.thread.unpark();
+                return false;
+            }
+            if !leader || failed {
+                w.thread.unpark();
+                leader = true;
+            }
+            true
+        });
     }
 
     /// The sync itself, run by one thread at a time without any lock held:
@@ -728,6 +796,11 @@ impl Log {
             }
         }
         self.flushed.fetch_max(end, Ordering::AcqRel);
+        // Approximate by design: an append racing with this may lose its
+        // flush.ms timer until the next append sets it again.
+        if end >= self.end_offset.load(Ordering::Acquire) {
+            self.oldest_unflushed_ms.store(NONE, Ordering::Release);
+        }
         self.sync_rounds.fetch_add(1, Ordering::Relaxed);
         self.sync_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -760,8 +833,11 @@ impl Log {
         let (by_age, active_base) = {
             let st = read_lock(&self.state);
             let flushed = self.flushed.load(Ordering::Acquire);
-            let by_age = match (st.config.flush_ms, st.oldest_unflushed_ms) {
-                (Some(ms), Some(t)) => now_ms.saturating_sub(t) >= ms && flushed < st.end(),
+            let oldest = self.oldest_unflushed_ms.load(Ordering::Acquire);
+            let by_age = match st.config.flush_ms {
+                Some(ms) if oldest != NONE => {
+                    now_ms.saturating_sub(oldest) >= ms && flushed < st.end()
+                }
                 _ => false,
             };
             (by_age, st.active().base_offset)

@@ -479,3 +479,22 @@ fn works_on_the_real_file_system() {
     assert!(names.contains(&"00000000000000000000.index".to_owned()));
     assert!(names.contains(&"00000000000000000000.timeindex".to_owned()));
 }
+
+#[test]
+fn compressed_log_append_time_batches_are_found_by_time() {
+    let s = FaultStorage::new();
+    let mut cfg = config();
+    cfg.message_timestamp_type = TimestampType::LogAppendTime;
+    let log = open(&s, cfg);
+    for (i, now) in [1000i64, 2000, 3000].iter().enumerate() {
+        let mut b = batch(&format!("z{i}"), 4, 10, 0);
+        batch::set_compression_bits(&mut b, 1);
+        log.append(&mut b, *now).unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
+    assert_eq!(log.offset_for_timestamp(1500).unwrap(), Some((4, 2000)));
+    assert_eq!(log.offset_for_timestamp(3000).unwrap(), Some((8, 3000)));
+    assert_eq!(log.offset_for_timestamp(3001).unwrap(), None);
+    log.delete_records_before(5).unwrap();
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((5, 2000)));
+}
