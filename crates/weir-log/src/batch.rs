@@ -100,6 +100,12 @@ pub enum BatchError {
     /// The input held no batch at all.
     #[error("no record batch in the request")]
     Empty,
+    /// One append would take more offsets than a segment can hold.
+    #[error("batches claim {offsets} offsets, more than one segment can hold")]
+    TooManyOffsets {
+        /// Offsets claimed.
+        offsets: u64,
+    },
 }
 
 /// Compression codec of a batch (attributes bits 0-2).
@@ -219,7 +225,8 @@ impl BatchHeader {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Compression codec.
@@ -256,6 +263,9 @@ pub struct BatchInfo {
     pub header: BatchHeader,
     /// Total size in bytes.
     pub len: usize,
+    /// The largest record timestamp, computed from the records of an
+    /// uncompressed batch (`None` when compressed: the header is trusted).
+    pub record_max_timestamp: Option<i64>,
 }
 
 impl BatchInfo {
@@ -278,6 +288,15 @@ pub enum Strictness {
 /// Validates the batch at the start of `buf` and returns its header and
 /// length. `buf` may hold more bytes after the batch.
 pub fn check_batch(buf: &[u8], strictness: Strictness) -> Result<(BatchHeader, usize), BatchError> {
+    check_batch_full(buf, strictness).map(|(header, len, _)| (header, len))
+}
+
+/// [`check_batch`], also returning the largest record timestamp of an
+/// uncompressed batch checked with [`Strictness::Producer`].
+fn check_batch_full(
+    buf: &[u8],
+    strictness: Strictness,
+) -> Result<(BatchHeader, usize, Option<i64>), BatchError> {
     let header = BatchHeader::parse(buf)?;
     let len = header.total_len().ok_or(BatchError::BadLength {
         length: header.batch_length,
@@ -314,10 +333,12 @@ pub fn check_batch(buf: &[u8], strictness: Strictness) -> Result<(BatchHeader, u
             last_offset_delta: delta,
         });
     }
+    let mut max_timestamp = None;
     if strictness == Strictness::Producer && compression == Compression::None {
-        check_records(&buf[HEADER_LEN..len], count as usize)?;
+        let max_delta = check_records(&buf[HEADER_LEN..len], count as usize)?;
+        max_timestamp = Some(header.base_timestamp.saturating_add(max_delta));
     }
-    Ok((header, len))
+    Ok((header, len, max_timestamp))
 }
 
 /// Validates every batch of a produce payload (one or more batches back to
@@ -326,8 +347,10 @@ pub fn check_batches(buf: &[u8]) -> Result<Vec<BatchInfo>, (usize, BatchError)> 
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
-        let (header, len) = check_batch(&buf[pos..], Strictness::Producer).map_err(|e| (pos, e))?;
+        let (header, len, record_max_timestamp) =
+            check_batch_full(&buf[pos..], Strictness::Producer).map_err(|e| (pos, e))?;
         out.push(BatchInfo {
+            record_max_timestamp,
             position: pos,
             header,
             len,
@@ -348,6 +371,13 @@ pub fn set_base_offset(batch: &mut [u8], offset: i64) {
 /// Overwrites the partition leader epoch (not covered by the CRC).
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Sets `maxTimestamp` (keeping the timestamp type) and recomputes the
+/// CRC. `batch` must be exactly one whole batch.
+pub fn set_max_timestamp(batch: &mut [u8], timestamp: i64) {
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+    reseal_crc(batch);
 }
 
 /// Marks the batch as log-append-time stamped at `timestamp` and
@@ -453,8 +483,10 @@ fn parse_record(buf: &[u8]) -> Result<(RecordMeta, usize), &'static str> {
 
 /// Checks the records of an uncompressed batch: `count` records, offset
 /// deltas 0, 1, 2..., every field inside its record, nothing left over.
-fn check_records(records: &[u8], count: usize) -> Result<(), BatchError> {
+/// Returns the largest timestamp delta.
+fn check_records(records: &[u8], count: usize) -> Result<i64, BatchError> {
     let mut pos = 0;
+    let mut max_delta = i64::MIN;
     for index in 0..count {
         let (meta, len) = parse_record(&records[pos..])
             .map_err(|reason| BatchError::BadRecord { index, reason })?;
@@ -464,6 +496,7 @@ fn check_records(records: &[u8], count: usize) -> Result<(), BatchError> {
                 reason: "offset deltas are not 0, 1, 2...",
             });
         }
+        max_delta = max_delta.max(meta.timestamp_delta);
         pos += len;
     }
     if pos != records.len() {
@@ -472,7 +505,7 @@ fn check_records(records: &[u8], count: usize) -> Result<(), BatchError> {
             reason: "bytes left after the last record",
         });
     }
-    Ok(())
+    Ok(max_delta)
 }
 
 /// In an uncompressed, stored batch, the offset and timestamp of the first
@@ -524,8 +557,9 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<(i64, Record)>, BatchError> {
             reason: "compressed batch",
         });
     }
-    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
     let mut rest = &batch[HEADER_LEN..len];
+    // A record takes at least 7 bytes: never trust the count for capacity.
+    let mut out = Vec::with_capacity((header.records_count.max(0) as usize).min(rest.len() / 7));
     for index in 0..header.records_count.max(0) as usize {
         let bad = |reason| BatchError::BadRecord { index, reason };
         let (meta, n) = parse_record(rest).map_err(bad)?;
@@ -815,6 +849,14 @@ mod tests {
                 .iter()
                 .all(|(_, r)| r.timestamp == 5)
         );
+    }
+
+    #[test]
+    fn decode_never_trusts_the_record_count() {
+        let mut b = batch3();
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        reseal_crc(&mut b);
+        assert!(decode_records(&b).is_err());
     }
 
     #[test]

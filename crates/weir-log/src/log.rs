@@ -442,6 +442,14 @@ impl Log {
             .map_err(|(position, source)| LogError::CorruptBatch { position, source })?;
         let epoch = self.leader_epoch.load(Ordering::Relaxed);
         let offsets: u64 = batches.iter().map(|b| b.offset_count()).sum();
+        // Relative offsets in a segment are 32-bit: one append must fit an
+        // empty segment. Only compressed batches can claim this many.
+        if offsets > u64::from(u32::MAX) {
+            return Err(LogError::CorruptBatch {
+                position: 0,
+                source: batch::BatchError::TooManyOffsets { offsets },
+            });
+        }
 
         let mut st = write_lock(&self.state);
         self.check_failed()?;
@@ -459,6 +467,12 @@ impl Log {
             batch::set_partition_leader_epoch(bytes, epoch);
             if log_append {
                 batch::set_log_append_time(bytes, now_ms);
+            } else if let Some(max) = b.record_max_timestamp
+                && max != b.header.max_timestamp
+            {
+                // The header's maxTimestamp drives retention and time
+                // lookups: take the records' word for it, as Kafka does.
+                batch::set_max_timestamp(bytes, max);
             }
             b.header = BatchHeader::parse(bytes).map_err(|source| LogError::CorruptBatch {
                 position: b.position,
@@ -469,12 +483,13 @@ impl Log {
         let interval = st.config.index_interval_bytes;
         st.active_mut()
             .append(records, &batches, interval, now_ms)?;
-        self.end_offset.store(next, Ordering::Release);
+        // Publish the end before arming the flush.ms timer; see sync_files.
+        self.end_offset.store(next, Ordering::SeqCst);
         let _ = self.oldest_unflushed_ms.compare_exchange(
             NONE,
             now_ms,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
         );
         let info = AppendInfo {
             base_offset,
@@ -513,37 +528,31 @@ impl Log {
         Ok(())
     }
 
+    /// Seals the active segment and starts a new one. The new segment's
+    /// files are created first and the old segment is only marked sealed
+    /// once its indexes are synced, so any failure leaves the old segment
+    /// active and appendable.
     fn roll_locked(&self, st: &mut State) -> Result<()> {
         let base = st.end();
-        st.active_mut().seal()?;
-        let seg = match Segment::create(&*self.storage, &self.dir, base) {
-            Ok(seg) => seg,
-            Err(e) => {
-                // Keep appending to the old segment: reopen its indexes in memory.
-                self.reactivate_last(st)?;
-                return Err(e);
+        let seg = Segment::create(&*self.storage, &self.dir, base)?;
+        let undo = |e: LogError| {
+            for p in seg.paths() {
+                let _ = self.storage.remove(&p);
             }
+            e
         };
+        st.active_mut().persist_indexes().map_err(undo)?;
+        if let Err(e) = st.active().sync_indexes() {
+            // As for data: after a failed fsync nothing about the file can
+            // be trusted, so the log stops taking writes.
+            self.failed.store(true, Ordering::Release);
+            return Err(undo(e));
+        }
+        st.active_mut().finish_seal();
         st.segments.push(seg);
         self.storage
             .sync_dir(&self.dir)
             .map_err(|e| LogError::io(&self.dir, e))?;
-        Ok(())
-    }
-
-    fn reactivate_last(&self, st: &mut State) -> Result<()> {
-        let interval = st.config.index_interval_bytes;
-        let base = st.active().base_offset;
-        let roll_base = st.active().roll_base_ms;
-        let (mut seg, _) = Segment::open(
-            &*self.storage,
-            &self.dir,
-            base,
-            OpenMode::Trust { next_base: None },
-            interval,
-        )?;
-        seg.roll_base_ms = roll_base;
-        *st.active_mut() = seg;
         Ok(())
     }
 
@@ -686,6 +695,8 @@ impl Log {
     /// to lead the next sync. Returns the new flushed offset.
     pub fn flush_until(&self, offset: u64) -> Result<u64> {
         self.check_failed()?;
+        // Nothing past the end can be flushed: asking for more means "all".
+        let offset = offset.min(self.end_offset.load(Ordering::Acquire));
         let done = self.flushed.load(Ordering::Acquire);
         if done >= offset {
             return Ok(done);
@@ -796,10 +807,25 @@ impl Log {
             }
         }
         self.flushed.fetch_max(end, Ordering::AcqRel);
-        // Approximate by design: an append racing with this may lose its
-        // flush.ms timer until the next append sets it again.
-        if end >= self.end_offset.load(Ordering::Acquire) {
-            self.oldest_unflushed_ms.store(NONE, Ordering::Release);
+        // Disarm the flush.ms timer if everything is synced. An append
+        // publishes its end before arming the timer, so re-reading the end
+        // after disarming (all SeqCst) either sees that append, and re-arms
+        // with the older time, or that append arms the timer itself.
+        let armed = self.oldest_unflushed_ms.load(Ordering::SeqCst);
+        if armed != NONE
+            && end >= self.end_offset.load(Ordering::SeqCst)
+            && self
+                .oldest_unflushed_ms
+                .compare_exchange(armed, NONE, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            && self.end_offset.load(Ordering::SeqCst) > end
+        {
+            let _ = self.oldest_unflushed_ms.compare_exchange(
+                NONE,
+                armed,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
         }
         self.sync_rounds.fetch_add(1, Ordering::Relaxed);
         self.sync_nanos
@@ -993,7 +1019,7 @@ fn whole_batches(buf: &[u8], upper: u64, requested: u64) -> (usize, u64) {
             break;
         }
         pos += len;
-        next = h.last_offset() as u64 + 1;
+        next = (h.last_offset() as u64).saturating_add(1);
     }
     (pos, next)
 }

@@ -467,20 +467,33 @@ impl Segment {
     /// The sync is what lets a later open trust a sealed segment's indexes:
     /// a recovery point can lie beyond a segment whose data was synced
     /// before it was sealed, and nothing else would sync its indexes.
+    ///
+    /// If any step fails the segment stays active with its in-memory
+    /// indexes, so appends can go on.
     pub fn seal(&mut self) -> Result<()> {
         self.persist_indexes()?;
+        self.sync_indexes()?;
+        self.finish_seal();
+        Ok(())
+    }
+
+    /// Fsyncs both index files.
+    pub fn sync_indexes(&self) -> Result<()> {
         for (path, file) in [
             (&self.index.path, &self.index.file),
             (&self.time_index.path, &self.time_index.file),
         ] {
             file.sync_data().map_err(io_err(path))?;
         }
-        self.index.seal().map_err(io_err(&self.index.path))?;
-        self.time_index
-            .seal()
-            .map_err(io_err(&self.time_index.path))?;
-        self.sealed = true;
         Ok(())
+    }
+
+    /// Drops the in-memory indexes of a segment whose indexes are persisted
+    /// and synced; it takes no more appends.
+    pub fn finish_seal(&mut self) {
+        self.index.drop_memory();
+        self.time_index.drop_memory();
+        self.sealed = true;
     }
 
     /// Writes the indexes out (with a final time entry), keeping them active.

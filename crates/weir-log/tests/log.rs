@@ -498,3 +498,103 @@ fn compressed_log_append_time_batches_are_found_by_time() {
     log.delete_records_before(5).unwrap();
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((5, 2000)));
 }
+
+/// A compressed batch claiming `delta + 1` records (its body is opaque).
+fn claiming(delta: i32) -> Vec<u8> {
+    let mut b = batch("huge", 1, 10, 0);
+    b[23..27].copy_from_slice(&delta.to_be_bytes());
+    b[57..61].copy_from_slice(&(delta + 1).to_be_bytes());
+    batch::set_compression_bits(&mut b, 1);
+    b
+}
+
+#[test]
+fn one_append_never_spans_more_offsets_than_a_segment_holds() {
+    let s = FaultStorage::new();
+    let log = open(&s, config());
+    let mut three = claiming(i32::MAX - 1);
+    three.extend_from_slice(&claiming(i32::MAX - 1));
+    three.extend_from_slice(&claiming(i32::MAX - 1));
+    let err = log.append(&mut three, 0).unwrap_err();
+    assert!(err.to_string().contains("offsets"), "{err}");
+    assert_eq!(log.log_end_offset(), 0);
+    // Batches that fit are accepted; the log rolls before 32-bit relative
+    // offsets would overflow, and a restart keeps everything.
+    for _ in 0..3 {
+        log.append(&mut claiming(i32::MAX - 1), 0).unwrap();
+    }
+    let end = log.log_end_offset();
+    assert_eq!(end, 3 * (i32::MAX as u64));
+    assert!(log.segments().len() >= 2);
+    log.flush().unwrap();
+    drop(log);
+    let log = open(&s, config());
+    assert_eq!(log.log_end_offset(), end);
+}
+
+#[test]
+fn max_timestamp_comes_from_the_records() {
+    let s = FaultStorage::new();
+    let mut cfg = small_config();
+    cfg.retention_ms = Some(1000);
+    let log = open(&s, cfg);
+    // The header claims 0; the records say 1_000_000.
+    let mut b = batch("t", 3, 10, 1_000_000);
+    b[35..43].copy_from_slice(&0i64.to_be_bytes());
+    batch::reseal_crc(&mut b);
+    log.append(&mut b, 1_000_000).unwrap();
+    let stored = log.read(0, 1 << 20).unwrap().records;
+    assert_eq!(
+        BatchHeader::parse(&stored).unwrap().max_timestamp,
+        1_000_002
+    );
+    batch::check_batch(&stored, batch::Strictness::Producer).unwrap();
+    log.roll().unwrap();
+    log.append(&mut batch("u", 1, 10, 1_000_010), 1_000_010)
+        .unwrap();
+    assert_eq!(
+        log.apply_retention(1_000_020).unwrap().segments,
+        0,
+        "fresh data kept"
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1_000_000).unwrap(),
+        Some((0, 1_000_000))
+    );
+}
+
+#[test]
+fn flush_past_the_end_flushes_everything_and_returns() {
+    let s = FaultStorage::new();
+    let log = open(&s, config());
+    log.append(&mut batch("a", 1, 10, 0), 0).unwrap();
+    assert_eq!(log.flush_until(5).unwrap(), 1);
+    assert_eq!(log.flush_until(u64::MAX).unwrap(), 1);
+}
+
+#[test]
+fn a_failed_roll_leaves_the_active_segment_usable() {
+    let s = FaultStorage::new();
+    let log = open(&s, small_config());
+    for i in 0..5 {
+        log.append(&mut batch("r", 2, 100, i), 0).unwrap();
+    }
+    // No room to write the indexes out: the roll fails, nothing changes.
+    s.set_capacity(Some(s.used()));
+    assert!(matches!(log.roll(), Err(LogError::DiskFull { .. })));
+    assert_eq!(log.segments().len(), 1);
+    s.set_capacity(None);
+    log.append(&mut batch("r", 2, 100, 9), 0).unwrap();
+    log.roll().unwrap();
+    log.append(&mut batch("r", 2, 100, 9), 0).unwrap();
+    assert_eq!(log.segments().len(), 2);
+    assert_eq!(values(&log, 0).len(), 14);
+    // A failed index fsync while sealing stops the log, like any fsync.
+    s.set_fail_sync(true);
+    assert!(log.roll().is_err());
+    s.set_fail_sync(false);
+    assert!(matches!(
+        log.append(&mut batch("x", 1, 1, 0), 0),
+        Err(LogError::Failed { .. })
+    ));
+}
