@@ -115,7 +115,10 @@ fn group_commit(dir: &Path, writers: usize, duration: Duration) -> (f64, f64, f6
     )
 }
 
-fn sequential_read(dir: &Path, total: u64) -> f64 {
+/// Sequential read throughput, then the time to reopen the same log after
+/// a clean close and after a kill (no close: the active segment is
+/// validated batch by batch).
+fn sequential_read_and_reopen(dir: &Path, total: u64) -> (f64, Duration, Duration, Duration) {
     let path = fresh(dir, "read-0");
     let log = Log::open_dir(&path, LogConfig::default(), 0).unwrap();
     let (mut b, _) = batch_16k();
@@ -131,9 +134,28 @@ fn sequential_read(dir: &Path, total: u64) -> f64 {
         offset = r.next_offset;
     }
     let d = start.elapsed();
+    log.close().unwrap();
+    let t = Instant::now();
+    let log = Log::open_dir(&path, LogConfig::default(), 0).unwrap();
+    let clean = t.elapsed();
+    assert_eq!(log.log_end_offset(), end);
+    log.checkpoint().unwrap();
+    drop(log);
+    let t = Instant::now();
+    let log = Log::open_dir(&path, LogConfig::default(), 0).unwrap();
+    let killed = t.elapsed();
+    assert_eq!(log.log_end_offset(), end);
+    log.checkpoint().unwrap();
+    drop(log);
+    // Worst case: no recovery point, every segment validated.
+    std::fs::remove_file(path.join(weir_log::RECOVERY_POINT_FILE)).unwrap();
+    let t = Instant::now();
+    let log = Log::open_dir(&path, LogConfig::default(), 0).unwrap();
+    let full = t.elapsed();
+    assert_eq!(log.log_end_offset(), end);
     drop(log);
     let _ = std::fs::remove_dir_all(&path);
-    gbps(bytes, d)
+    (gbps(bytes, d), clean, killed, full)
 }
 
 fn dd_fdatasync(dir: &Path, mib: u64) -> Option<f64> {
@@ -155,6 +177,28 @@ fn dd_fdatasync(dir: &Path, mib: u64) -> Option<f64> {
     status
         .success()
         .then(|| (mib << 20) as f64 / d.as_secs_f64() / 1e6)
+}
+
+/// The disk's rate for the group-commit pattern without the log: one
+/// thread appending `chunk` bytes with pwrite and fdatasync-ing after each,
+/// for `total` bytes. This is the ceiling for a group commit that syncs
+/// `chunk` bytes per round.
+fn raw_write_sync(dir: &Path, chunk: usize, total: u64) -> f64 {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("raw-sync.bin");
+    let file = std::fs::File::create(&path).unwrap();
+    let buf = vec![b'x'; chunk];
+    let start = Instant::now();
+    let mut pos = 0u64;
+    while pos < total {
+        file.write_all_at(&buf, pos).unwrap();
+        file.sync_data().unwrap();
+        pos += chunk as u64;
+    }
+    let d = start.elapsed();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    pos as f64 / d.as_secs_f64() / 1e6
 }
 
 fn memcpy_gbps() -> f64 {
@@ -203,6 +247,8 @@ fn main() {
         Some(v) => println!("  dd bs=1M count={dd_mib} conv=fdatasync {v:8.0} MB/s"),
         None => println!("  dd: not available"),
     }
+    let raw = raw_write_sync(&dir, 512 << 10, total / 4);
+    println!("  pwrite 512 KiB + fdatasync  {raw:8.0} MB/s  (one thread, no log: the group-commit ceiling at ~32 batches/fsync)");
     let (app, msgs) = appends_page_cache(&dir, total);
     println!(
         "append to page cache          {app:8.2} GB/s  ({:.2} M records/s)",
@@ -217,6 +263,16 @@ fn main() {
             "group commit, {writers:2} writers      {mbps:8.0} MB/s  {fsyncs:6.0} fsyncs/s  {per:5.1} batches/fsync{ratio}"
         );
     }
-    let read = sequential_read(&dir, total);
+    let (read, clean, killed, full) = sequential_read_and_reopen(&dir, total);
     println!("sequential read (1 MiB reads) {read:8.2} GB/s");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "reopen {} MiB log: after close {:.1} ms; after kill {:.1} ms (active segment validated); \
+         with no recovery point {:.0} ms ({:.2} GB/s validated)",
+        total >> 20,
+        ms(clean),
+        ms(killed),
+        ms(full),
+        gbps(total, full)
+    );
 }
