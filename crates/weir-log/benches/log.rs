@@ -248,7 +248,9 @@ fn main() {
         None => println!("  dd: not available"),
     }
     let raw = raw_write_sync(&dir, 512 << 10, total / 4);
-    println!("  pwrite 512 KiB + fdatasync  {raw:8.0} MB/s  (one thread, no log: the group-commit ceiling at ~32 batches/fsync)");
+    println!(
+        "  pwrite 512 KiB + fdatasync  {raw:8.0} MB/s  (one thread, no log: the group-commit ceiling at ~32 batches/fsync)"
+    );
     let (app, msgs) = appends_page_cache(&dir, total);
     println!(
         "append to page cache          {app:8.2} GB/s  ({:.2} M records/s)",
