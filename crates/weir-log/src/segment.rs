@@ -621,3 +621,94 @@ impl Segment {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Record, check_batches, encode_batch};
+    use crate::storage::FaultStorage;
+
+    #[test]
+    fn segment_names_are_20_digits() {
+        assert_eq!(file_name(123, "log"), "00000000000000000123.log");
+        assert_eq!(parse_log_name("00000000000000000123.log"), Some(123));
+        for bad in [
+            "123.log",
+            "0000000000000000012x.log",
+            "00000000000000000123.index",
+            "00000000000000000123.log.tmp",
+        ] {
+            assert_eq!(parse_log_name(bad), None, "{bad}");
+        }
+    }
+
+    fn append(seg: &mut Segment, n: usize) {
+        for i in 0..n {
+            let rec = Record {
+                timestamp: i as i64,
+                value: Some(vec![b'v'; 100]),
+                ..Record::default()
+            };
+            let mut b = encode_batch(&[rec]);
+            crate::batch::set_base_offset(&mut b, seg.next_offset as i64);
+            let infos: Vec<_> = check_batches(&b)
+                .unwrap()
+                .into_iter()
+                .map(|mut info| {
+                    info.header.base_offset = seg.next_offset as i64;
+                    info
+                })
+                .collect();
+            seg.append(&b, &infos, 512, 0).unwrap();
+        }
+    }
+
+    #[test]
+    fn locate_and_index_agree_before_and_after_sealing() {
+        let s = FaultStorage::new();
+        let dir = Path::new("/p");
+        s.create_dir_all(dir).unwrap();
+        let mut seg = Segment::create(&s, dir, 1000).unwrap();
+        append(&mut seg, 50);
+        assert_eq!(seg.next_offset, 1050);
+        assert!(seg.index.len() >= 5, "an entry every ~512 bytes");
+        let before: Vec<_> = (1000..1050)
+            .map(|o| seg.locate(o, seg.size).unwrap().unwrap().0)
+            .collect();
+        assert_eq!(seg.locate(1050, seg.size).unwrap(), None);
+        seg.seal().unwrap();
+        let after: Vec<_> = (1000..1050)
+            .map(|o| seg.locate(o, seg.size).unwrap().unwrap().0)
+            .collect();
+        assert_eq!(before, after);
+        assert_eq!(
+            seg.find_by_timestamp(10, seg.size, 0).unwrap(),
+            Some((1010, 10))
+        );
+        assert_eq!(
+            seg.find_by_timestamp(10, seg.size, 1020).unwrap(),
+            Some((1020, 20))
+        );
+    }
+
+    #[test]
+    fn trusted_open_of_a_sealed_segment_checks_its_index() {
+        let s = FaultStorage::new();
+        let dir = Path::new("/p");
+        s.create_dir_all(dir).unwrap();
+        let mut seg = Segment::create(&s, dir, 0).unwrap();
+        append(&mut seg, 20);
+        seg.seal().unwrap();
+        let trust = OpenMode::Trust {
+            next_base: Some(20),
+        };
+        let (ok, cut) = Segment::open(&s, dir, 0, trust, 512).unwrap();
+        assert!(cut.is_none());
+        assert_eq!((ok.size, ok.max_timestamp), (seg.size, 19));
+        // A next segment that starts before this one's index ends is caught,
+        // and the segment is revalidated instead of trusted.
+        let (re, _) =
+            Segment::open(&s, dir, 0, OpenMode::Trust { next_base: Some(3) }, 512).unwrap();
+        assert_eq!(re.next_offset, 20);
+    }
+}
