@@ -1,7 +1,163 @@
 //! `weir-broker`: the Kafka wire-protocol server on top of `weir-log`.
 //!
-//! It will own framing, one handler module per Kafka API area, the topic
-//! registry, the group coordinator, committed offsets and producer state.
+//! * `server`: the one place that reads and writes Kafka frames
+//!   (length prefix, request header, response header), per connection.
+//! * `handlers`: one module per API area; each turns wire types into calls
+//!   on the topic registry and logs, and the results back into responses.
+//! * `topics`: the topic registry (names, ids, partitions, configs).
+//! * `config`: broker settings under Kafka's names.
+//! * `error`: the one mapping from storage errors to Kafka error codes.
 //!
 //! Architecture invariant: no pipeline or SQL code lives here; storage is
 //! reached only through `weir-log`.
+
+pub mod config;
+pub mod error;
+mod handlers;
+mod meta;
+mod server;
+pub mod topics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+pub use config::BrokerConfig;
+pub use error::{BrokerError, ConfigError};
+pub use meta::ClusterMeta;
+use topics::Registry;
+
+/// Shared state of a running broker.
+#[derive(Debug)]
+pub struct Broker {
+    config: BrokerConfig,
+    meta: ClusterMeta,
+    topics: Registry,
+}
+
+impl Broker {
+    /// Opens the data directory: cluster metadata and every topic.
+    pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io {
+            what: "creating",
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let meta = ClusterMeta::load_or_create(&config.data_dir)?;
+        let topics = Registry::open(&config.data_dir, config.log_defaults.clone())?;
+        Ok(Self {
+            config,
+            meta,
+            topics,
+        })
+    }
+
+    /// The topic registry.
+    pub fn topics(&self) -> &Registry {
+        &self.topics
+    }
+
+    /// Cluster and node ids.
+    pub fn meta(&self) -> &ClusterMeta {
+        &self.meta
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Closes every partition cleanly.
+    pub fn close(self) {
+        self.topics.close();
+    }
+}
+
+/// A broker listening on its socket.
+#[derive(Debug)]
+pub struct RunningBroker {
+    /// Where it listens (the bound address, useful with port 0).
+    pub addr: SocketAddr,
+    broker: Arc<Broker>,
+    listener: TcpListener,
+}
+
+impl RunningBroker {
+    /// Opens the data directory and binds the listener. If the configured
+    /// port is 0 the bound port is also what Metadata advertises.
+    pub async fn bind(mut config: BrokerConfig) -> Result<Self, BrokerError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::Io {
+                    what: "binding",
+                    path: config.listen.to_string().into(),
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| BrokerError::Io {
+            what: "binding",
+            path: config.listen.to_string().into(),
+            source,
+        })?;
+        config.listen = addr;
+        let broker = Arc::new(Broker::open(config)?);
+        Ok(Self {
+            addr,
+            broker,
+            listener,
+        })
+    }
+
+    /// The shared broker state.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` turns true, then closes every log cleanly.
+    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) -> Result<(), BrokerError> {
+        let Self {
+            addr,
+            broker,
+            listener,
+        } = self;
+        info!(%addr, cluster_id = %broker.meta.cluster_id, node_id = broker.meta.node_id, "broker listening");
+        let retention = {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tick.tick().await;
+                    let b = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.topics.apply_retention()).await;
+                }
+            })
+        };
+        let connections = server::accept_loop(broker.clone(), listener, shutdown.clone());
+        tokio::select! {
+            _ = connections => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+        retention.abort();
+        // Let in-flight requests drop their references to the logs.
+        for _ in 0..50 {
+            if Arc::strong_count(&broker) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match Arc::try_unwrap(broker) {
+            Ok(broker) => tokio::task::spawn_blocking(move || broker.close())
+                .await
+                .unwrap_or_default(),
+            Err(_) => tracing::warn!(
+                "requests still running at shutdown; logs will be recovered at the next start"
+            ),
+        }
+        info!("broker stopped");
+        Ok(())
+    }
+}

@@ -280,8 +280,10 @@ impl Log {
         }
 
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-        let clean = st.exists(&marker);
-        if clean {
+        let marked = st.exists(&marker);
+        // A new log has nothing to recover.
+        let clean = marked || bases.is_empty();
+        if marked {
             // From here on a crash must be seen as unclean.
             st.remove(&marker).map_err(|e| LogError::io(&marker, e))?;
             st.sync_dir(&dir).map_err(|e| LogError::io(&dir, e))?;

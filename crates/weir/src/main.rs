@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod broker;
 mod logtool;
 
 /// Weir: a streaming log and metrics platform in one binary.
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the Kafka-compatible broker.
+    Broker(broker::BrokerArgs),
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
+        Command::Broker(args) => broker::run(args),
         Command::Log(LogCommand::Dump { dir, batches }) => logtool::dump(&dir, batches, &mut out)
             .with_context(|| format!("dumping {}", dir.display())),
         Command::Log(LogCommand::Check { dir }) => {

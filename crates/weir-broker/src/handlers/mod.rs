@@ -1,0 +1,141 @@
+//! Request handlers, one module per API area. Each converts wire types to
+//! registry and log calls at its boundary and builds the response.
+
+mod admin;
+mod fetch;
+mod metadata;
+mod offsets;
+mod produce;
+
+use bytes::BytesMut;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, Message, StrBytes, VersionRange};
+
+use crate::Broker;
+
+/// What a handler produced.
+pub(crate) enum Reply {
+    /// No response is sent (produce with acks=0).
+    None,
+    /// The response body.
+    Response(Box<ResponseKind>),
+}
+
+/// The APIs this broker serves and the versions it really supports.
+const APIS: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::Produce, ProduceRequest::VERSIONS),
+    (ApiKey::Fetch, FetchRequest::VERSIONS),
+    (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
+    (ApiKey::Metadata, MetadataRequest::VERSIONS),
+    (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
+    (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
+    (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
+    (ApiKey::DeleteRecords, DeleteRecordsRequest::VERSIONS),
+    (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS),
+    (ApiKey::AlterConfigs, AlterConfigsRequest::VERSIONS),
+    (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        IncrementalAlterConfigsRequest::VERSIONS,
+    ),
+    (ApiKey::DescribeLogDirs, DescribeLogDirsRequest::VERSIONS),
+    (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
+];
+
+/// The version range served for an API, if it is served at all.
+pub(crate) fn supported(api: ApiKey) -> Option<VersionRange> {
+    APIS.iter().find(|(k, _)| *k == api).map(|(_, r)| *r)
+}
+
+fn api_versions_body(error: i16) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error;
+    r.api_keys = APIS
+        .iter()
+        .map(|(key, range)| {
+            let mut v = ApiVersion::default();
+            v.api_key = *key as i16;
+            v.min_version = range.min;
+            v.max_version = range.max;
+            v
+        })
+        .collect();
+    r
+}
+
+/// The v0 ApiVersions body sent when the client asked for a version we do
+/// not speak (KIP-511).
+pub(crate) fn api_versions_unsupported() -> BytesMut {
+    let mut body = BytesMut::new();
+    api_versions_body(ResponseError::UnsupportedVersion.code())
+        .encode(&mut body, 0)
+        .expect("a v0 ApiVersions response always encodes");
+    body
+}
+
+/// Runs one decoded request.
+pub(crate) async fn dispatch(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Reply {
+    let version = header.request_api_version;
+    let response = match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_body(0)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::metadata(broker, r, version).await)
+        }
+        RequestKind::Produce(r) => match produce::produce(broker, r, version).await {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Reply::None,
+        },
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(broker, r, version).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(offsets::list_offsets(broker, r, version))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(offsets::delete_records(broker, r).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(broker, r, version).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(broker, r, version))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(admin::alter_configs(broker, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(metadata::describe_cluster(broker, r))
+        }
+        // `supported` keeps every other key from reaching here.
+        _ => return Reply::None,
+    };
+    Reply::Response(Box::new(response))
+}
+
+/// A string for a response.
+pub(crate) fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,151 @@
+//! Produce: validate and append each partition's batches; with acks=all,
+//! answer only after the data is fsynced (group-committed per partition).
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::*;
+use tracing::debug;
+use weir_log::Log;
+
+use super::{now_ms, s};
+use crate::Broker;
+use crate::error::log_error_code;
+
+fn partition_error(
+    index: i32,
+    err: ResponseError,
+    message: Option<String>,
+) -> PartitionProduceResponse {
+    let mut p = PartitionProduceResponse::default();
+    p.index = index;
+    p.error_code = err.code();
+    p.base_offset = -1;
+    p.log_append_time_ms = -1;
+    p.log_start_offset = -1;
+    p.error_message = message.map(s);
+    p
+}
+
+/// Returns `None` for acks=0 (no response is sent).
+pub(super) async fn produce(
+    broker: &Broker,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let mut resp = ProduceResponse::default();
+    // Appends are done first, then the acks=all waits run concurrently.
+    let mut waits: Vec<(usize, usize, Arc<Log>, u64)> = Vec::new();
+    let mut appended = false;
+    for topic in req.topic_data {
+        let mut tr = TopicProduceResponse::default();
+        tr.name = topic.name.clone();
+        tr.topic_id = topic.topic_id;
+        let found = if version >= 13 {
+            broker.topics().get_by_id(topic.topic_id)
+        } else {
+            broker.topics().get(topic.name.0.as_str())
+        };
+        let unknown = if version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        for pd in topic.partition_data {
+            let index = pd.index;
+            if !matches!(acks, -1..=1) {
+                tr.partition_responses.push(partition_error(
+                    index,
+                    ResponseError::InvalidRequiredAcks,
+                    Some(format!("acks must be -1, 0 or 1, got {acks}")),
+                ));
+                continue;
+            }
+            if req.transactional_id.is_some() {
+                tr.partition_responses.push(partition_error(
+                    index,
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    Some("transactions are not supported by this broker".to_owned()),
+                ));
+                continue;
+            }
+            let Some(partition) = found
+                .as_ref()
+                .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
+                .cloned()
+            else {
+                tr.partition_responses
+                    .push(partition_error(index, unknown, None));
+                continue;
+            };
+            let Some(records) = pd.records else {
+                tr.partition_responses.push(partition_error(
+                    index,
+                    ResponseError::CorruptMessage,
+                    Some("no records".to_owned()),
+                ));
+                continue;
+            };
+            let mut data = records.to_vec();
+            match partition.log.append(&mut data, now_ms()) {
+                Ok(info) => {
+                    appended = true;
+                    let mut p = PartitionProduceResponse::default();
+                    p.index = index;
+                    p.base_offset = info.base_offset as i64;
+                    p.log_append_time_ms = info.log_append_time_ms;
+                    p.log_start_offset = info.log_start_offset as i64;
+                    if acks == -1 {
+                        waits.push((
+                            resp.responses.len(),
+                            tr.partition_responses.len(),
+                            partition.log.clone(),
+                            info.last_offset + 1,
+                        ));
+                    }
+                    tr.partition_responses.push(p);
+                }
+                Err(e) => {
+                    debug!(topic = %topic.name.0.as_str(), partition = index, error = %e, "produce rejected");
+                    tr.partition_responses.push(partition_error(
+                        index,
+                        log_error_code(&e),
+                        Some(e.to_string()),
+                    ));
+                }
+            }
+        }
+        resp.responses.push(tr);
+    }
+    if appended {
+        broker.topics().notify_appended();
+    }
+    if acks == 0 {
+        return None;
+    }
+    let flushes: Vec<_> = waits
+        .into_iter()
+        .map(|(t, p, log, upto)| {
+            (
+                t,
+                p,
+                tokio::task::spawn_blocking(move || log.flush_until(upto)),
+            )
+        })
+        .collect();
+    for (t, p, handle) in flushes {
+        let failed = match handle.await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some((log_error_code(&e), e.to_string())),
+            Err(e) => Some((ResponseError::KafkaStorageError, e.to_string())),
+        };
+        if let Some((code, message)) = failed {
+            let pr = &mut resp.responses[t].partition_responses[p];
+            let index = pr.index;
+            *pr = partition_error(index, code, Some(message));
+        }
+    }
+    Some(resp)
+}

@@ -1,0 +1,117 @@
+//! `meta.properties`: the cluster id and node id, created once and kept in
+//! the data directory (Kafka's file name and keys).
+
+use std::path::Path;
+
+use crate::error::BrokerError;
+
+/// Identity of this broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMeta {
+    /// Cluster id (22-character URL-safe base64 of a random UUID, as Kafka).
+    pub cluster_id: String,
+    /// Node id.
+    pub node_id: i32,
+}
+
+const FILE: &str = "meta.properties";
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+impl ClusterMeta {
+    /// Reads `meta.properties`, or creates it with a new cluster id.
+    pub fn load_or_create(dir: &Path) -> Result<Self, BrokerError> {
+        let path = dir.join(FILE);
+        let bad = |reason: String| BrokerError::Metadata {
+            path: path.clone(),
+            reason,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut cluster_id = None;
+                let mut node_id = None;
+                for line in text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.starts_with('#') && !l.is_empty())
+                {
+                    let Some((k, v)) = line.split_once('=') else {
+                        return Err(bad(format!("line without '=': {line}")));
+                    };
+                    match k.trim() {
+                        "cluster.id" => cluster_id = Some(v.trim().to_owned()),
+                        "node.id" | "broker.id" => {
+                            node_id = Some(
+                                v.trim()
+                                    .parse()
+                                    .map_err(|_| bad(format!("bad node.id {v}")))?,
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(Self {
+                    cluster_id: cluster_id.ok_or_else(|| bad("no cluster.id".to_owned()))?,
+                    node_id: node_id.ok_or_else(|| bad("no node.id".to_owned()))?,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let meta = Self {
+                    cluster_id: base64_url(uuid::Uuid::new_v4().as_bytes()),
+                    node_id: 0,
+                };
+                let text = format!(
+                    "# Written by weir on first start; do not edit.\nversion=1\ncluster.id={}\nnode.id={}\n",
+                    meta.cluster_id, meta.node_id
+                );
+                crate::topics::write_atomic(dir, FILE, text.as_bytes()).map_err(|source| {
+                    BrokerError::Io {
+                        what: "writing",
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                Ok(meta)
+            }
+            Err(source) => Err(BrokerError::Io {
+                what: "reading",
+                path,
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_persist() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = ClusterMeta::load_or_create(tmp.path()).unwrap();
+        assert_eq!(a.cluster_id.len(), 22);
+        let b = ClusterMeta::load_or_create(tmp.path()).unwrap();
+        assert_eq!(a, b);
+        std::fs::write(tmp.path().join(FILE), "cluster.id=x\n").unwrap();
+        assert!(ClusterMeta::load_or_create(tmp.path()).is_err());
+    }
+
+    #[test]
+    fn base64_matches_known_values() {
+        assert_eq!(base64_url(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_url(b"fo"), "Zm8");
+        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
+    }
+}

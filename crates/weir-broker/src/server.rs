@@ -1,0 +1,172 @@
+//! Framing: accepts connections, reads length-prefixed requests, decodes
+//! the request header, hands the body to the handlers and writes responses
+//! in request order. Anything that cannot be framed or decoded closes that
+//! connection only.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::Broker;
+use crate::handlers::{self, Reply};
+
+/// Accepts connections until shutdown; each gets its own task.
+pub(crate) async fn accept_loop(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let broker = broker.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(reason) = connection(broker, stream, shutdown).await {
+                            debug!(%peer, %reason, "connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Why a connection was closed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Close {
+    #[error("peer closed")]
+    Eof,
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("request of {0} bytes is larger than socket.request.max.bytes {1}")]
+    TooLarge(i64, usize),
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("unsupported API key {0}")]
+    UnknownApi(i16),
+    #[error("unsupported version {1} of {0:?}")]
+    UnsupportedVersion(ApiKey, i16),
+    #[error("shutting down")]
+    Shutdown,
+}
+
+async fn connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Close> {
+    let (rd, wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let max = broker.config().socket_request_max_bytes;
+    loop {
+        let len = tokio::select! {
+            len = rd.read_i32() => match len {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Close::Eof),
+                Err(e) => return Err(e.into()),
+            },
+            _ = shutdown.wait_for(|s| *s) => return Err(Close::Shutdown),
+        };
+        if len < 0 || len as usize > max {
+            warn!(len, max, "closing connection: request size out of bounds");
+            return Err(Close::TooLarge(i64::from(len), max));
+        }
+        let mut buf = BytesMut::zeroed(len as usize);
+        rd.read_exact(&mut buf).await?;
+        let reply = handle_frame(&broker, buf.freeze()).await?;
+        if let Some(response) = reply {
+            wr.write_all(&response).await?;
+            // Answer now unless the client has already sent the next request.
+            if rd.buffer().is_empty() {
+                wr.flush().await?;
+            }
+        }
+    }
+}
+
+/// Decodes one request frame, runs it and returns the response frame
+/// (length prefix included), or `None` when no response is due (acks=0).
+pub(crate) async fn handle_frame(
+    broker: &Broker,
+    mut frame: Bytes,
+) -> Result<Option<Bytes>, Close> {
+    if frame.len() < 8 {
+        return Err(Close::Malformed(format!(
+            "{} bytes is shorter than a request header",
+            frame.len()
+        )));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(key).map_err(|_| Close::UnknownApi(key))?;
+    let Some(range) = handlers::supported(api) else {
+        return Err(Close::UnknownApi(key));
+    };
+    if version < range.min || version > range.max {
+        if api == ApiKey::ApiVersions {
+            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges,
+            // so the client can retry with a version we speak.
+            let body = handlers::api_versions_unsupported();
+            return Ok(Some(frame_response(correlation_id, 0, &body)?));
+        }
+        return Err(Close::UnsupportedVersion(api, version));
+    }
+    let header_version = api.request_header_version(version);
+    let header = decode_guarded(|| RequestHeader::decode(&mut frame, header_version))?;
+    let request =
+        decode_guarded(|| kafka_protocol::messages::RequestKind::decode(api, &mut frame, version))?;
+    match handlers::dispatch(broker, &header, request).await {
+        Reply::None => Ok(None),
+        Reply::Response(response) => {
+            let mut body = BytesMut::new();
+            response
+                .encode(&mut body, version)
+                .map_err(|e| Close::Malformed(format!("encoding the response failed: {e}")))?;
+            Ok(Some(frame_response(
+                correlation_id,
+                api.response_header_version(version),
+                &body,
+            )?))
+        }
+    }
+}
+
+/// Runs a decoder, turning both errors and panics (a decoder bug on
+/// hostile input) into a closed connection.
+fn decode_guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Close> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Close::Malformed(e.to_string())),
+        Err(_) => Err(Close::Malformed("decoder panicked".to_owned())),
+    }
+}
+
+fn frame_response(correlation_id: i32, header_version: i16, body: &[u8]) -> Result<Bytes, Close> {
+    let mut header = BytesMut::new();
+    let mut h = ResponseHeader::default();
+    h.correlation_id = correlation_id;
+    h.encode(&mut header, header_version)
+        .map_err(|e| Close::Malformed(format!("encoding the response header: {e}")))?;
+    let mut out = BytesMut::with_capacity(4 + header.len() + body.len());
+    out.put_i32((header.len() + body.len()) as i32);
+    out.put_slice(&header);
+    out.put_slice(body);
+    Ok(out.freeze())
+}
