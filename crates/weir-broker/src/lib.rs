@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 mod handlers;
 mod meta;
+mod producers;
 mod server;
 pub mod topics;
 
@@ -37,6 +38,7 @@ pub struct Broker {
     config: BrokerConfig,
     meta: ClusterMeta,
     topics: Registry,
+    producer_ids: producers::ProducerIds,
 }
 
 impl Broker {
@@ -49,16 +51,23 @@ impl Broker {
         })?;
         let meta = ClusterMeta::load_or_create(&config.data_dir)?;
         let topics = Registry::open(&config.data_dir, config.log_defaults.clone())?;
+        let producer_ids = producers::ProducerIds::open(&config.data_dir)?;
         Ok(Self {
             config,
             meta,
             topics,
+            producer_ids,
         })
     }
 
     /// The topic registry.
     pub fn topics(&self) -> &Registry {
         &self.topics
+    }
+
+    /// Producer id allocation.
+    pub(crate) fn producer_ids(&self) -> &producers::ProducerIds {
+        &self.producer_ids
     }
 
     /// Cluster and node ids.

@@ -128,6 +128,7 @@ pub(crate) async fn handle_frame(
         }
         return Err(Close::UnsupportedVersion(api, version));
     }
+    tracing::trace!(?api, version, correlation_id, "request");
     let header_version = api.request_header_version(version);
     let header = decode_guarded(|| RequestHeader::decode(&mut frame, header_version))?;
     let request =

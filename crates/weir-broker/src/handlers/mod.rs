@@ -6,6 +6,7 @@ mod fetch;
 mod metadata;
 mod offsets;
 mod produce;
+mod producer;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
@@ -42,6 +43,7 @@ const APIS: &[(ApiKey, VersionRange)] = &[
     ),
     (ApiKey::DescribeLogDirs, DescribeLogDirsRequest::VERSIONS),
     (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
+    (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
 ];
 
 /// The version range served for an API, if it is served at all.
@@ -118,6 +120,9 @@ pub(crate) async fn dispatch(
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(producer::init_producer_id(broker, r))
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(metadata::describe_cluster(broker, r))

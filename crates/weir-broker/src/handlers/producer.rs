@@ -1,0 +1,38 @@
+//! InitProducerId: producer ids and epochs for idempotent producers.
+//! Transactions are not supported: a transactional id is refused.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::*;
+use tracing::warn;
+
+use crate::Broker;
+
+pub(super) fn init_producer_id(
+    broker: &Broker,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let mut resp = InitProducerIdResponse::default();
+    resp.producer_id = ProducerId(-1);
+    resp.producer_epoch = -1;
+    if req.transactional_id.is_some() {
+        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return resp;
+    }
+    // KIP-360: a known producer asking again gets the next epoch.
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        resp.producer_id = req.producer_id;
+        resp.producer_epoch = req.producer_epoch + 1;
+        return resp;
+    }
+    match broker.producer_ids().next() {
+        Ok(id) => {
+            resp.producer_id = ProducerId(id);
+            resp.producer_epoch = 0;
+        }
+        Err(e) => {
+            warn!(error = %e, "could not reserve producer ids");
+            resp.error_code = ResponseError::KafkaStorageError.code();
+        }
+    }
+    resp
+}
