@@ -7,8 +7,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod alloc;
 mod broker;
 mod logtool;
+
+#[global_allocator]
+static ALLOC: alloc::WeirAlloc = alloc::WeirAlloc;
 
 /// Weir: a streaming log and metrics platform in one binary.
 #[derive(Debug, Parser)]

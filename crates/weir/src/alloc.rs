@@ -1,0 +1,107 @@
+//! The process allocator: the system allocator, except that very large
+//! requests get their own `MAP_NORESERVE` mapping.
+//!
+//! Why: the Kafka request decoder pre-allocates arrays from the element
+//! count on the wire. A hostile 20-byte request can declare 2^31 elements,
+//! and an allocation the system refuses aborts the process (Rust cannot
+//! turn that into an error). A `MAP_NORESERVE` mapping reserves address
+//! space without committing memory, so such a request costs nothing: the
+//! decoder fails on the missing bytes, the mapping is unmapped, and only
+//! that connection is closed. Legitimate allocations are far below the
+//! threshold and go to the system allocator unchanged.
+
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+/// Allocations at least this large get their own mapping (no legitimate
+/// buffer in Weir comes near it: requests are capped at
+/// `socket.request.max.bytes`).
+const HUGE: usize = 1 << 30;
+const PAGE: usize = 4096;
+
+pub(crate) struct WeirAlloc;
+
+fn huge(layout: &Layout) -> bool {
+    layout.size() >= HUGE && layout.align() <= PAGE
+}
+
+// SAFETY: every method forwards to `System` except for huge layouts, which
+// are served by anonymous mappings of exactly `layout.size()` bytes (page
+// aligned, so any alignment up to a page holds) and released with munmap
+// of the same size; a layout is always freed with the method family that
+// allocated it because `huge` depends only on the layout.
+unsafe impl GlobalAlloc for WeirAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if !huge(&layout) {
+            // SAFETY: same contract as ours.
+            return unsafe { System.alloc(layout) };
+        }
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                layout.size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            std::ptr::null_mut()
+        } else {
+            p.cast()
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if huge(&layout) {
+            // SAFETY: `ptr` came from our mmap of `layout.size()` bytes.
+            unsafe { libc::munmap(ptr.cast(), layout.size()) };
+        } else {
+            // SAFETY: `ptr` came from `System.alloc` with this layout.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees `new_size` with `layout.align()` is valid.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        if !huge(&layout) && !huge(&new_layout) {
+            // SAFETY: both sides are System allocations.
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        // SAFETY: allocate, copy the overlap, free the old block, each with
+        // the method family matching its layout.
+        unsafe {
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_unused_allocation_costs_nothing() {
+        // 64 GiB of address space on a machine with far less memory.
+        let layout = Layout::from_size_align(64 << 30, 8).unwrap();
+        // SAFETY: non-zero size; freed with the same layout.
+        unsafe {
+            let p = WeirAlloc.alloc(layout);
+            assert!(!p.is_null());
+            p.write(7);
+            assert_eq!(p.read(), 7);
+            WeirAlloc.dealloc(p, layout);
+        }
+        let v: Vec<u64> = Vec::with_capacity(1 << 33);
+        assert!(v.capacity() >= 1 << 33);
+    }
+}
