@@ -86,6 +86,11 @@ impl Broker {
     }
 }
 
+/// Resolves once `rx` holds `true` (or its sender is gone).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
 /// A broker listening on its socket.
 #[derive(Debug)]
 pub struct RunningBroker {
@@ -148,7 +153,7 @@ impl RunningBroker {
         let connections = server::accept_loop(broker.clone(), listener, shutdown.clone());
         tokio::select! {
             _ = connections => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
+            _ = stopped(&mut shutdown) => {}
         }
         retention.abort();
         // Let in-flight requests drop their references to the logs.

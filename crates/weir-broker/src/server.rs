@@ -41,7 +41,7 @@ pub(crate) async fn accept_loop(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = stop.wait_for(|s| *s) => return,
+            _ = crate::stopped(&mut stop) => return,
         }
     }
 }
@@ -81,7 +81,7 @@ async fn connection(
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Close::Eof),
                 Err(e) => return Err(e.into()),
             },
-            _ = shutdown.wait_for(|s| *s) => return Err(Close::Shutdown),
+            _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
         };
         if len < 0 || len as usize > max {
             warn!(len, max, "closing connection: request size out of bounds");

@@ -1,0 +1,433 @@
+//! Protocol-level behaviour through a raw Kafka client built on the
+//! `kafka-protocol` crate: the cases real clients never send (corrupt
+//! batches, bad acks), exact error codes, acks=0, pipelining, long polls.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use weir_broker::{BrokerConfig, RunningBroker};
+use weir_log::batch::{self, Record};
+
+struct TestBroker {
+    addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(settings: &[(&str, &str)]) -> TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = BrokerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
+    for (k, v) in settings {
+        cfg.set(k, v).unwrap();
+    }
+    let running = RunningBroker::bind(cfg).await.unwrap();
+    let addr = running.addr;
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        running.serve(rx).await.unwrap();
+    });
+    TestBroker {
+        addr,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+impl TestBroker {
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap();
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    async fn connect(b: &TestBroker) -> Self {
+        Client {
+            stream: TcpStream::connect(b.addr).await.unwrap(),
+            next_id: 1,
+        }
+    }
+
+    fn encode<R: Request>(&mut self, req: &R, version: i16) -> (i32, BytesMut) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = id;
+        header.client_id = Some(StrBytes::from_static_str("protocol-test"));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, R::header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.put_slice(&body);
+        (id, frame)
+    }
+
+    async fn send<R: Request>(&mut self, req: &R, version: i16) -> i32 {
+        let (id, frame) = self.encode(req, version);
+        self.stream.write_all(&frame).await.unwrap();
+        id
+    }
+
+    async fn recv<R: Request>(&mut self, version: i16) -> (i32, R::Response) {
+        let len = self.stream.read_i32().await.unwrap();
+        let mut buf = vec![0u8; len as usize];
+        self.stream.read_exact(&mut buf).await.unwrap();
+        let mut buf = Bytes::from(buf);
+        let header =
+            ResponseHeader::decode(&mut buf, R::Response::header_version(version)).unwrap();
+        let body = R::Response::decode(&mut buf, version).unwrap();
+        assert!(!buf.has_remaining(), "trailing bytes in the response");
+        (header.correlation_id, body)
+    }
+
+    async fn call<R: Request>(&mut self, req: &R, version: i16) -> R::Response {
+        let id = self.send(req, version).await;
+        let (got, resp) = self.recv::<R>(version).await;
+        assert_eq!(got, id, "correlation id");
+        resp
+    }
+}
+
+fn records(n: usize, ts: i64) -> Vec<u8> {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record {
+            timestamp: ts + i as i64,
+            key: None,
+            value: Some(format!("m{i}").into_bytes()),
+            headers: vec![],
+        })
+        .collect();
+    batch::encode_batch(&recs)
+}
+
+fn produce_req(topic: &str, acks: i16, data: Vec<u8>) -> ProduceRequest {
+    let mut p = PartitionProduceData::default();
+    p.index = 0;
+    p.records = Some(Bytes::from(data));
+    let mut t = TopicProduceData::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_owned()));
+    t.partition_data = vec![p];
+    let mut r = ProduceRequest::default();
+    r.acks = acks;
+    r.timeout_ms = 5000;
+    r.topic_data = vec![t];
+    r
+}
+
+fn fetch_req(topic: &str, offset: i64, max_wait_ms: i32, min_bytes: i32) -> FetchRequest {
+    let mut p = FetchPartition::default();
+    p.partition = 0;
+    p.fetch_offset = offset;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string(topic.to_owned()));
+    t.partitions = vec![p];
+    let mut r = FetchRequest::default();
+    r.replica_id = BrokerId(-1);
+    r.max_wait_ms = max_wait_ms;
+    r.min_bytes = min_bytes;
+    r.max_bytes = 1 << 20;
+    r.topics = vec![t];
+    r
+}
+
+async fn create(c: &mut Client, name: &str, configs: &[(&str, &str)]) {
+    let mut t = create_topics_request::CreatableTopic::default();
+    t.name = TopicName(StrBytes::from_string(name.to_owned()));
+    t.num_partitions = 1;
+    t.replication_factor = 1;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = create_topics_request::CreatableTopicConfig::default();
+            c.name = StrBytes::from_string((*k).to_owned());
+            c.value = Some(StrBytes::from_string((*v).to_owned()));
+            c
+        })
+        .collect();
+    let mut r = CreateTopicsRequest::default();
+    r.topics = vec![t];
+    r.timeout_ms = 5000;
+    let resp = c.call(&r, 7).await;
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
+}
+
+#[tokio::test]
+async fn api_versions_lists_every_served_api_and_answers_unknown_versions_in_v0() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    let resp = c.call(&ApiVersionsRequest::default(), 3).await;
+    assert_eq!(resp.error_code, 0);
+    let keys: BTreeMap<i16, (i16, i16)> = resp
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, (k.min_version, k.max_version)))
+        .collect();
+    assert_eq!(
+        keys.get(&0),
+        Some(&(3, 13)),
+        "Produce from v3 (RecordBatch v2)"
+    );
+    assert_eq!(keys.get(&1).map(|r| r.0), Some(4), "Fetch");
+    for key in [2, 3, 18, 19, 20, 21, 22, 32, 33, 35, 37, 44, 60] {
+        assert!(keys.contains_key(&key), "API {key} missing from {keys:?}");
+    }
+    // Consumer groups are not served yet, so they are not advertised.
+    assert!(!keys.contains_key(&11), "JoinGroup advertised");
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn produce_errors_carry_the_kafka_codes() {
+    let b = start(&[("message.max.bytes", "10000")]).await;
+    let mut c = Client::connect(&b).await;
+    create(&mut c, "t", &[]).await;
+
+    let ok = c.call(&produce_req("t", 1, records(3, 1000)), 9).await;
+    let p = &ok.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+
+    let mut corrupt = records(2, 1000);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let r = c.call(&produce_req("t", 1, corrupt), 9).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 2,
+        "CORRUPT_MESSAGE"
+    );
+
+    let r = c.call(&produce_req("t", 1, records(200, 1000)), 9).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let huge = batch::encode_batch(&[Record {
+        timestamp: 0,
+        key: None,
+        value: Some(vec![b'x'; 20_000]),
+        headers: vec![],
+    }]);
+    let r = c.call(&produce_req("t", 1, huge), 9).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 10,
+        "MESSAGE_TOO_LARGE"
+    );
+
+    let r = c.call(&produce_req("t", 7, records(1, 0)), 9).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 21,
+        "INVALID_REQUIRED_ACKS"
+    );
+
+    let r = c.call(&produce_req("nope", 1, records(1, 0)), 9).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+
+    // The log holds exactly the accepted batches.
+    let f = c.call(&fetch_req("t", 0, 0, 0), 12).await;
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 203);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn acks_zero_gets_no_response_and_pipelined_requests_answer_in_order() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    create(&mut c, "p", &[]).await;
+    // acks=0, then two more requests sent before reading anything.
+    c.send(&produce_req("p", 0, records(2, 0)), 9).await;
+    let first = c.send(&produce_req("p", 1, records(1, 0)), 9).await;
+    let second = c.send(&ApiVersionsRequest::default(), 3).await;
+    let (id, resp) = c.recv::<ProduceRequest>(9).await;
+    assert_eq!(id, first, "the acks=0 request must not be answered");
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 2);
+    let (id, _) = c.recv::<ApiVersionsRequest>(3).await;
+    assert_eq!(id, second);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn fetch_long_polls_until_data_arrives_and_reports_offsets_out_of_range() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    create(&mut c, "lp", &[]).await;
+
+    // Nothing there: waits max_wait_ms, then answers empty.
+    let t = Instant::now();
+    let f = c.call(&fetch_req("lp", 0, 300, 1), 12).await;
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(290),
+        "returned after {waited:?}"
+    );
+    assert!(
+        f.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_none_or(|r| r.is_empty())
+    );
+
+    // A waiting fetch is woken by a produce on another connection.
+    let addr = b.addr;
+    let producer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut p = Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            next_id: 1,
+        };
+        p.call(&produce_req("lp", 1, records(4, 0)), 9).await;
+    });
+    let t = Instant::now();
+    let f = c.call(&fetch_req("lp", 0, 10_000, 1), 12).await;
+    let waited = t.elapsed();
+    producer.await.unwrap();
+    assert!(
+        waited < Duration::from_secs(5),
+        "not woken by the append: {waited:?}"
+    );
+    let part = &f.responses[0].partitions[0];
+    assert_eq!(part.high_watermark, 4);
+    assert_eq!(part.log_start_offset, 0);
+    let data = part.records.clone().unwrap();
+    assert_eq!(batch::decode_records(&data).unwrap().len(), 4);
+
+    let f = c.call(&fetch_req("lp", 99, 0, 0), 12).await;
+    assert_eq!(
+        f.responses[0].partitions[0].error_code, 1,
+        "OFFSET_OUT_OF_RANGE"
+    );
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 4);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_offsets_earliest_latest_and_by_time() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    create(&mut c, "lo", &[]).await;
+    // Batches of 5 records stamped 1000*i .. 1000*i+4.
+    for i in 0..10 {
+        c.call(&produce_req("lo", 1, records(5, 1000 * i)), 9).await;
+    }
+    let query = |ts: i64| {
+        let mut p = ListOffsetsPartition::default();
+        p.partition_index = 0;
+        p.timestamp = ts;
+        let mut t = ListOffsetsTopic::default();
+        t.name = TopicName(StrBytes::from_static_str("lo"));
+        t.partitions = vec![p];
+        let mut r = ListOffsetsRequest::default();
+        r.replica_id = BrokerId(-1);
+        r.topics = vec![t];
+        r
+    };
+    let mut ask = async |ts: i64, version: i16| {
+        let r = c.call(&query(ts), version).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        (p.offset, p.timestamp)
+    };
+    assert_eq!(ask(-2, 7).await.0, 0, "earliest");
+    assert_eq!(ask(-1, 7).await.0, 50, "latest");
+    assert_eq!(
+        ask(-3, 7).await,
+        (45, 9004),
+        "max timestamp: the batch holding it"
+    );
+    assert_eq!(ask(3002, 7).await, (17, 3002), "exact record by time");
+    assert_eq!(
+        ask(3005, 1).await,
+        (20, 4000),
+        "first record at or after the time"
+    );
+    assert_eq!(ask(99_999, 7).await, (-1, -1), "after every record");
+    b.shutdown().await;
+}
+
+fn all_topics() -> MetadataRequest {
+    let mut r = MetadataRequest::default();
+    r.topics = None;
+    r
+}
+
+#[tokio::test]
+async fn topics_and_data_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = BrokerConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+    cfg.set("num.partitions", "2").unwrap();
+    let run = |cfg: BrokerConfig| async move {
+        let running = RunningBroker::bind(cfg).await.unwrap();
+        let addr = running.addr;
+        let id = running.broker().meta().cluster_id.clone();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(async move { running.serve(rx).await.unwrap() });
+        (addr, id, stop, task)
+    };
+    let (addr, cluster, stop, task) = run(cfg.clone()).await;
+    let mut c = Client {
+        stream: TcpStream::connect(addr).await.unwrap(),
+        next_id: 1,
+    };
+    create(&mut c, "keep", &[("retention.ms", "86400000")]).await;
+    c.call(&produce_req("keep", -1, records(3, 5)), 9).await;
+    let md = c.call(&all_topics(), 12).await;
+    let id = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "keep"))
+        .unwrap()
+        .topic_id;
+    drop(c);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert!(
+        dir.path()
+            .join("keep-0")
+            .join(weir_log::CLEAN_SHUTDOWN_FILE)
+            .exists(),
+        "no clean-shutdown marker"
+    );
+
+    let (addr, cluster2, stop, task) = run(cfg).await;
+    assert_eq!(cluster, cluster2, "cluster id changed");
+    let mut c = Client {
+        stream: TcpStream::connect(addr).await.unwrap(),
+        next_id: 1,
+    };
+    let md = c.call(&all_topics(), 12).await;
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "keep"))
+        .unwrap();
+    assert_eq!(t.topic_id, id, "topic id changed");
+    assert_eq!(t.partitions.len(), 1);
+    let f = c.call(&fetch_req("keep", 0, 0, 0), 12).await;
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 3);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
