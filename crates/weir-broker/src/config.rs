@@ -141,6 +141,16 @@ impl BrokerConfig {
             "log.message.timestamp.type" => {
                 topic(&mut self.log_defaults, "message.timestamp.type", value)?
             }
+            "log.message.timestamp.before.max.ms" => topic(
+                &mut self.log_defaults,
+                "message.timestamp.before.max.ms",
+                value,
+            )?,
+            "log.message.timestamp.after.max.ms" => topic(
+                &mut self.log_defaults,
+                "message.timestamp.after.max.ms",
+                value,
+            )?,
             "log.cleanup.policy" => topic(&mut self.log_defaults, "cleanup.policy", value)?,
             _ => {
                 return Err(ConfigError::Unknown {

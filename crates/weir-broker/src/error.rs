@@ -69,5 +69,6 @@ pub fn log_error_code(e: &LogError) -> ResponseError {
         ErrorKind::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
         ErrorKind::Storage => ResponseError::KafkaStorageError,
         ErrorKind::InvalidConfig => ResponseError::InvalidConfig,
+        ErrorKind::InvalidTimestamp => ResponseError::InvalidTimestamp,
     }
 }

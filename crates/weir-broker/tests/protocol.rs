@@ -241,6 +241,17 @@ async fn produce_errors_carry_the_kafka_codes() {
         "INVALID_REQUIRED_ACKS"
     );
 
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 7_200_000;
+    let r = c.call(&produce_req("t", 1, records(1, future)), 9).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 32,
+        "INVALID_TIMESTAMP"
+    );
+
     let r = c.call(&produce_req("nope", 1, records(1, 0)), 9).await;
     assert_eq!(
         r.responses[0].partition_responses[0].error_code, 3,

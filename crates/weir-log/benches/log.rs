@@ -19,6 +19,8 @@ use weir_log::batch::{Record, encode_batch};
 use weir_log::{Log, LogConfig};
 
 const BATCH_BYTES: usize = 16 * 1024;
+/// The broker time given to appends (the records are stamped just before it).
+const NOW: i64 = 1_700_000_100_000;
 const RECORD_VALUE: usize = 100;
 
 /// An uncompressed batch of 100-byte values, about 16 KiB.
@@ -65,7 +67,7 @@ fn appends_page_cache(dir: &Path, total: u64) -> (f64, f64) {
     let count = total / b.len() as u64;
     let start = Instant::now();
     for _ in 0..count {
-        log.append(&mut b, 0).unwrap();
+        log.append(&mut b, NOW).unwrap();
     }
     let d = start.elapsed();
     let bytes = count * b.len() as u64;
@@ -89,7 +91,7 @@ fn group_commit(dir: &Path, writers: usize, duration: Duration) -> (f64, f64, f6
             std::thread::spawn(move || {
                 let (mut b, _) = batch_16k();
                 while !stop.load(Ordering::Relaxed) {
-                    let info = log.append(&mut b, 0).unwrap();
+                    let info = log.append(&mut b, NOW).unwrap();
                     log.flush_until(info.last_offset + 1).unwrap();
                     acked.fetch_add(b.len() as u64, Ordering::Relaxed);
                 }
@@ -123,7 +125,7 @@ fn sequential_read_and_reopen(dir: &Path, total: u64) -> (f64, Duration, Duratio
     let log = Log::open_dir(&path, LogConfig::default(), 0).unwrap();
     let (mut b, _) = batch_16k();
     for _ in 0..total / b.len() as u64 {
-        log.append(&mut b, 0).unwrap();
+        log.append(&mut b, NOW).unwrap();
     }
     let end = log.log_end_offset();
     let start = Instant::now();

@@ -266,6 +266,8 @@ pub struct BatchInfo {
     /// The largest record timestamp, computed from the records of an
     /// uncompressed batch (`None` when compressed: the header is trusted).
     pub record_max_timestamp: Option<i64>,
+    /// The smallest record timestamp, likewise.
+    pub record_min_timestamp: Option<i64>,
 }
 
 impl BatchInfo {
@@ -291,12 +293,13 @@ pub fn check_batch(buf: &[u8], strictness: Strictness) -> Result<(BatchHeader, u
     check_batch_full(buf, strictness).map(|(header, len, _)| (header, len))
 }
 
-/// [`check_batch`], also returning the largest record timestamp of an
-/// uncompressed batch checked with [`Strictness::Producer`].
+/// [`check_batch`], also returning the smallest and largest record
+/// timestamps of an uncompressed batch checked with [`Strictness::Producer`].
+#[allow(clippy::type_complexity)]
 fn check_batch_full(
     buf: &[u8],
     strictness: Strictness,
-) -> Result<(BatchHeader, usize, Option<i64>), BatchError> {
+) -> Result<(BatchHeader, usize, Option<(i64, i64)>), BatchError> {
     let header = BatchHeader::parse(buf)?;
     let len = header.total_len().ok_or(BatchError::BadLength {
         length: header.batch_length,
@@ -335,8 +338,11 @@ fn check_batch_full(
     }
     let mut max_timestamp = None;
     if strictness == Strictness::Producer && compression == Compression::None {
-        let max_delta = check_records(&buf[HEADER_LEN..len], count as usize)?;
-        max_timestamp = Some(header.base_timestamp.saturating_add(max_delta));
+        let (min_delta, max_delta) = check_records(&buf[HEADER_LEN..len], count as usize)?;
+        max_timestamp = Some((
+            header.base_timestamp.saturating_add(min_delta),
+            header.base_timestamp.saturating_add(max_delta),
+        ));
     }
     Ok((header, len, max_timestamp))
 }
@@ -347,10 +353,11 @@ pub fn check_batches(buf: &[u8]) -> Result<Vec<BatchInfo>, (usize, BatchError)> 
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
-        let (header, len, record_max_timestamp) =
+        let (header, len, record_times) =
             check_batch_full(&buf[pos..], Strictness::Producer).map_err(|e| (pos, e))?;
         out.push(BatchInfo {
-            record_max_timestamp,
+            record_min_timestamp: record_times.map(|t| t.0),
+            record_max_timestamp: record_times.map(|t| t.1),
             position: pos,
             header,
             len,
@@ -483,10 +490,11 @@ fn parse_record(buf: &[u8]) -> Result<(RecordMeta, usize), &'static str> {
 
 /// Checks the records of an uncompressed batch: `count` records, offset
 /// deltas 0, 1, 2..., every field inside its record, nothing left over.
-/// Returns the largest timestamp delta.
-fn check_records(records: &[u8], count: usize) -> Result<i64, BatchError> {
+/// Returns the smallest and largest timestamp deltas.
+fn check_records(records: &[u8], count: usize) -> Result<(i64, i64), BatchError> {
     let mut pos = 0;
     let mut max_delta = i64::MIN;
+    let mut min_delta = i64::MAX;
     for index in 0..count {
         let (meta, len) = parse_record(&records[pos..])
             .map_err(|reason| BatchError::BadRecord { index, reason })?;
@@ -497,6 +505,7 @@ fn check_records(records: &[u8], count: usize) -> Result<i64, BatchError> {
             });
         }
         max_delta = max_delta.max(meta.timestamp_delta);
+        min_delta = min_delta.min(meta.timestamp_delta);
         pos += len;
     }
     if pos != records.len() {
@@ -505,7 +514,7 @@ fn check_records(records: &[u8], count: usize) -> Result<i64, BatchError> {
             reason: "bytes left after the last record",
         });
     }
-    Ok(max_delta)
+    Ok((min_delta, max_delta))
 }
 
 /// In an uncompressed, stored batch, the offset and timestamp of the first

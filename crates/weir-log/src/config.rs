@@ -36,6 +36,12 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     /// `message.timestamp.type`.
     pub message_timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: create-time timestamps older than
+    /// this before the append are refused (`None`: no limit).
+    pub message_timestamp_before_max_ms: Option<i64>,
+    /// `message.timestamp.after.max.ms`: create-time timestamps further
+    /// than this in the future are refused (`None`: no limit).
+    pub message_timestamp_after_max_ms: Option<i64>,
     /// `cleanup.policy`.
     pub cleanup_policy: CleanupPolicy,
 }
@@ -54,6 +60,9 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             message_timestamp_type: TimestampType::CreateTime,
+            message_timestamp_before_max_ms: None,
+            // Kafka 4's default: one hour into the future.
+            message_timestamp_after_max_ms: Some(3_600_000),
             cleanup_policy: CleanupPolicy::Delete,
         }
     }
@@ -66,6 +75,8 @@ pub const CONFIG_NAMES: &[&str] = &[
     "flush.ms",
     "index.interval.bytes",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
     "message.timestamp.type",
     "retention.bytes",
     "retention.ms",
@@ -151,6 +162,18 @@ impl LogConfig {
                     v => v,
                 }
             }
+            "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => {
+                let v = parse_i64(key, value)?;
+                if v < 0 {
+                    return Err(invalid(key, value, "must be at least 0"));
+                }
+                let limit = (v != i64::MAX).then_some(v);
+                if key.contains("before") {
+                    self.message_timestamp_before_max_ms = limit;
+                } else {
+                    self.message_timestamp_after_max_ms = limit;
+                }
+            }
             "message.timestamp.type" => {
                 self.message_timestamp_type = match value.trim() {
                     "CreateTime" => TimestampType::CreateTime,
@@ -208,6 +231,14 @@ impl LogConfig {
                 self.index_interval_bytes.to_string(),
             ),
             ("max.message.bytes", self.max_message_bytes.to_string()),
+            (
+                "message.timestamp.after.max.ms",
+                never(self.message_timestamp_after_max_ms),
+            ),
+            (
+                "message.timestamp.before.max.ms",
+                never(self.message_timestamp_before_max_ms),
+            ),
             (
                 "message.timestamp.type",
                 match self.message_timestamp_type {

@@ -27,6 +27,15 @@ pub enum LogError {
         /// The limit.
         max: usize,
     },
+    /// A create-time timestamp is outside `message.timestamp.before.max.ms`
+    /// / `message.timestamp.after.max.ms` of the append time.
+    #[error("timestamp {timestamp} is out of range: {reason}")]
+    InvalidTimestamp {
+        /// The offending timestamp.
+        timestamp: i64,
+        /// Which limit it breaks.
+        reason: String,
+    },
     /// A read or delete asked for an offset the log does not hold.
     #[error("offset {offset} is out of range: the log holds [{start}, {end})")]
     OffsetOutOfRange {
@@ -103,6 +112,8 @@ pub enum ErrorKind {
     Storage,
     /// `INVALID_CONFIG` (40).
     InvalidConfig,
+    /// `INVALID_TIMESTAMP` (32).
+    InvalidTimestamp,
 }
 
 impl LogError {
@@ -111,6 +122,7 @@ impl LogError {
         match self {
             Self::CorruptBatch { .. } => ErrorKind::CorruptMessage,
             Self::BatchTooLarge { .. } => ErrorKind::MessageTooLarge,
+            Self::InvalidTimestamp { .. } => ErrorKind::InvalidTimestamp,
             Self::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Self::DiskFull { .. }
             | Self::Io { .. }

@@ -459,6 +459,9 @@ impl Log {
         if let Some(big) = batches.iter().find(|b| b.len > max) {
             return Err(LogError::BatchTooLarge { size: big.len, max });
         }
+        if st.config.message_timestamp_type == TimestampType::CreateTime {
+            check_timestamps(&st.config, &batches, now_ms)?;
+        }
         self.maybe_roll(&mut st, records.len() as u64, offsets, now_ms)?;
         let log_append = st.config.message_timestamp_type == TimestampType::LogAppendTime;
         let base_offset = st.end();
@@ -1007,6 +1010,39 @@ impl Log {
             .map_err(|e| LogError::io(&self.dir, e))?;
         Ok(())
     }
+}
+
+/// Refuses create-time timestamps too far before or after `now_ms`
+/// (`message.timestamp.before.max.ms` / `after.max.ms`). Uncompressed
+/// batches are checked record by record (their smallest and largest
+/// timestamps); compressed ones by their header's base and max timestamps.
+fn check_timestamps(cfg: &LogConfig, batches: &[batch::BatchInfo], now_ms: i64) -> Result<()> {
+    for b in batches {
+        let low = b.record_min_timestamp.unwrap_or(b.header.base_timestamp);
+        let high = b.record_max_timestamp.unwrap_or(b.header.max_timestamp);
+        if let Some(before) = cfg.message_timestamp_before_max_ms
+            && low >= 0
+            && low < now_ms.saturating_sub(before)
+        {
+            return Err(LogError::InvalidTimestamp {
+                timestamp: low,
+                reason: format!(
+                    "more than message.timestamp.before.max.ms = {before} before the broker time {now_ms}"
+                ),
+            });
+        }
+        if let Some(after) = cfg.message_timestamp_after_max_ms
+            && high > now_ms.saturating_add(after)
+        {
+            return Err(LogError::InvalidTimestamp {
+                timestamp: high,
+                reason: format!(
+                    "more than message.timestamp.after.max.ms = {after} after the broker time {now_ms}"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Length of the longest prefix of `buf` made of whole batches that start

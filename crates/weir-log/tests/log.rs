@@ -533,6 +533,29 @@ fn one_append_never_spans_more_offsets_than_a_segment_holds() {
 }
 
 #[test]
+fn create_time_timestamps_outside_the_limits_are_refused() {
+    let s = FaultStorage::new();
+    let mut cfg = config();
+    cfg.message_timestamp_before_max_ms = Some(60_000);
+    let log = open(&s, cfg);
+    let now = 10_000_000;
+    log.append(&mut batch("ok", 2, 10, now - 60_000), now)
+        .unwrap();
+    let err = log
+        .append(&mut batch("old", 2, 10, now - 60_001), now)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidTimestamp, "{err}");
+    // The default after-limit is one hour, as in Kafka 4.
+    log.append(&mut batch("soon", 1, 10, now + 3_600_000), now)
+        .unwrap();
+    let err = log
+        .append(&mut batch("future", 1, 10, now + 3_600_001), now)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidTimestamp, "{err}");
+    assert_eq!(log.log_end_offset(), 3);
+}
+
+#[test]
 fn max_timestamp_comes_from_the_records() {
     let s = FaultStorage::new();
     let mut cfg = small_config();

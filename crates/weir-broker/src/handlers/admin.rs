@@ -45,6 +45,7 @@ fn config_type(name: &str) -> i8 {
     match name {
         "cleanup.policy" => 7,
         "message.timestamp.type" => 2,
+        "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => 5,
         "max.message.bytes" | "index.interval.bytes" | "segment.bytes" => 3,
         _ => 5,
     }
