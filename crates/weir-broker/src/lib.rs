@@ -11,6 +11,7 @@
 //! Architecture invariant: no pipeline or SQL code lives here; storage is
 //! reached only through `weir-log`.
 
+pub mod alloc;
 pub mod config;
 pub mod error;
 mod handlers;
@@ -89,6 +90,16 @@ impl Broker {
 /// Resolves once `rx` holds `true` (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Decodes one request frame (without its length prefix) exactly as the
+/// server does, returning the API and version, or why it was refused.
+/// The entry point of the request-decoding fuzz target.
+pub fn decode_request(frame: bytes::Bytes) -> Result<(i16, i16), String> {
+    match server::decode(frame).map_err(|e| e.to_string())? {
+        server::Decoded::Request(r) => Ok((r.api as i16, r.version)),
+        server::Decoded::ApiVersionsFallback { .. } => Ok((18, 0)),
+    }
 }
 
 /// A broker listening on its socket.

@@ -102,10 +102,60 @@ async fn connection(
 
 /// Decodes one request frame, runs it and returns the response frame
 /// (length prefix included), or `None` when no response is due (acks=0).
-pub(crate) async fn handle_frame(
-    broker: &Broker,
-    mut frame: Bytes,
-) -> Result<Option<Bytes>, Close> {
+pub(crate) async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<Bytes>, Close> {
+    let req = match decode(frame)? {
+        Decoded::ApiVersionsFallback { correlation_id } => {
+            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges,
+            // so the client can retry with a version we speak.
+            let body = handlers::api_versions_unsupported();
+            return Ok(Some(frame_response(correlation_id, 0, &body)?));
+        }
+        Decoded::Request(req) => *req,
+    };
+    let Request {
+        api,
+        version,
+        correlation_id,
+        header,
+        body: request,
+    } = req;
+    match handlers::dispatch(broker, &header, request).await {
+        Reply::None => Ok(None),
+        Reply::Response(response) => {
+            let mut body = BytesMut::new();
+            response
+                .encode(&mut body, version)
+                .map_err(|e| Close::Malformed(format!("encoding the response failed: {e}")))?;
+            Ok(Some(frame_response(
+                correlation_id,
+                api.response_header_version(version),
+                &body,
+            )?))
+        }
+    }
+}
+
+/// A decoded request.
+pub(crate) struct Request {
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub header: RequestHeader,
+    pub body: kafka_protocol::messages::RequestKind,
+}
+
+/// What a frame decodes to.
+pub(crate) enum Decoded {
+    Request(Box<Request>),
+    /// ApiVersions in a version we do not speak.
+    ApiVersionsFallback {
+        correlation_id: i32,
+    },
+}
+
+/// Decodes a request frame (without its length prefix): the API must be
+/// served and its version supported, the header and body must parse.
+pub(crate) fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
     if frame.len() < 8 {
         return Err(Close::Malformed(format!(
             "{} bytes is shorter than a request header",
@@ -121,32 +171,22 @@ pub(crate) async fn handle_frame(
     };
     if version < range.min || version > range.max {
         if api == ApiKey::ApiVersions {
-            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges,
-            // so the client can retry with a version we speak.
-            let body = handlers::api_versions_unsupported();
-            return Ok(Some(frame_response(correlation_id, 0, &body)?));
+            return Ok(Decoded::ApiVersionsFallback { correlation_id });
         }
         return Err(Close::UnsupportedVersion(api, version));
     }
     tracing::trace!(?api, version, correlation_id, "request");
     let header_version = api.request_header_version(version);
     let header = decode_guarded(|| RequestHeader::decode(&mut frame, header_version))?;
-    let request =
+    let body =
         decode_guarded(|| kafka_protocol::messages::RequestKind::decode(api, &mut frame, version))?;
-    match handlers::dispatch(broker, &header, request).await {
-        Reply::None => Ok(None),
-        Reply::Response(response) => {
-            let mut body = BytesMut::new();
-            response
-                .encode(&mut body, version)
-                .map_err(|e| Close::Malformed(format!("encoding the response failed: {e}")))?;
-            Ok(Some(frame_response(
-                correlation_id,
-                api.response_header_version(version),
-                &body,
-            )?))
-        }
-    }
+    Ok(Decoded::Request(Box::new(Request {
+        api,
+        version,
+        correlation_id,
+        header,
+        body,
+    })))
 }
 
 /// Runs a decoder, turning both errors and panics (a decoder bug on

@@ -7,12 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-mod alloc;
 mod broker;
 mod logtool;
 
 #[global_allocator]
-static ALLOC: alloc::WeirAlloc = alloc::WeirAlloc;
+static ALLOC: weir_broker::alloc::WeirAlloc = weir_broker::alloc::WeirAlloc;
 
 /// Weir: a streaming log and metrics platform in one binary.
 #[derive(Debug, Parser)]

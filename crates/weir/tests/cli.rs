@@ -94,3 +94,36 @@ fn errors_are_reported_not_panicked() {
     let out = weir(&["--version"]);
     assert!(stdout(&out).starts_with("weir "));
 }
+
+#[test]
+fn broker_settings_errors_name_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let out = weir(&[
+        "broker",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--set",
+        "num.partitions=zero",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("num.partitions"), "{err}");
+    let cfg = tmp.path().join("weir.toml");
+    std::fs::write(&cfg, "[broker]\nlog.retention.hours = \"soon\"\n").unwrap();
+    let out = weir(&[
+        "broker",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log.retention.hours") && err.contains("weir.toml"),
+        "{err}"
+    );
+}

@@ -20,7 +20,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 const HUGE: usize = 1 << 30;
 const PAGE: usize = 4096;
 
-pub(crate) struct WeirAlloc;
+/// Install it with `#[global_allocator]` in any process that decodes
+/// requests from the network (the `weir` binary, the fuzz targets).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WeirAlloc;
 
 fn huge(layout: &Layout) -> bool {
     layout.size() >= HUGE && layout.align() <= PAGE
