@@ -92,6 +92,10 @@ unsafe impl GlobalAlloc for WeirAlloc {
 mod tests {
     use super::*;
 
+    // The unit-test binary runs on this allocator, like the `weir` binary.
+    #[global_allocator]
+    static ALLOC: WeirAlloc = WeirAlloc;
+
     #[test]
     fn a_huge_unused_allocation_costs_nothing() {
         // 64 GiB of address space on a machine with far less memory.
