@@ -86,4 +86,8 @@ admin.delete_topics(["adm"])["adm"].result(10)
 time.sleep(0.2)
 md = admin.list_topics(timeout=10)
 check("adm" not in md.topics, "topic still listed after delete")
+# describe_cluster: this broker, its cluster id and node 0 as controller
+cluster = admin.describe_cluster().result(10)
+check(cluster.cluster_id and len(cluster.cluster_id) == 22, f"cluster id {cluster.cluster_id}")
+check([n.id for n in cluster.nodes] == [0] and cluster.controller.id == 0, f"nodes {cluster.nodes}")
 print("admin ok")

@@ -29,6 +29,11 @@ got = sorted(json.loads(m.value)["i"] for m in consumer)
 consumer.close()
 check(got == list(range(300)), f"read {len(got)} of 300")
 
+# describe_log_dirs (kafka-python 2.1+): the log dir holds the topic
+if hasattr(admin, "describe_log_dirs"):
+    text = str(admin.describe_log_dirs())
+    check(a.topic in text, f"describe_log_dirs does not show {a.topic}: {text[:500]}")
+
 admin.delete_topics([a.topic])
 deadline = time.time() + 10
 while a.topic in admin.list_topics() and time.time() < deadline:

@@ -119,11 +119,6 @@ impl Broker {
             let _ = child.wait();
         }
     }
-
-    fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
 }
 
 impl Drop for Broker {
@@ -252,7 +247,18 @@ fn confluent_kafka_every_codec_and_acks_survives_a_restart() {
         &["produce", "--count", "100000"],
         &broker,
     );
-    broker.restart();
+    broker.stop();
+    for entry in std::fs::read_dir(&broker.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert!(
+                path.join("clean-shutdown").exists(),
+                "{} was not closed cleanly",
+                path.display()
+            );
+        }
+    }
+    broker.spawn();
     let log = broker.log();
     assert!(
         !log.contains("recovery cut"),
