@@ -442,3 +442,34 @@ async fn topics_and_data_survive_a_restart() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn log_append_time_topics_stamp_the_broker_time() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    create(
+        &mut c,
+        "lat",
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let r = c.call(&produce_req("lat", 1, records(2, 5)), 9).await;
+    let p = &r.responses[0].partition_responses[0];
+    assert!(
+        p.log_append_time_ms >= before,
+        "log_append_time_ms {}",
+        p.log_append_time_ms
+    );
+    let f = c.call(&fetch_req("lat", 0, 0, 0), 12).await;
+    let data = f.responses[0].partitions[0].records.clone().unwrap();
+    let recs = batch::decode_records(&data).unwrap();
+    assert!(
+        recs.iter()
+            .all(|(_, r)| r.timestamp == p.log_append_time_ms)
+    );
+    b.shutdown().await;
+}
