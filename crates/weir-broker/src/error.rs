@@ -70,5 +70,8 @@ pub fn log_error_code(e: &LogError) -> ResponseError {
         ErrorKind::Storage => ResponseError::KafkaStorageError,
         ErrorKind::InvalidConfig => ResponseError::InvalidConfig,
         ErrorKind::InvalidTimestamp => ResponseError::InvalidTimestamp,
+        ErrorKind::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
+        ErrorKind::DuplicateSequence => ResponseError::DuplicateSequenceNumber,
+        ErrorKind::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
     }
 }

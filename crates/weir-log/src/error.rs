@@ -36,6 +36,10 @@ pub enum LogError {
         /// Which limit it breaks.
         reason: String,
     },
+    /// An idempotent producer's batch is out of sequence, from an old epoch
+    /// or a repeat inside one request; nothing was written.
+    #[error(transparent)]
+    Sequence(#[from] crate::producer::SequenceError),
     /// A read or delete asked for an offset the log does not hold.
     #[error("offset {offset} is out of range: the log holds [{start}, {end})")]
     OffsetOutOfRange {
@@ -114,6 +118,12 @@ pub enum ErrorKind {
     InvalidConfig,
     /// `INVALID_TIMESTAMP` (32).
     InvalidTimestamp,
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` (45).
+    OutOfOrderSequence,
+    /// `DUPLICATE_SEQUENCE_NUMBER` (46).
+    DuplicateSequence,
+    /// `INVALID_PRODUCER_EPOCH` (47).
+    InvalidProducerEpoch,
 }
 
 impl LogError {
@@ -123,6 +133,13 @@ impl LogError {
             Self::CorruptBatch { .. } => ErrorKind::CorruptMessage,
             Self::BatchTooLarge { .. } => ErrorKind::MessageTooLarge,
             Self::InvalidTimestamp { .. } => ErrorKind::InvalidTimestamp,
+            Self::Sequence(e) => match e {
+                crate::producer::SequenceError::OutOfOrder { .. } => ErrorKind::OutOfOrderSequence,
+                crate::producer::SequenceError::DuplicateInRequest { .. } => {
+                    ErrorKind::DuplicateSequence
+                }
+                crate::producer::SequenceError::OldEpoch { .. } => ErrorKind::InvalidProducerEpoch,
+            },
             Self::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Self::DiskFull { .. }
             | Self::Io { .. }

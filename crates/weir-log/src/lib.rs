@@ -30,6 +30,7 @@ mod error;
 mod flusher;
 mod index;
 mod log;
+mod producer;
 mod segment;
 pub mod storage;
 
@@ -40,4 +41,5 @@ pub use log::{
     AppendInfo, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, Log, RECOVERY_POINT_FILE, ReadResult,
     RetentionOutcome, SegmentInfo, SyncStats,
 };
+pub use producer::SequenceError;
 pub use storage::{FaultStorage, FsStorage, Storage, StorageFile};

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::batch::{self, BatchHeader, TimestampType};
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{LogError, Result};
+use crate::producer::{Check, ProducerState, SequenceError};
 use crate::segment::{self, OpenMode, Segment};
 use crate::storage::{FsStorage, Storage, StorageFile};
 
@@ -42,8 +43,11 @@ pub struct AppendInfo {
     pub log_append_time_ms: i64,
     /// Log start offset after the append.
     pub log_start_offset: u64,
-    /// Bytes written.
+    /// Bytes written (0 for a duplicate).
     pub bytes: usize,
+    /// The batch was written before by the same idempotent producer (a
+    /// retry); the offsets are the original ones and nothing was written.
+    pub duplicate: bool,
 }
 
 /// Result of a read.
@@ -92,6 +96,8 @@ struct State {
     /// Sorted by base offset; never empty; the last one is active.
     segments: Vec<Segment>,
     log_start_offset: u64,
+    /// Idempotent-producer state as of the log end.
+    producers: ProducerState,
 }
 
 impl State {
@@ -226,18 +232,22 @@ fn read_number(storage: &dyn Storage, path: &Path) -> Option<u64> {
     lines.next()?.trim().parse().ok()
 }
 
-/// Writes a small text file atomically and durably: temp file, fsync,
-/// rename, directory fsync.
+/// Writes a small text file holding one number, atomically and durably.
 fn write_number(storage: &dyn Storage, dir: &Path, name: &str, value: u64) -> Result<()> {
+    write_file(storage, dir, name, format!("0\n{value}\n").as_bytes())
+}
+
+/// Writes a file atomically and durably: temp file, fsync, rename,
+/// directory fsync.
+fn write_file(storage: &dyn Storage, dir: &Path, name: &str, data: &[u8]) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
-    let text = format!("0\n{value}\n");
     let file = storage
         .open(&tmp, true)
         .map_err(|e| LogError::io(&tmp, e))?;
     let written = file
         .set_len(0)
-        .and_then(|()| file.write_all_at(text.as_bytes(), 0))
+        .and_then(|()| file.write_all_at(data, 0))
         .and_then(|()| file.sync_data());
     if let Err(e) = written {
         let _ = storage.remove(&tmp);
@@ -247,6 +257,91 @@ fn write_number(storage: &dyn Storage, dir: &Path, name: &str, value: u64) -> Re
         .rename(&tmp, &path)
         .map_err(|e| LogError::io(&path, e))?;
     storage.sync_dir(dir).map_err(|e| LogError::io(dir, e))
+}
+
+/// Checks the batches of one append against the producer state. Returns
+/// the original offsets when the append is a single batch already written.
+fn check_sequences(
+    state: &ProducerState,
+    batches: &[batch::BatchInfo],
+) -> Result<Option<(u64, u64)>> {
+    if let [only] = batches {
+        return match state.check(&only.header)? {
+            Check::Append => Ok(None),
+            Check::Duplicate {
+                first_offset,
+                last_offset,
+            } => Ok(Some((first_offset, last_offset))),
+        };
+    }
+    // Several batches: each must follow the ones before it in this append.
+    let mut scratch: Option<ProducerState> = None;
+    for b in batches.iter().filter(|b| b.header.producer_id >= 0) {
+        let s = scratch.get_or_insert_with(|| state.clone());
+        match s.check(&b.header)? {
+            Check::Append => s.record(&b.header),
+            Check::Duplicate { .. } => {
+                return Err(SequenceError::DuplicateInRequest {
+                    producer_id: b.header.producer_id,
+                    sequence: b.header.base_sequence,
+                }
+                .into());
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Rebuilds the idempotent-producer state: the newest readable snapshot
+/// at or below the log end (written at each roll, as of its segment's
+/// first offset, and at a clean close, as of the log end), then every batch
+/// header after it. Without any snapshot, every segment is replayed.
+/// Snapshots that are not at a segment's base are removed afterwards.
+fn rebuild_producers(
+    storage: &dyn Storage,
+    dir: &Path,
+    names: &[String],
+    segments: &[Segment],
+) -> Result<ProducerState> {
+    let end = segments.last().map_or(0, |s| s.next_offset);
+    let mut snapshots: Vec<u64> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".snapshot")?.parse().ok())
+        .collect();
+    snapshots.sort_unstable();
+    let mut from = 0;
+    let mut state = ProducerState::default();
+    for &offset in snapshots.iter().rev().filter(|&&o| o <= end) {
+        let path = dir.join(segment::file_name(offset, "snapshot"));
+        let read = storage.open(&path, false).and_then(|f| {
+            let mut buf = vec![0u8; f.len()? as usize];
+            f.read_exact_at(&mut buf, 0)?;
+            Ok(buf)
+        });
+        match read.ok().and_then(|data| ProducerState::decode(&data)) {
+            Some(s) => {
+                state = s;
+                from = offset;
+                break;
+            }
+            None => {
+                warn!(path = %path.display(), "unreadable producer-state snapshot; replaying further back")
+            }
+        }
+    }
+    for seg in segments.iter().filter(|s| s.next_offset > from) {
+        seg.for_each_header(|h| {
+            if h.base_offset as u64 >= from {
+                state.record(h);
+            }
+        })?;
+    }
+    for offset in snapshots {
+        if !segments.iter().any(|s| s.base_offset == offset) {
+            let _ = storage.remove(&dir.join(segment::file_name(offset, "snapshot")));
+        }
+    }
+    Ok(state)
 }
 
 impl Log {
@@ -334,7 +429,7 @@ impl Log {
         if let Some(from) = dropped_from {
             for &base in &bases[from..] {
                 warn!(dir = %dir.display(), base, "removing segment after the recovered end of the log");
-                for ext in ["log", "index", "timeindex"] {
+                for ext in ["log", "index", "timeindex", "snapshot"] {
                     let p = dir.join(segment::file_name(base, ext));
                     st.remove(&p).map_err(|e| LogError::io(&p, e))?;
                 }
@@ -359,6 +454,7 @@ impl Log {
         }
 
         let first_base = segments[0].base_offset;
+        let producers = rebuild_producers(st, &dir, &names, &segments)?;
         let end = segments.last().map_or(0, |s| s.next_offset);
         let log_start_offset = saved_start.unwrap_or(0).max(first_base).min(end);
         let flushed = if clean {
@@ -377,6 +473,7 @@ impl Log {
                 config,
                 segments,
                 log_start_offset,
+                producers,
             }),
             flushed: AtomicU64::new(flushed),
             flush_lock: Mutex::new(FlushState {
@@ -462,6 +559,19 @@ impl Log {
         if st.config.message_timestamp_type == TimestampType::CreateTime {
             check_timestamps(&st.config, &batches, now_ms)?;
         }
+        // Idempotent producers: a retried batch is answered with its
+        // original offsets, a gap or an old epoch is refused; nothing is
+        // written in either case.
+        if let Some((first, last)) = check_sequences(&st.producers, &batches)? {
+            return Ok(AppendInfo {
+                base_offset: first,
+                last_offset: last,
+                log_append_time_ms: -1,
+                log_start_offset: st.log_start_offset,
+                bytes: 0,
+                duplicate: true,
+            });
+        }
         self.maybe_roll(&mut st, records.len() as u64, offsets, now_ms)?;
         let log_append = st.config.message_timestamp_type == TimestampType::LogAppendTime;
         let base_offset = st.end();
@@ -488,6 +598,9 @@ impl Log {
         let interval = st.config.index_interval_bytes;
         st.active_mut()
             .append(records, &batches, interval, now_ms)?;
+        for b in &batches {
+            st.producers.record(&b.header);
+        }
         // Publish the end before arming the flush.ms timer; see sync_files.
         self.end_offset.store(next, Ordering::SeqCst);
         let _ = self.oldest_unflushed_ms.compare_exchange(
@@ -502,6 +615,7 @@ impl Log {
             log_append_time_ms: if log_append { now_ms } else { -1 },
             log_start_offset: st.log_start_offset,
             bytes: records.len(),
+            duplicate: false,
         };
         let flush_by_count = st
             .config
@@ -553,6 +667,10 @@ impl Log {
             self.failed.store(true, Ordering::Release);
             return Err(undo(e));
         }
+        // The producer state as of the new segment's first offset, so that
+        // opening the log replays only the active segment.
+        let snapshot = segment::file_name(base, "snapshot");
+        write_file(&*self.storage, &self.dir, &snapshot, &st.producers.encode()).map_err(undo)?;
         st.active_mut().finish_seal();
         st.segments.push(seg);
         self.storage
@@ -998,7 +1116,17 @@ impl Log {
                 file.sync_data().map_err(|e| LogError::io(path, e))?;
             }
         }
-        self.checkpoint()?;
+        let end = self.checkpoint()?;
+        // The producer state as of the end, so the next open replays nothing.
+        {
+            let st = read_lock(&self.state);
+            write_file(
+                &*self.storage,
+                &self.dir,
+                &segment::file_name(end, "snapshot"),
+                &st.producers.encode(),
+            )?;
+        }
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         let file = self
             .storage

@@ -519,12 +519,39 @@ impl Segment {
         files
     }
 
-    pub fn paths(&self) -> [PathBuf; 3] {
+    /// Every file of the segment, including its producer-state snapshot.
+    pub fn paths(&self) -> [PathBuf; 4] {
         [
             self.log_path.clone(),
             self.index.path.clone(),
             self.time_index.path.clone(),
+            self.log_path.with_extension("snapshot"),
         ]
+    }
+
+    /// Calls `f` with the header of every batch, in order (bodies are not
+    /// checked; the segment was validated when opened).
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let mut reader = ChunkReader::new(&*self.log, self.size, RECOVERY_CHUNK);
+        let mut pos = 0;
+        while pos < self.size {
+            let corrupt = |reason: String| LogError::CorruptSegment {
+                path: self.log_path.clone(),
+                position: pos,
+                reason,
+            };
+            let head = reader
+                .get(pos, HEADER_LEN)
+                .map_err(io_err(&self.log_path))?
+                .ok_or_else(|| corrupt("batch header runs past the end".to_owned()))?;
+            let header = BatchHeader::parse(head).map_err(|e| corrupt(e.to_string()))?;
+            let len = header
+                .total_len()
+                .ok_or_else(|| corrupt("invalid batch length".to_owned()))?;
+            f(&header);
+            pos += len as u64;
+        }
+        Ok(())
     }
 
     /// Position and header of the first batch whose last offset is at

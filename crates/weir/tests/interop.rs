@@ -292,6 +292,42 @@ fn acks_all_data_survives_kill_9() {
     );
 }
 
+/// librdkafka's idempotent producer keeps sending while the broker is
+/// killed and restarted: its retries are de-duplicated, nothing is lost.
+#[test]
+fn idempotent_producer_across_a_broker_crash_has_no_duplicates() {
+    need_python_module("python3", "confluent_kafka", PIP);
+    let mut broker = Broker::start(&[]);
+    kcat(&broker, &["-P", "-t", "idem", "-p", "0"], None);
+    let producer = Command::new("python3")
+        .current_dir(interop_dir())
+        .args([
+            "idempotent.py",
+            "produce",
+            "--count",
+            "20000",
+            "--bootstrap",
+            &broker.bootstrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    broker.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    broker.spawn();
+    let out = producer.wait_with_output().unwrap();
+    run_ok(out, "idempotent producer", &broker);
+    let out = python(
+        "python3",
+        "idempotent.py",
+        &["verify", "--count", "20000"],
+        &broker,
+    );
+    assert!(out.contains("no duplicates"), "{out}");
+}
+
 #[test]
 fn confluent_kafka_admin_client_and_positioning() {
     need_python_module("python3", "confluent_kafka", PIP);

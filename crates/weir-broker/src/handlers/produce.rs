@@ -91,7 +91,10 @@ pub(super) async fn produce(
             let mut data = records.to_vec();
             match partition.log.append(&mut data, now_ms()) {
                 Ok(info) => {
-                    appended = true;
+                    if info.duplicate {
+                        debug!(topic = %topic.name.0.as_str(), partition = index, offset = info.base_offset, "duplicate batch from an idempotent producer");
+                    }
+                    appended |= !info.duplicate;
                     let mut p = PartitionProduceResponse::default();
                     p.index = index;
                     p.base_offset = info.base_offset as i64;
