@@ -14,6 +14,7 @@
 pub mod alloc;
 pub mod config;
 pub mod error;
+pub mod groups;
 mod handlers;
 mod meta;
 mod producers;

@@ -1,0 +1,3 @@
+//! Consumer groups: the rebalance state machine and committed offsets.
+
+pub mod machine;
