@@ -30,6 +30,12 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// Settings given explicitly, as (Kafka name, value), for DescribeConfigs.
     pub explicit: BTreeMap<String, String>,
+    /// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_limits: crate::groups::machine::Limits,
+    /// `offsets.retention.minutes`, in ms: committed offsets of a group
+    /// with no members are dropped this long after their last commit.
+    pub offsets_retention_ms: i64,
 }
 
 impl BrokerConfig {
@@ -44,6 +50,8 @@ impl BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             log_defaults: LogConfig::default(),
             explicit: BTreeMap::new(),
+            group_limits: crate::groups::machine::Limits::default(),
+            offsets_retention_ms: 7 * 24 * 3_600_000,
         }
     }
 
@@ -106,6 +114,26 @@ impl BrokerConfig {
                 self.listen = addr.parse().map_err(|_| bad("expected ip:port"))?;
             }
             "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value.trim()),
+            "group.min.session.timeout.ms" => {
+                self.group_limits.min_session_timeout_ms = int()?.clamp(0, i32::MAX as i64) as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_limits.max_session_timeout_ms = int()?.clamp(0, i32::MAX as i64) as i32
+            }
+            "group.initial.rebalance.delay.ms" => {
+                let v = int()?;
+                if v < 0 {
+                    return Err(bad("must be at least 0"));
+                }
+                self.group_limits.initial_rebalance_delay_ms = v as u64;
+            }
+            "offsets.retention.minutes" => {
+                let v = int()?;
+                if v < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+                self.offsets_retention_ms = v.saturating_mul(60_000);
+            }
             "default.replication.factor" => {
                 if int()? != 1 {
                     return Err(bad("this broker is a single node: only 1 is possible"));

@@ -41,7 +41,11 @@ pub struct Broker {
     meta: ClusterMeta,
     topics: Registry,
     producer_ids: producers::ProducerIds,
+    coordinator: Arc<groups::coordinator::Coordinator>,
 }
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 impl Broker {
     /// Opens the data directory: cluster metadata and every topic.
@@ -54,11 +58,26 @@ impl Broker {
         let meta = ClusterMeta::load_or_create(&config.data_dir)?;
         let topics = Registry::open(&config.data_dir, config.log_defaults.clone())?;
         let producer_ids = producers::ProducerIds::open(&config.data_dir)?;
+        let mut compact = std::collections::BTreeMap::new();
+        compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        let offsets_topic =
+            topics
+                .ensure(OFFSETS_TOPIC, 1, compact)
+                .map_err(|e| BrokerError::Metadata {
+                    path: config.data_dir.join(OFFSETS_TOPIC),
+                    reason: e.to_string(),
+                })?;
+        let store = groups::offsets::OffsetStore::load(offsets_topic.partitions[0].log.clone())?;
+        let coordinator = Arc::new(groups::coordinator::Coordinator::new(
+            store,
+            config.group_limits,
+        ));
         Ok(Self {
             config,
             meta,
             topics,
             producer_ids,
+            coordinator,
         })
     }
 
@@ -70,6 +89,15 @@ impl Broker {
     /// Producer id allocation.
     pub(crate) fn producer_ids(&self) -> &producers::ProducerIds {
         &self.producer_ids
+    }
+
+    /// The group coordinator.
+    pub fn coordinator(&self) -> &groups::coordinator::Coordinator {
+        &self.coordinator
+    }
+
+    pub(crate) fn coordinator_arc(&self) -> Arc<groups::coordinator::Coordinator> {
+        self.coordinator.clone()
     }
 
     /// Cluster and node ids.
@@ -84,7 +112,13 @@ impl Broker {
 
     /// Closes every partition cleanly.
     pub fn close(self) {
-        self.topics.close();
+        let Broker {
+            topics,
+            coordinator,
+            ..
+        } = self;
+        drop(coordinator);
+        topics.close();
     }
 }
 
@@ -162,12 +196,32 @@ impl RunningBroker {
                 }
             })
         };
+        let groups = {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                let mut n = 0u64;
+                loop {
+                    tick.tick().await;
+                    broker.coordinator.tick();
+                    n += 1;
+                    if n.is_multiple_of(600) {
+                        let b = broker.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            b.coordinator.expire_offsets(b.config.offsets_retention_ms)
+                        })
+                        .await;
+                    }
+                }
+            })
+        };
         let connections = server::accept_loop(broker.clone(), listener, shutdown.clone());
         tokio::select! {
             _ = connections => {}
             _ = stopped(&mut shutdown) => {}
         }
         retention.abort();
+        groups.abort();
         // Let in-flight requests drop their references to the logs.
         for _ in 0..50 {
             if Arc::strong_count(&broker) == 1 {

@@ -335,6 +335,31 @@ impl Registry {
         Ok(Arc::new(topic))
     }
 
+    /// Opens an internal topic at start-up, creating it if missing.
+    pub fn ensure(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if let Some(t) = self.get(name) {
+            return Ok(t);
+        }
+        let config = effective(&self.defaults, &overrides)?;
+        let topic = Topic {
+            name: name.to_owned(),
+            id: Uuid::new_v4(),
+            partitions: Vec::new(),
+            overrides,
+            config,
+        };
+        let topic = self.with_partitions(topic, partitions)?;
+        self.write().insert(name.to_owned(), topic.clone());
+        self.persist()?;
+        info!(topic = name, partitions, "created internal topic");
+        Ok(topic)
+    }
+
     /// Grows a topic to `count` partitions (CreatePartitions).
     pub async fn add_partitions(
         &self,

@@ -194,11 +194,13 @@ async fn api_versions_lists_every_served_api_and_answers_unknown_versions_in_v0(
         "Produce from v3 (RecordBatch v2)"
     );
     assert_eq!(keys.get(&1).map(|r| r.0), Some(4), "Fetch");
-    for key in [2, 3, 18, 19, 20, 21, 22, 32, 33, 35, 37, 44, 60] {
+    for key in [
+        2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 32, 33, 35, 37, 42, 44, 47, 60,
+    ] {
         assert!(keys.contains_key(&key), "API {key} missing from {keys:?}");
     }
-    // Consumer groups are not served yet, so they are not advertised.
-    assert!(!keys.contains_key(&11), "JoinGroup advertised");
+    // Transactions are not served, so they are not advertised.
+    assert!(!keys.contains_key(&24), "AddPartitionsToTxn advertised");
     b.shutdown().await;
 }
 

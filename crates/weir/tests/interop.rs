@@ -328,6 +328,229 @@ fn idempotent_producer_across_a_broker_crash_has_no_duplicates() {
     assert!(out.contains("no duplicates"), "{out}");
 }
 
+/// A child process whose stdout (or stderr) lines are collected as they come.
+struct Watched {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Watched {
+    fn spawn(mut cmd: Command, stderr: bool) -> Self {
+        let mut child = if stderr {
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        } else {
+            cmd.stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let pipe: Box<dyn Read + Send> = if stderr {
+            Box::new(child.stderr.take().unwrap())
+        } else {
+            Box::new(child.stdout.take().unwrap())
+        };
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Watched { child, lines }
+    }
+
+    /// Partitions in the newest "assigned [...]" line (or kcat's "assigned:" line).
+    fn assigned(&self) -> Option<Vec<i32>> {
+        let lines = self.lines.lock().unwrap();
+        let line = lines
+            .iter()
+            .rev()
+            .find(|l| l.contains("assigned") || l.contains("revoked"))?;
+        if line.contains("revoked") {
+            return Some(vec![]);
+        }
+        if let Some(rest) = line.strip_prefix("assigned [") {
+            return Some(
+                rest.trim_end_matches(']')
+                    .split(',')
+                    .filter_map(|x| x.trim().parse().ok())
+                    .collect(),
+            );
+        }
+        // kcat: "... assigned: six [0], six [3]"
+        let tail = line.split("assigned:").nth(1)?;
+        Some(
+            tail.split('[')
+                .skip(1)
+                .filter_map(|x| x.split(']').next()?.trim().parse().ok())
+                .collect(),
+        )
+    }
+
+    fn wait(&self, what: &str, broker: &Broker, secs: u64, ok: impl Fn(&[i32]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if self.assigned().as_deref().is_some_and(&ok) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: assignment never right; lines: {:?}\nbroker log:\n{}",
+                self.lines.lock().unwrap(),
+                broker.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn groups_member(broker: &Broker, topic: &str, group: &str) -> Watched {
+    let mut cmd = Command::new("python3");
+    cmd.current_dir(interop_dir()).args([
+        "groups.py",
+        "member",
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--seconds",
+        "120",
+        "--bootstrap",
+        &broker.bootstrap(),
+    ]);
+    Watched::spawn(cmd, false)
+}
+
+#[test]
+fn consumer_groups_balance_with_eager_and_cooperative_assignment() {
+    need_python_module("python3", "confluent_kafka", PIP);
+    let broker = Broker::start(&[]);
+    for (strategy, topic) in [("range", "eager"), ("cooperative-sticky", "coop")] {
+        let out = python(
+            "python3",
+            "groups.py",
+            &[
+                "balance",
+                "--strategy",
+                strategy,
+                "--topic",
+                topic,
+                "--group",
+                topic,
+            ],
+            &broker,
+        );
+        assert!(out.contains("balance ok"), "{out}");
+    }
+}
+
+#[test]
+fn a_killed_member_is_evicted_after_its_session_timeout() {
+    need_python_module("python3", "confluent_kafka", PIP);
+    let broker = Broker::start(&[]);
+    let a = groups_member(&broker, "evict", "ev");
+    a.wait("first member", &broker, 30, |p| p.len() == 6);
+    let mut b = groups_member(&broker, "evict", "ev");
+    b.wait("second member", &broker, 30, |p| p.len() == 3);
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    // The killed member's session (6 s) expires; the survivor takes all six.
+    let t = Instant::now();
+    a.wait("after the kill", &broker, 30, |p| p.len() == 6);
+    assert!(
+        t.elapsed() >= Duration::from_secs(3),
+        "rebalanced before the session could expire"
+    );
+}
+
+#[test]
+fn committed_offsets_survive_kill_9() {
+    need_python_module("python3", "confluent_kafka", PIP);
+    let mut broker = Broker::start(&[]);
+    let common = ["--topic", "resume", "--group", "rg", "--count", "1000"];
+    let out = python(
+        "python3",
+        "groups.py",
+        &[&["resume-produce"][..], &common].concat(),
+        &broker,
+    );
+    assert!(out.contains("committed 500"), "{out}");
+    broker.kill9();
+    broker.spawn();
+    let out = python(
+        "python3",
+        "groups.py",
+        &[&["resume-consume"][..], &common].concat(),
+        &broker,
+    );
+    assert!(out.contains("nothing lost or repeated"), "{out}");
+}
+
+#[test]
+fn kafka_python_kcat_and_confluent_kafka_share_a_group() {
+    need_python_module("python3", "confluent_kafka", PIP);
+    need_python_module("python3", "kafka", PIP);
+    need_command("kcat", "apt-get install -y kcat");
+    let broker = Broker::start(&[]);
+    let out = python(
+        "python3",
+        "groups.py",
+        &["balance", "--topic", "mixed", "--group", "warmup"],
+        &broker,
+    );
+    assert!(out.contains("balance ok"), "{out}");
+    let confluent = groups_member(&broker, "mixed", "mix");
+    let mut kp = Command::new("python3");
+    kp.current_dir(interop_dir()).args([
+        "kafka_python_member.py",
+        "--topic",
+        "mixed",
+        "--group",
+        "mix",
+        "--seconds",
+        "120",
+        "--bootstrap",
+        &broker.bootstrap(),
+    ]);
+    let kafka_python = Watched::spawn(kp, false);
+    let mut kc = Command::new("kcat");
+    kc.args(["-b", &broker.bootstrap(), "-G", "mix", "mixed"]);
+    let kcat_member = Watched::spawn(kc, true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sets = [
+            confluent.assigned(),
+            kafka_python.assigned(),
+            kcat_member.assigned(),
+        ];
+        if let [Some(a), Some(b), Some(c)] = &sets {
+            let mut all: Vec<i32> = a.iter().chain(b).chain(c).copied().collect();
+            all.sort_unstable();
+            if !a.is_empty() && !b.is_empty() && !c.is_empty() && all == (0..6).collect::<Vec<_>>()
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no shared assignment: {sets:?}\nbroker log:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn confluent_kafka_admin_client_and_positioning() {
     need_python_module("python3", "confluent_kafka", PIP);

@@ -251,10 +251,11 @@ impl Group {
         }
     }
 
+    /// `<client id or instance id>-<uuid>`, as Kafka forms member ids.
     fn new_member_id(&mut self, client_id: &str, instance: Option<&str>) -> String {
         self.next_member += 1;
         let prefix = instance.unwrap_or(client_id);
-        format!("{prefix}-{}-{:x}", self.generation, self.next_member)
+        format!("{prefix}-{}", uuid::Uuid::new_v4())
     }
 
     fn member_by_instance(&self, instance: &str) -> Option<&Member> {

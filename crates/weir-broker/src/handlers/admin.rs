@@ -195,6 +195,9 @@ pub(super) async fn delete_topics(
         };
         match broker.topics().delete(&name).await {
             Ok(deleted) => {
+                let coordinator = broker.coordinator_arc();
+                let topic = name.clone();
+                let _ = tokio::task::spawn_blocking(move || coordinator.forget_topic(&topic)).await;
                 r.topic_id = deleted;
                 r.name = Some(TopicName(s(name)));
             }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -44,6 +45,17 @@ const APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeLogDirs, DescribeLogDirsRequest::VERSIONS),
     (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
     (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
+    (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS),
+    (ApiKey::JoinGroup, JoinGroupRequest::VERSIONS),
+    (ApiKey::SyncGroup, SyncGroupRequest::VERSIONS),
+    (ApiKey::Heartbeat, HeartbeatRequest::VERSIONS),
+    (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS),
+    (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS),
+    (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
+    (ApiKey::DescribeGroups, DescribeGroupsRequest::VERSIONS),
+    (ApiKey::ListGroups, ListGroupsRequest::VERSIONS),
+    (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS),
+    (ApiKey::OffsetDelete, OffsetDeleteRequest::VERSIONS),
 ];
 
 /// The version range served for an API, if it is served at all.
@@ -120,6 +132,42 @@ pub(crate) async fn dispatch(
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))
+        }
+        RequestKind::JoinGroup(r) => {
+            let client = header
+                .client_id
+                .as_ref()
+                .map_or("", |c| c.as_str())
+                .to_owned();
+            ResponseKind::JoinGroup(groups::join_group(broker, r, &client, version).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(groups::sync_group(broker, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave_group(broker, r, version))
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(broker, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(broker, r, version))
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(broker, r, version))
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(groups::list_groups(broker, r, version))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(broker, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(broker, r).await)
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer::init_producer_id(broker, r))

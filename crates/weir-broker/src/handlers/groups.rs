@@ -1,0 +1,521 @@
+//! Consumer groups on the wire: FindCoordinator, JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups,
+//! ListGroups, DeleteGroups, OffsetDelete. Wire types become calls on the
+//! coordinator here and nowhere else.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::s;
+use crate::Broker;
+use crate::groups::machine::{GroupError, Join, JoinResult, SyncResult};
+use crate::groups::offsets::Committed;
+
+const KEY_GROUP: i8 = 0;
+/// `offset.metadata.max.bytes`.
+const MAX_METADATA: usize = 4096;
+
+fn code(e: Option<GroupError>) -> i16 {
+    e.map_or(0, GroupError::code)
+}
+
+fn opt(s: &str) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.to_owned()))
+}
+
+pub(super) fn find_coordinator(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let node = broker.meta().node_id;
+    let (host, port) = broker.config().advertised();
+    let answer = |key_type: i8| -> (i16, Option<StrBytes>) {
+        if key_type == KEY_GROUP {
+            (0, None)
+        } else {
+            (
+                ResponseError::CoordinatorNotAvailable.code(),
+                Some(s("this broker does not coordinate transactions")),
+            )
+        }
+    };
+    let mut resp = FindCoordinatorResponse::default();
+    if version >= 4 {
+        for key in req.coordinator_keys {
+            let (error, message) = answer(req.key_type);
+            let mut c = find_coordinator_response::Coordinator::default();
+            c.key = key;
+            c.node_id = BrokerId(if error == 0 { node } else { -1 });
+            c.host = s(if error == 0 {
+                host.clone()
+            } else {
+                String::new()
+            });
+            c.port = if error == 0 { i32::from(port) } else { -1 };
+            c.error_code = error;
+            c.error_message = message;
+            resp.coordinators.push(c);
+        }
+    } else {
+        let (error, message) = answer(req.key_type);
+        resp.error_code = error;
+        if version >= 1 {
+            resp.error_message = message;
+        }
+        resp.node_id = BrokerId(if error == 0 { node } else { -1 });
+        resp.host = s(if error == 0 { host } else { String::new() });
+        resp.port = if error == 0 { i32::from(port) } else { -1 };
+    }
+    resp
+}
+
+fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
+    let mut resp = JoinGroupResponse::default();
+    resp.error_code = code(r.error);
+    resp.generation_id = r.generation;
+    if version >= 7 {
+        resp.protocol_type = opt(&r.protocol_type);
+    }
+    resp.protocol_name = if version >= 7 && r.protocol_name.is_empty() && r.error.is_some() {
+        None
+    } else {
+        opt(&r.protocol_name)
+    };
+    resp.leader = s(r.leader);
+    resp.member_id = s(r.member_id);
+    resp.members = r
+        .members
+        .into_iter()
+        .map(|(id, instance, metadata)| {
+            let mut m = join_group_response::JoinGroupResponseMember::default();
+            m.member_id = s(id);
+            if version >= 5 {
+                m.group_instance_id = instance.map(s);
+            }
+            m.metadata = metadata;
+            m
+        })
+        .collect();
+    resp
+}
+
+pub(super) async fn join_group(
+    broker: &Broker,
+    req: JoinGroupRequest,
+    client_id: &str,
+    version: i16,
+) -> JoinGroupResponse {
+    let group = req.group_id.0.as_str().to_owned();
+    if group.is_empty() {
+        let mut resp = JoinGroupResponse::default();
+        resp.error_code = GroupError::InvalidGroupId.code();
+        resp.generation_id = -1;
+        return resp;
+    }
+    let join = Join {
+        member_id: req.member_id.as_str().to_owned(),
+        instance_id: req
+            .group_instance_id
+            .as_ref()
+            .map(|i| i.as_str().to_owned()),
+        client_id: client_id.to_owned(),
+        client_host: "/127.0.0.1".to_owned(),
+        session_timeout_ms: req.session_timeout_ms,
+        // v0 has no rebalance timeout: it is the session timeout.
+        rebalance_timeout_ms: if version >= 1 {
+            req.rebalance_timeout_ms
+        } else {
+            req.session_timeout_ms
+        },
+        protocol_type: req.protocol_type.as_str().to_owned(),
+        protocols: req
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.as_str().to_owned(), p.metadata))
+            .collect(),
+        require_known_member_id: version >= 4,
+    };
+    let result = broker.coordinator().join(&group, join).await;
+    join_response(result, version)
+}
+
+fn sync_response(r: SyncResult, version: i16) -> SyncGroupResponse {
+    let mut resp = SyncGroupResponse::default();
+    resp.error_code = code(r.error);
+    if version >= 5 && r.error.is_none() {
+        resp.protocol_type = opt(&r.protocol_type);
+        resp.protocol_name = opt(&r.protocol_name);
+    }
+    resp.assignment = r.assignment;
+    resp
+}
+
+pub(super) async fn sync_group(
+    broker: &Broker,
+    req: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    let assignments = req
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.as_str().to_owned(), a.assignment))
+        .collect();
+    let r = broker
+        .coordinator()
+        .sync(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            req.generation_id,
+            assignments,
+        )
+        .await;
+    sync_response(r, version)
+}
+
+pub(super) fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    let mut resp = HeartbeatResponse::default();
+    resp.error_code = code(broker.coordinator().heartbeat(
+        req.group_id.0.as_str(),
+        req.member_id.as_str(),
+        req.generation_id,
+    ));
+    resp
+}
+
+pub(super) fn leave_group(
+    broker: &Broker,
+    req: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let group = req.group_id.0.as_str();
+    let mut resp = LeaveGroupResponse::default();
+    if version < 3 {
+        resp.error_code = code(
+            broker
+                .coordinator()
+                .leave(group, req.member_id.as_str(), None),
+        );
+        return resp;
+    }
+    for m in req.members {
+        let instance = m.group_instance_id.as_ref().map(|i| i.as_str());
+        let mut r = leave_group_response::MemberResponse::default();
+        r.error_code = code(
+            broker
+                .coordinator()
+                .leave(group, m.member_id.as_str(), instance),
+        );
+        r.member_id = m.member_id;
+        r.group_instance_id = m.group_instance_id;
+        resp.members.push(r);
+    }
+    resp
+}
+
+pub(super) async fn offset_commit(
+    broker: &Broker,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let group = req.group_id.0.as_str().to_owned();
+    let check = broker.coordinator().check_commit(
+        &group,
+        req.member_id.as_str(),
+        req.generation_id_or_member_epoch,
+    );
+    let now = super::now_ms();
+    let mut writes = Vec::new();
+    let mut resp = OffsetCommitResponse::default();
+    for t in req.topics {
+        let topic = broker.topics().get(t.name.0.as_str());
+        let mut tr = offset_commit_response::OffsetCommitResponseTopic::default();
+        tr.name = t.name.clone();
+        tr.topic_id = t.topic_id;
+        for p in t.partitions {
+            let mut pr = offset_commit_response::OffsetCommitResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            let metadata = p
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default();
+            pr.error_code = if let Some(e) = check {
+                e.code()
+            } else if topic.as_ref().is_none_or(|t| {
+                p.partition_index < 0 || p.partition_index as usize >= t.partitions.len()
+            }) {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else if metadata.len() > MAX_METADATA {
+                ResponseError::OffsetMetadataTooLarge.code()
+            } else {
+                writes.push((
+                    (
+                        group.clone(),
+                        t.name.0.as_str().to_owned(),
+                        p.partition_index,
+                    ),
+                    Some(Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata,
+                        commit_timestamp: now,
+                    }),
+                ));
+                0
+            };
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    if !writes.is_empty() {
+        let coordinator = broker.coordinator_arc();
+        let written = tokio::task::spawn_blocking(move || coordinator.offsets.write(writes)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                if p.error_code == 0 {
+                    p.error_code = ResponseError::KafkaStorageError.code();
+                }
+            }
+        }
+    }
+    resp
+}
+
+/// (partition, committed offset, leader epoch, metadata) for a topic.
+fn committed(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    partitions: Option<&[i32]>,
+) -> Vec<(i32, i64, i32, String)> {
+    let store = &broker.coordinator().offsets;
+    match partitions {
+        Some(ps) => ps
+            .iter()
+            .map(
+                |&p| match store.get(&(group.to_owned(), topic.to_owned(), p)) {
+                    Some(c) => (p, c.offset, c.leader_epoch, c.metadata),
+                    None => (p, -1, -1, String::new()),
+                },
+            )
+            .collect(),
+        None => store
+            .of_group(group)
+            .into_iter()
+            .filter(|(t, _, _)| t == topic)
+            .map(|(_, p, c)| (p, c.offset, c.leader_epoch, c.metadata))
+            .collect(),
+    }
+}
+
+fn topics_of_group(broker: &Broker, group: &str) -> Vec<String> {
+    let mut t: Vec<String> = broker
+        .coordinator()
+        .offsets
+        .of_group(group)
+        .into_iter()
+        .map(|(t, _, _)| t)
+        .collect();
+    t.dedup();
+    t
+}
+
+pub(super) fn offset_fetch(
+    broker: &Broker,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    let mut resp = OffsetFetchResponse::default();
+    if version >= 8 {
+        for g in req.groups {
+            let group = g.group_id.0.as_str();
+            let mut gr = offset_fetch_response::OffsetFetchResponseGroup::default();
+            gr.group_id = g.group_id.clone();
+            let wanted: Vec<(String, Option<Vec<i32>>)> = match g.topics {
+                Some(ts) => ts
+                    .into_iter()
+                    .map(|t| (t.name.0.as_str().to_owned(), Some(t.partition_indexes)))
+                    .collect(),
+                None => topics_of_group(broker, group)
+                    .into_iter()
+                    .map(|t| (t, None))
+                    .collect(),
+            };
+            for (topic, parts) in wanted {
+                let mut tr = offset_fetch_response::OffsetFetchResponseTopics::default();
+                tr.name = TopicName(s(topic.clone()));
+                for (p, offset, epoch, meta) in committed(broker, group, &topic, parts.as_deref()) {
+                    let mut pr = offset_fetch_response::OffsetFetchResponsePartitions::default();
+                    pr.partition_index = p;
+                    pr.committed_offset = offset;
+                    pr.committed_leader_epoch = epoch;
+                    pr.metadata = Some(s(meta));
+                    tr.partitions.push(pr);
+                }
+                gr.topics.push(tr);
+            }
+            resp.groups.push(gr);
+        }
+        return resp;
+    }
+    let group = req.group_id.0.as_str();
+    let wanted: Vec<(String, Option<Vec<i32>>)> = match req.topics {
+        Some(ts) => ts
+            .into_iter()
+            .map(|t| (t.name.0.as_str().to_owned(), Some(t.partition_indexes)))
+            .collect(),
+        None => topics_of_group(broker, group)
+            .into_iter()
+            .map(|t| (t, None))
+            .collect(),
+    };
+    for (topic, parts) in wanted {
+        let mut tr = offset_fetch_response::OffsetFetchResponseTopic::default();
+        tr.name = TopicName(s(topic.clone()));
+        for (p, offset, epoch, meta) in committed(broker, group, &topic, parts.as_deref()) {
+            let mut pr = offset_fetch_response::OffsetFetchResponsePartition::default();
+            pr.partition_index = p;
+            pr.committed_offset = offset;
+            if version >= 5 {
+                pr.committed_leader_epoch = epoch;
+            }
+            pr.metadata = Some(s(meta));
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}
+
+pub(super) fn describe_groups(
+    broker: &Broker,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let mut resp = DescribeGroupsResponse::default();
+    for id in req.groups {
+        let mut g = describe_groups_response::DescribedGroup::default();
+        g.group_id = id.clone();
+        match broker.coordinator().describe(id.0.as_str()) {
+            Some(v) => {
+                g.group_state = s(v.state.name());
+                g.protocol_type = s(v.protocol_type);
+                g.protocol_data = s(v.protocol_name);
+                g.members = v
+                    .members
+                    .into_iter()
+                    .map(|(mid, instance, client_id, host, meta, assignment)| {
+                        let mut m = describe_groups_response::DescribedGroupMember::default();
+                        m.member_id = s(mid);
+                        if version >= 4 {
+                            m.group_instance_id = instance.map(s);
+                        }
+                        m.client_id = s(client_id);
+                        m.client_host = s(host);
+                        m.member_metadata = meta;
+                        m.member_assignment = assignment;
+                        m
+                    })
+                    .collect();
+            }
+            None => {
+                // Kafka describes an unknown group as Dead with no members.
+                g.group_state = s("Dead");
+                if version >= 6 {
+                    g.error_code = GroupError::GroupIdNotFound.code();
+                }
+            }
+        }
+        resp.groups.push(g);
+    }
+    resp
+}
+
+pub(super) fn list_groups(
+    broker: &Broker,
+    req: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let mut resp = ListGroupsResponse::default();
+    let states: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|s| s.as_str().to_lowercase())
+        .collect();
+    for (id, protocol_type, state) in broker.coordinator().list() {
+        if !states.is_empty() && !states.contains(&state.name().to_lowercase()) {
+            continue;
+        }
+        let mut g = list_groups_response::ListedGroup::default();
+        g.group_id = GroupId(s(id));
+        g.protocol_type = s(protocol_type);
+        if version >= 4 {
+            g.group_state = s(state.name());
+        }
+        if version >= 5 {
+            g.group_type = s("classic");
+        }
+        resp.groups.push(g);
+    }
+    resp
+}
+
+pub(super) async fn delete_groups(
+    broker: &Broker,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    let mut resp = DeleteGroupsResponse::default();
+    for id in req.groups_names {
+        let coordinator = broker.coordinator_arc();
+        let name = id.0.as_str().to_owned();
+        let result = tokio::task::spawn_blocking(move || coordinator.delete(&name)).await;
+        let mut r = delete_groups_response::DeletableGroupResult::default();
+        r.group_id = id;
+        r.error_code = match result {
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) => e.code(),
+            Err(_) => ResponseError::KafkaStorageError.code(),
+        };
+        resp.results.push(r);
+    }
+    resp
+}
+
+pub(super) async fn offset_delete(
+    broker: &Broker,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let group = req.group_id.0.as_str().to_owned();
+    let mut resp = OffsetDeleteResponse::default();
+    if broker.coordinator().describe(&group).is_none() {
+        resp.error_code = GroupError::GroupIdNotFound.code();
+        return resp;
+    }
+    let mut deletes = Vec::new();
+    for t in req.topics {
+        let topic = t.name.0.as_str().to_owned();
+        let subscribed = broker.coordinator().subscribed_to(&group, &topic);
+        let mut tr = offset_delete_response::OffsetDeleteResponseTopic::default();
+        tr.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = offset_delete_response::OffsetDeleteResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            if subscribed {
+                pr.error_code = ResponseError::GroupSubscribedToTopic.code();
+            } else {
+                deletes.push(((group.clone(), topic.clone(), p.partition_index), None));
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    let coordinator = broker.coordinator_arc();
+    if !matches!(
+        tokio::task::spawn_blocking(move || coordinator.offsets.write(deletes)).await,
+        Ok(Ok(()))
+    ) {
+        resp.error_code = ResponseError::KafkaStorageError.code();
+    }
+    resp
+}
