@@ -44,6 +44,21 @@ pub struct Broker {
     coordinator: Arc<groups::coordinator::Coordinator>,
 }
 
+/// Consumer lag of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Committed offset.
+    pub committed: i64,
+    /// Log end offset (`None` if the partition no longer exists).
+    pub end: Option<u64>,
+    /// End minus committed.
+    pub lag: Option<u64>,
+}
+
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -108,6 +123,30 @@ impl Broker {
     /// Settings.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// Per partition with a committed offset in `group`: the committed
+    /// offset, the log end offset and the lag between them.
+    pub fn group_lag(&self, group: &str) -> Vec<PartitionLag> {
+        self.coordinator
+            .offsets
+            .of_group(group)
+            .into_iter()
+            .map(|(topic, partition, c)| {
+                let end = self.topics.get(&topic).and_then(|t| {
+                    t.partitions
+                        .get(usize::try_from(partition).ok()?)
+                        .map(|p| p.log.log_end_offset())
+                });
+                PartitionLag {
+                    lag: end.map(|e| e.saturating_sub(c.offset.max(0) as u64)),
+                    topic,
+                    partition,
+                    committed: c.offset,
+                    end,
+                }
+            })
+            .collect()
     }
 
     /// Closes every partition cleanly.

@@ -446,6 +446,64 @@ async fn topics_and_data_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn simple_commits_are_fetched_back_and_lag_is_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = RunningBroker::bind(BrokerConfig::new(
+        dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let broker = running.broker().clone();
+    let addr = running.addr;
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { running.serve(rx).await.unwrap() });
+    let mut c = Client {
+        stream: TcpStream::connect(addr).await.unwrap(),
+        next_id: 1,
+    };
+    create(&mut c, "lag", &[]).await;
+    c.call(&produce_req("lag", 1, records(10, 0)), 9).await;
+    // A commit outside group membership (generation -1, no member id).
+    let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+    p.partition_index = 0;
+    p.committed_offset = 4;
+    p.committed_metadata = Some(StrBytes::from_static_str("where I was"));
+    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = TopicName(StrBytes::from_static_str("lag"));
+    t.partitions = vec![p];
+    let mut r = OffsetCommitRequest::default();
+    r.group_id = GroupId(StrBytes::from_static_str("solo"));
+    r.generation_id_or_member_epoch = -1;
+    r.topics = vec![t];
+    let resp = c.call(&r, 8).await;
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+
+    let mut f = OffsetFetchRequest::default();
+    f.group_id = GroupId(StrBytes::from_static_str("solo"));
+    f.topics = None;
+    let resp = c.call(&f, 7).await;
+    let part = &resp.topics[0].partitions[0];
+    assert_eq!(
+        (
+            part.committed_offset,
+            part.metadata.as_ref().unwrap().as_str()
+        ),
+        (4, "where I was")
+    );
+
+    let lag = broker.group_lag("solo");
+    assert_eq!(lag.len(), 1);
+    assert_eq!(
+        (lag[0].committed, lag[0].end, lag[0].lag),
+        (4, Some(10), Some(6))
+    );
+    drop(broker);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn log_append_time_topics_stamp_the_broker_time() {
     let b = start(&[]).await;
     let mut c = Client::connect(&b).await;

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::machine::{
-    Delivery, Group, GroupError, Join, JoinResult, Limits, Now, State, SyncResult,
+    Delivery, Group, GroupError, Join, JoinResult, Limits, Member, Now, State, SyncResult,
 };
-use super::offsets::OffsetStore;
+use super::offsets::{GroupRecord, MemberRecord, OffsetStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
@@ -77,12 +77,86 @@ impl Inner {
 }
 
 impl Coordinator {
-    /// A coordinator over the given offset store.
+    /// A coordinator over the given offset store; groups persisted in it
+    /// come back as they were (members keep their ids and generation, their
+    /// sessions restart now), so a broker restart needs no rebalance.
     pub fn new(offsets: OffsetStore, limits: Limits) -> Self {
+        let now = now_ms();
+        let mut inner = Inner::default();
+        for (id, r) in offsets.take_loaded_groups() {
+            let members = r
+                .members
+                .into_iter()
+                .map(|m| Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: r
+                        .protocol_name
+                        .iter()
+                        .map(|p| (p.clone(), m.subscription.clone()))
+                        .collect(),
+                    assignment: m.assignment,
+                    awaiting_join: false,
+                    awaiting_sync: false,
+                    session_deadline: now,
+                })
+                .collect();
+            let g = Group::restored(
+                &id,
+                r.generation,
+                &r.protocol_type,
+                r.protocol_name.as_deref().unwrap_or(""),
+                r.leader,
+                members,
+                now,
+            );
+            inner.groups.insert(id, g);
+        }
         Self {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(inner),
             offsets,
             limits,
+        }
+    }
+
+    /// Persists a group whose generation or state changed into Stable or
+    /// Empty (the states a restart can resume from).
+    fn persist_if_changed(&self, g: &Group, before: (State, i32)) {
+        if (g.state, g.generation) == before || !matches!(g.state, State::Stable | State::Empty) {
+            return;
+        }
+        let record = GroupRecord {
+            protocol_type: g.protocol_type.clone(),
+            generation: g.generation,
+            protocol_name: (!g.protocol_name.is_empty()).then(|| g.protocol_name.clone()),
+            leader: g.leader.clone(),
+            timestamp: now_ms() as i64,
+            members: g
+                .members
+                .values()
+                .map(|m| MemberRecord {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == g.protocol_name)
+                        .map(|(_, d)| d.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        };
+        if let Err(e) = self.offsets.write_group(&g.id, Some(&record)) {
+            tracing::warn!(group = %g.id, error = %e, "could not persist group metadata");
         }
     }
 
@@ -99,7 +173,9 @@ impl Coordinator {
                 .groups
                 .entry(group.to_owned())
                 .or_insert_with(|| Group::new(group));
+            let before = (g.state, g.generation);
             let now = g.join(j, now_ms(), &self.limits, &mut out);
+            self.persist_if_changed(g, before);
             match now {
                 Now::Reply(r) => {
                     inner.deliver(group, out);
@@ -145,7 +221,10 @@ impl Coordinator {
                     assignment: Bytes::new(),
                 };
             };
-            match g.sync(member, generation, assignments, now_ms(), &mut out) {
+            let before = (g.state, g.generation);
+            let now = g.sync(member, generation, assignments, now_ms(), &mut out);
+            self.persist_if_changed(g, before);
+            match now {
                 Now::Reply(r) => {
                     inner.deliver(group, out);
                     return r;
@@ -182,7 +261,12 @@ impl Coordinator {
         let mut inner = self.lock();
         let mut out = Vec::new();
         let result = match inner.groups.get_mut(group) {
-            Some(g) => g.leave(member, instance, now_ms(), &mut out),
+            Some(g) => {
+                let before = (g.state, g.generation);
+                let r = g.leave(member, instance, now_ms(), &mut out);
+                self.persist_if_changed(g, before);
+                r
+            }
             None => Some(GroupError::UnknownMemberId),
         };
         inner.deliver(group, out);
@@ -196,7 +280,9 @@ impl Coordinator {
         let mut all = Vec::new();
         for (id, g) in inner.groups.iter_mut() {
             let mut out = Vec::new();
+            let before = (g.state, g.generation);
             g.tick(now, &mut out);
+            self.persist_if_changed(g, before);
             if !out.is_empty() {
                 all.push((id.clone(), out));
             }
@@ -277,6 +363,9 @@ impl Coordinator {
                 Some(g) if !g.members.is_empty() => return Err(GroupError::NonEmptyGroup),
                 Some(_) => {
                     inner.groups.remove(group);
+                    if let Err(e) = self.offsets.write_group(group, None) {
+                        tracing::warn!(group, error = %e, "could not record the group's deletion");
+                    }
                 }
                 None if self.offsets.of_group(group).is_empty() => {
                     return Err(GroupError::GroupIdNotFound);
@@ -362,5 +451,127 @@ impl Coordinator {
                     })
                 })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::groups::offsets::Committed;
+
+    fn store(dir: &std::path::Path) -> OffsetStore {
+        let log = weir_log::Log::open_dir(
+            dir.join("__consumer_offsets-0"),
+            weir_log::LogConfig::default(),
+            0,
+        )
+        .unwrap();
+        OffsetStore::load(Arc::new(log)).unwrap()
+    }
+
+    const LIMITS: Limits = Limits {
+        min_session_timeout_ms: 1_000,
+        max_session_timeout_ms: 60_000,
+        initial_rebalance_delay_ms: 0,
+    };
+
+    fn join(member: &str) -> Join {
+        Join {
+            member_id: member.to_owned(),
+            instance_id: None,
+            client_id: "c".to_owned(),
+            client_host: "/127.0.0.1".to_owned(),
+            session_timeout_ms: 30_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".to_owned(),
+            protocols: vec![("range".to_owned(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stable_group_survives_a_coordinator_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Coordinator::new(store(tmp.path()), LIMITS);
+        let r = c.join("g", join("")).await;
+        assert_eq!(r.generation, 1);
+        let s = c
+            .sync(
+                "g",
+                &r.member_id,
+                1,
+                vec![(r.member_id.clone(), Bytes::from_static(b"p0"))],
+            )
+            .await;
+        assert_eq!(s.error, None);
+        c.offsets
+            .write(vec![(
+                ("g".to_owned(), "t".to_owned(), 0),
+                Some(Committed {
+                    offset: 42,
+                    leader_epoch: -1,
+                    metadata: "m".to_owned(),
+                    commit_timestamp: 1,
+                }),
+            )])
+            .unwrap();
+        drop(c);
+
+        let c = Coordinator::new(store(tmp.path()), LIMITS);
+        // The member carries on with its id and generation: no rebalance.
+        assert_eq!(c.heartbeat("g", &r.member_id, 1), None);
+        let view = c.describe("g").unwrap();
+        assert_eq!(view.state, State::Stable);
+        assert_eq!(view.members[0].5, Bytes::from_static(b"p0"));
+        let s = c.sync("g", &r.member_id, 1, vec![]).await;
+        assert_eq!(s.assignment, Bytes::from_static(b"p0"));
+        assert_eq!(
+            c.offsets
+                .get(&("g".to_owned(), "t".to_owned(), 0))
+                .unwrap()
+                .offset,
+            42
+        );
+
+        // Once everyone leaves and the group is deleted, nothing comes back.
+        assert_eq!(c.leave("g", &r.member_id, None), None);
+        c.delete("g").unwrap();
+        drop(c);
+        let c = Coordinator::new(store(tmp.path()), LIMITS);
+        assert!(c.describe("g").is_none());
+        assert!(c.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn offsets_of_idle_groups_expire_and_deleted_topics_are_forgotten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Coordinator::new(store(tmp.path()), LIMITS);
+        let at = |t: i64| Committed {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: t,
+        };
+        let now = now_ms() as i64;
+        c.offsets
+            .write(vec![
+                (
+                    ("old".to_owned(), "t".to_owned(), 0),
+                    Some(at(now - 120_000)),
+                ),
+                (("new".to_owned(), "t".to_owned(), 0), Some(at(now))),
+                (("new".to_owned(), "gone".to_owned(), 0), Some(at(now))),
+            ])
+            .unwrap();
+        c.expire_offsets(60_000);
+        assert!(
+            c.offsets.of_group("old").is_empty(),
+            "idle for longer than the retention"
+        );
+        assert_eq!(c.offsets.of_group("new").len(), 2);
+        c.forget_topic("gone");
+        assert_eq!(c.offsets.of_group("new").len(), 1);
     }
 }

@@ -251,6 +251,39 @@ impl Group {
         }
     }
 
+    /// A group as it was persisted: Stable with its members (their sessions
+    /// restart now), or Empty keeping its generation.
+    pub fn restored(
+        id: &str,
+        generation: i32,
+        protocol_type: &str,
+        protocol_name: &str,
+        leader: Option<String>,
+        members: Vec<Member>,
+        now: u64,
+    ) -> Self {
+        let mut g = Self::new(id);
+        g.generation = generation;
+        g.protocol_type = protocol_type.to_owned();
+        g.protocol_name = protocol_name.to_owned();
+        g.leader = leader;
+        for mut m in members {
+            m.awaiting_join = false;
+            m.awaiting_sync = false;
+            m.session_deadline = now + m.session_timeout_ms.max(0) as u64;
+            g.members.insert(m.id.clone(), m);
+        }
+        g.state = if g.members.is_empty() {
+            State::Empty
+        } else {
+            State::Stable
+        };
+        if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
+            g.leader = g.members.keys().next().cloned();
+        }
+        g
+    }
+
     /// `<client id or instance id>-<uuid>`, as Kafka forms member ids.
     fn new_member_id(&mut self, client_id: &str, instance: Option<&str>) -> String {
         self.next_member += 1;

@@ -2,8 +2,11 @@
 //! Kafka: each commit is a record whose key names (group, topic, partition)
 //! and whose value holds the offset, leader epoch, metadata and commit
 //! time; a null value (tombstone) deletes it. The records use Kafka's own
-//! key (version 1) and value (version 3) layouts. On start the topic is
-//! read from its beginning to rebuild the table.
+//! key (version 1) and value (version 3) layouts. Group metadata (the
+//! generation, protocol, leader and members with their assignments) is kept
+//! the same way under Kafka's group key (version 2) and group value
+//! (version 3) layouts. On start the topic is read from its beginning to
+//! rebuild both.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,162 @@ pub struct Committed {
 
 /// (group, topic, partition)
 pub type Key = (String, String, i32);
+
+/// A group's persisted metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Protocol type.
+    pub protocol_type: String,
+    /// Generation.
+    pub generation: i32,
+    /// Chosen assignor.
+    pub protocol_name: Option<String>,
+    /// Leader member id.
+    pub leader: Option<String>,
+    /// When this was written (ms).
+    pub timestamp: i64,
+    /// Members.
+    pub members: Vec<MemberRecord>,
+}
+
+/// One member of a [`GroupRecord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// Member id.
+    pub member_id: String,
+    /// Static id.
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Session timeout.
+    pub session_timeout_ms: i32,
+    /// Subscription for the chosen protocol.
+    pub subscription: Bytes,
+    /// Assignment.
+    pub assignment: Bytes,
+}
+
+fn put_nullable_str(out: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(out, s),
+        None => out.put_i16(-1),
+    }
+}
+
+fn get_nullable_str(b: &mut Bytes) -> Option<Option<String>> {
+    if b.remaining() >= 2 && i16::from_be_bytes([b[0], b[1]]) == -1 {
+        b.advance(2);
+        return Some(None);
+    }
+    get_str(b).map(Some)
+}
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    out.put_i32(b.len() as i32);
+    out.put_slice(b);
+}
+
+fn get_bytes(b: &mut Bytes) -> Option<Bytes> {
+    if b.remaining() < 4 {
+        return None;
+    }
+    let n = b.get_i32();
+    if n < 0 {
+        return Some(Bytes::new());
+    }
+    (b.remaining() >= n as usize).then(|| b.split_to(n as usize))
+}
+
+/// Kafka's group metadata key, version 2.
+pub(crate) fn encode_group_key(group: &str) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_i16(2);
+    put_str(&mut out, group);
+    out.to_vec()
+}
+
+/// Kafka's group metadata value, version 3.
+pub(crate) fn encode_group_value(g: &GroupRecord) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_i16(3);
+    put_str(&mut out, &g.protocol_type);
+    out.put_i32(g.generation);
+    put_nullable_str(&mut out, g.protocol_name.as_deref());
+    put_nullable_str(&mut out, g.leader.as_deref());
+    out.put_i64(g.timestamp);
+    out.put_i32(g.members.len() as i32);
+    for m in &g.members {
+        put_str(&mut out, &m.member_id);
+        put_nullable_str(&mut out, m.instance_id.as_deref());
+        put_str(&mut out, &m.client_id);
+        put_str(&mut out, &m.client_host);
+        out.put_i32(m.rebalance_timeout_ms);
+        out.put_i32(m.session_timeout_ms);
+        put_bytes(&mut out, &m.subscription);
+        put_bytes(&mut out, &m.assignment);
+    }
+    out.to_vec()
+}
+
+fn decode_group_value(mut b: Bytes) -> Option<GroupRecord> {
+    if b.remaining() < 2 || b.get_i16() != 3 {
+        return None;
+    }
+    let protocol_type = get_str(&mut b)?;
+    if b.remaining() < 4 {
+        return None;
+    }
+    let generation = b.get_i32();
+    let protocol_name = get_nullable_str(&mut b)?;
+    let leader = get_nullable_str(&mut b)?;
+    if b.remaining() < 12 {
+        return None;
+    }
+    let timestamp = b.get_i64();
+    let n = b.get_i32();
+    let mut members = Vec::new();
+    for _ in 0..n.max(0) {
+        let member_id = get_str(&mut b)?;
+        let instance_id = get_nullable_str(&mut b)?;
+        let client_id = get_str(&mut b)?;
+        let client_host = get_str(&mut b)?;
+        if b.remaining() < 8 {
+            return None;
+        }
+        let rebalance_timeout_ms = b.get_i32();
+        let session_timeout_ms = b.get_i32();
+        let subscription = get_bytes(&mut b)?;
+        let assignment = get_bytes(&mut b)?;
+        members.push(MemberRecord {
+            member_id,
+            instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms,
+            session_timeout_ms,
+            subscription,
+            assignment,
+        });
+    }
+    Some(GroupRecord {
+        protocol_type,
+        generation,
+        protocol_name,
+        leader,
+        timestamp,
+        members,
+    })
+}
+
+fn decode_group_key(mut b: Bytes) -> Option<String> {
+    (b.remaining() >= 2 && b.get_i16() == 2)
+        .then(|| get_str(&mut b))
+        .flatten()
+}
 
 fn put_str(out: &mut BytesMut, s: &str) {
     out.put_i16(s.len().min(i16::MAX as usize) as i16);
@@ -111,6 +270,8 @@ fn decode_value(mut b: Bytes) -> Option<Committed> {
 pub struct OffsetStore {
     log: Arc<Log>,
     table: Mutex<BTreeMap<Key, Committed>>,
+    /// Group metadata found at load (taken once by the coordinator).
+    loaded_groups: Mutex<BTreeMap<String, GroupRecord>>,
 }
 
 fn now_ms() -> i64 {
@@ -123,6 +284,7 @@ impl OffsetStore {
     /// Replays the log into the table.
     pub fn load(log: Arc<Log>) -> Result<Self, LogError> {
         let mut table = BTreeMap::new();
+        let mut groups = BTreeMap::new();
         let mut offset = log.log_start_offset();
         let end = log.log_end_offset();
         while offset < end {
@@ -137,7 +299,21 @@ impl OffsetStore {
                 };
                 if let Ok(records) = batch::decode_records(&buf[..len]) {
                     for (_, rec) in records {
-                        let Some(key) = rec.key.map(Bytes::from).and_then(decode_key) else {
+                        let Some(raw_key) = rec.key.map(Bytes::from) else {
+                            continue;
+                        };
+                        if let Some(group) = decode_group_key(raw_key.clone()) {
+                            match rec.value.map(Bytes::from).and_then(decode_group_value) {
+                                Some(g) => {
+                                    groups.insert(group, g);
+                                }
+                                None => {
+                                    groups.remove(&group);
+                                }
+                            }
+                            continue;
+                        }
+                        let Some(key) = decode_key(raw_key) else {
                             continue;
                         };
                         match rec.value {
@@ -159,7 +335,27 @@ impl OffsetStore {
         Ok(Self {
             log,
             table: Mutex::new(table),
+            loaded_groups: Mutex::new(groups),
         })
+    }
+
+    /// The group metadata read at load, once.
+    pub fn take_loaded_groups(&self) -> BTreeMap<String, GroupRecord> {
+        std::mem::take(&mut *self.loaded_groups.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records a group's metadata (`None`: the group is deleted). Written
+    /// to the OS, not synced: losing it costs a rebalance, not data.
+    pub fn write_group(&self, group: &str, record: Option<&GroupRecord>) -> Result<(), LogError> {
+        let now = now_ms();
+        let mut data = batch::encode_batch(&[Record {
+            timestamp: now,
+            key: Some(encode_group_key(group)),
+            value: record.map(encode_group_value),
+            headers: vec![],
+        }]);
+        self.log.append(&mut data, now)?;
+        Ok(())
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, Committed>> {
