@@ -89,7 +89,12 @@ async fn connection(
         }
         let mut buf = BytesMut::zeroed(len as usize);
         rd.read_exact(&mut buf).await?;
-        let reply = handle_frame(&broker, buf.freeze()).await?;
+        // A request may wait (a parked JoinGroup, a long poll): shutdown
+        // must not wait for it.
+        let reply = tokio::select! {
+            reply = handle_frame(&broker, buf.freeze()) => reply?,
+            _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
+        };
         if let Some(response) = reply {
             wr.write_all(&response).await?;
             // Answer now unless the client has already sent the next request.
