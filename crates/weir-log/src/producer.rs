@@ -76,6 +76,15 @@ fn next_seq(last: i32) -> i32 {
     if last == i32::MAX { 0 } else { last + 1 }
 }
 
+/// `seq + delta`, wrapping from `i32::MAX` to 0 as producers do.
+fn add_seq(seq: i32, delta: i32) -> i32 {
+    if seq > i32::MAX - delta {
+        delta - (i32::MAX - seq) - 1
+    } else {
+        seq + delta
+    }
+}
+
 /// Producer states by producer id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProducerState {
@@ -101,7 +110,7 @@ impl ProducerState {
             });
         }
         let first = h.base_sequence;
-        let last = first.wrapping_add(h.last_offset_delta);
+        let last = add_seq(first, h.last_offset_delta.max(0));
         if h.producer_epoch > entry.epoch {
             // A new epoch starts its sequences again at 0.
             return if first == 0 {
@@ -141,7 +150,7 @@ impl ProducerState {
         }
         let meta = BatchMeta {
             first_seq: h.base_sequence,
-            last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+            last_seq: add_seq(h.base_sequence, h.last_offset_delta.max(0)),
             first_offset: h.base_offset as u64,
             last_offset: h.last_offset() as u64,
         };
@@ -281,9 +290,11 @@ mod tests {
             // An unknown producer may start anywhere.
             (h(8, 0, 42, 1, 10), Ok(Check::Append)),
             (h(8, 0, 43, 1, 11), Ok(Check::Append)),
-            // Sequences wrap after i32::MAX.
+            // Sequences wrap after i32::MAX, inside a batch too.
             (h(9, 0, i32::MAX, 1, 12), Ok(Check::Append)),
             (h(9, 0, 0, 1, 13), Ok(Check::Append)),
+            (h(10, 0, i32::MAX - 1, 3, 14), Ok(Check::Append)),
+            (h(10, 0, 1, 1, 17), Ok(Check::Append)),
         ]);
     }
 

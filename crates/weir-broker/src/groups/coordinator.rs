@@ -49,6 +49,12 @@ pub struct Coordinator {
     limits: Limits,
 }
 
+/// What a restart must see again: state, generation and member ids (a
+/// static member replaced in place changes only its id).
+fn fingerprint(g: &Group) -> (State, i32, Vec<String>) {
+    (g.state, g.generation, g.members.keys().cloned().collect())
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -125,8 +131,9 @@ impl Coordinator {
 
     /// Persists a group whose generation or state changed into Stable or
     /// Empty (the states a restart can resume from).
-    fn persist_if_changed(&self, g: &Group, before: (State, i32)) {
-        if (g.state, g.generation) == before || !matches!(g.state, State::Stable | State::Empty) {
+    fn persist_if_changed(&self, g: &Group, before: (State, i32, Vec<String>)) {
+        let after = fingerprint(g);
+        if after == before || !matches!(g.state, State::Stable | State::Empty) {
             return;
         }
         let record = GroupRecord {
@@ -173,7 +180,7 @@ impl Coordinator {
                 .groups
                 .entry(group.to_owned())
                 .or_insert_with(|| Group::new(group));
-            let before = (g.state, g.generation);
+            let before = fingerprint(g);
             let now = g.join(j, now_ms(), &self.limits, &mut out);
             self.persist_if_changed(g, before);
             match now {
@@ -207,6 +214,7 @@ impl Coordinator {
         &self,
         group: &str,
         member: &str,
+        instance: Option<&str>,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
@@ -221,8 +229,15 @@ impl Coordinator {
                     assignment: Bytes::new(),
                 };
             };
-            let before = (g.state, g.generation);
-            let now = g.sync(member, generation, assignments, now_ms(), &mut out);
+            let before = fingerprint(g);
+            let now = g.sync(
+                member,
+                instance,
+                generation,
+                assignments,
+                now_ms(),
+                &mut out,
+            );
             self.persist_if_changed(g, before);
             match now {
                 Now::Reply(r) => {
@@ -248,10 +263,16 @@ impl Coordinator {
     }
 
     /// Heartbeat.
-    pub fn heartbeat(&self, group: &str, member: &str, generation: i32) -> Option<GroupError> {
+    pub fn heartbeat(
+        &self,
+        group: &str,
+        member: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Option<GroupError> {
         let mut inner = self.lock();
         match inner.groups.get_mut(group) {
-            Some(g) => g.heartbeat(member, generation, now_ms()),
+            Some(g) => g.heartbeat(member, instance, generation, now_ms()),
             None => Some(GroupError::UnknownMemberId),
         }
     }
@@ -262,7 +283,7 @@ impl Coordinator {
         let mut out = Vec::new();
         let result = match inner.groups.get_mut(group) {
             Some(g) => {
-                let before = (g.state, g.generation);
+                let before = fingerprint(g);
                 let r = g.leave(member, instance, now_ms(), &mut out);
                 self.persist_if_changed(g, before);
                 r
@@ -280,7 +301,7 @@ impl Coordinator {
         let mut all = Vec::new();
         for (id, g) in inner.groups.iter_mut() {
             let mut out = Vec::new();
-            let before = (g.state, g.generation);
+            let before = fingerprint(g);
             g.tick(now, &mut out);
             self.persist_if_changed(g, before);
             if !out.is_empty() {
@@ -293,11 +314,17 @@ impl Coordinator {
     }
 
     /// Whether this member may commit offsets now.
-    pub fn check_commit(&self, group: &str, member: &str, generation: i32) -> Option<GroupError> {
+    pub fn check_commit(
+        &self,
+        group: &str,
+        member: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Option<GroupError> {
         let inner = self.lock();
         match inner.groups.get(group) {
-            Some(g) => g.check_commit(member, generation),
-            None if generation < 0 && member.is_empty() => None,
+            Some(g) => g.check_commit(member, instance, generation),
+            None if generation < 0 => None,
             None => Some(GroupError::UnknownMemberId),
         }
     }
@@ -501,6 +528,7 @@ mod tests {
             .sync(
                 "g",
                 &r.member_id,
+                None,
                 1,
                 vec![(r.member_id.clone(), Bytes::from_static(b"p0"))],
             )
@@ -521,11 +549,11 @@ mod tests {
 
         let c = Coordinator::new(store(tmp.path()), LIMITS);
         // The member carries on with its id and generation: no rebalance.
-        assert_eq!(c.heartbeat("g", &r.member_id, 1), None);
+        assert_eq!(c.heartbeat("g", &r.member_id, None, 1), None);
         let view = c.describe("g").unwrap();
         assert_eq!(view.state, State::Stable);
         assert_eq!(view.members[0].5, Bytes::from_static(b"p0"));
-        let s = c.sync("g", &r.member_id, 1, vec![]).await;
+        let s = c.sync("g", &r.member_id, None, 1, vec![]).await;
         assert_eq!(s.assignment, Bytes::from_static(b"p0"));
         assert_eq!(
             c.offsets

@@ -291,6 +291,14 @@ impl Group {
         format!("{prefix}-{}", uuid::Uuid::new_v4())
     }
 
+    /// A request naming a static instance under an id that is not the
+    /// instance's current member id comes from a replaced process.
+    fn fenced(&self, member_id: &str, instance: Option<&str>) -> bool {
+        instance
+            .and_then(|i| self.member_by_instance(i))
+            .is_some_and(|m| m.id != member_id)
+    }
+
     fn member_by_instance(&self, instance: &str) -> Option<&Member> {
         self.members
             .values()
@@ -530,6 +538,8 @@ impl Group {
             } else {
                 member_id = self.new_member_id(&j.client_id, None);
             }
+        } else if self.fenced(&member_id, j.instance_id.as_deref()) {
+            return Now::Reply(self.error_join(&member_id, GroupError::FencedInstanceId));
         } else if !self.members.contains_key(&member_id)
             && self.pending.remove(&member_id).is_none()
         {
@@ -537,14 +547,19 @@ impl Group {
         }
 
         let existing = self.members.get(&member_id).cloned();
+        let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         if let Some(m) = &existing
             && m.protocols == j.protocols
-            && self.leader.as_deref() != Some(member_id.as_str())
-            && matches!(self.state, State::Stable | State::CompletingRebalance)
+            && (self.state == State::CompletingRebalance
+                || (self.state == State::Stable && !is_leader))
         {
-            // A follower re-sending the same join: answer with the current generation.
+            // The same join again: answer with the current generation (the
+            // leader gets the member list again). In Stable a leader's join
+            // asks for a new assignment, so it rebalances.
             return Now::Reply(self.join_result(&member_id));
         }
+        // Members in the middle of a sync (this one included) are told to rejoin.
+        self.fail_parked_syncs(GroupError::RebalanceInProgress, out);
         if self.members.is_empty() {
             self.protocol_type = j.protocol_type.clone();
             if self.state == State::Empty {
@@ -566,8 +581,6 @@ impl Group {
         };
         self.members.insert(member_id.clone(), member);
         self.start_rebalance(now);
-        // Members in the middle of a sync are told to rejoin.
-        self.fail_parked_syncs(GroupError::RebalanceInProgress, out);
         self.maybe_complete_join(now, out);
         // If that completed the join phase our own answer is among the deliveries.
         if let Some(pos) = out
@@ -609,11 +622,15 @@ impl Group {
     pub fn sync(
         &mut self,
         member_id: &str,
+        instance_id: Option<&str>,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
         now: u64,
         out: &mut Vec<Delivery>,
     ) -> Now<SyncResult> {
+        if self.fenced(member_id, instance_id) {
+            return self.sync_error(GroupError::FencedInstanceId);
+        }
         let Some(m) = self.members.get(member_id) else {
             return self.sync_error(GroupError::UnknownMemberId);
         };
@@ -664,7 +681,16 @@ impl Group {
     }
 
     /// Heartbeat.
-    pub fn heartbeat(&mut self, member_id: &str, generation: i32, now: u64) -> Option<GroupError> {
+    pub fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: u64,
+    ) -> Option<GroupError> {
+        if self.fenced(member_id, instance_id) {
+            return Some(GroupError::FencedInstanceId);
+        }
         let state = self.state;
         let current = self.generation;
         let Some(m) = self.members.get_mut(member_id) else {
@@ -709,6 +735,17 @@ impl Group {
                 self.error_join(&id, GroupError::UnknownMemberId),
             ));
         }
+        if m.awaiting_sync {
+            out.push(Delivery::Sync(
+                id.clone(),
+                SyncResult {
+                    error: Some(GroupError::UnknownMemberId),
+                    protocol_type: self.protocol_type.clone(),
+                    protocol_name: String::new(),
+                    assignment: Bytes::new(),
+                },
+            ));
+        }
         self.member_gone(now, out);
         None
     }
@@ -735,7 +772,9 @@ impl Group {
         let expired: Vec<String> = self
             .members
             .values()
-            .filter(|m| !m.awaiting_join && m.session_deadline <= now)
+            // A member parked in a join or a sync cannot heartbeat: its
+            // parked request counts as one (the rebalance deadline bounds it).
+            .filter(|m| !m.awaiting_join && !m.awaiting_sync && m.session_deadline <= now)
             .map(|m| m.id.clone())
             .collect();
         for id in &expired {
@@ -760,8 +799,16 @@ impl Group {
     }
 
     /// Whether a member of the current generation may commit offsets.
-    pub fn check_commit(&self, member_id: &str, generation: i32) -> Option<GroupError> {
-        if generation < 0 && member_id.is_empty() {
+    pub fn check_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Option<GroupError> {
+        if self.fenced(member_id, instance_id) {
+            return Some(GroupError::FencedInstanceId);
+        }
+        if generation < 0 {
             // A "simple" consumer committing outside group membership.
             return (!self.members.is_empty()).then_some(GroupError::UnknownMemberId);
         }
@@ -837,6 +884,7 @@ mod tests {
         assert_eq!(r.members.len(), 1, "the leader sees every member");
         let Now::Reply(s) = g.sync(
             &id,
+            None,
             1,
             vec![(id.clone(), Bytes::from_static(b"p0"))],
             1,
@@ -846,10 +894,13 @@ mod tests {
         };
         assert_eq!(s.assignment, Bytes::from_static(b"p0"));
         assert_eq!(g.state, State::Stable);
-        assert_eq!(g.heartbeat(&id, 1, 2), None);
-        assert_eq!(g.heartbeat(&id, 0, 2), Some(GroupError::IllegalGeneration));
+        assert_eq!(g.heartbeat(&id, None, 1, 2), None);
         assert_eq!(
-            g.heartbeat("nobody", 1, 2),
+            g.heartbeat(&id, None, 0, 2),
+            Some(GroupError::IllegalGeneration)
+        );
+        assert_eq!(
+            g.heartbeat("nobody", None, 1, 2),
             Some(GroupError::UnknownMemberId)
         );
     }
@@ -863,7 +914,7 @@ mod tests {
         if let Some(r) = a_result.remove(&a) {
             // a alone completed generation 1; now the others arrive.
             assert_eq!(r.generation, 1);
-            g.sync(&a, 1, vec![], 1, &mut out);
+            g.sync(&a, None, 1, vec![], 1, &mut out);
         }
         // Three more members join; a must rejoin to see them.
         let mut ids = vec![a.clone()];
@@ -874,7 +925,7 @@ mod tests {
         }
         assert_eq!(g.state, State::PreparingRebalance);
         assert_eq!(
-            g.heartbeat(&a, 1, 11),
+            g.heartbeat(&a, None, 1, 11),
             Some(GroupError::RebalanceInProgress)
         );
         let last = g.join(join(&a), 12, &LIMITS, &mut out);
@@ -893,7 +944,7 @@ mod tests {
         let leader = leaders[0].leader.clone();
         for id in ids.iter().filter(|i| **i != leader) {
             assert!(matches!(
-                g.sync(id, 2, vec![], 13, &mut out),
+                g.sync(id, None, 2, vec![], 13, &mut out),
                 Now::Park { .. }
             ));
         }
@@ -901,7 +952,7 @@ mod tests {
             .iter()
             .map(|i| (i.clone(), Bytes::from(i.clone())))
             .collect();
-        let Now::Reply(mine) = g.sync(&leader, 2, assignments, 14, &mut out) else {
+        let Now::Reply(mine) = g.sync(&leader, None, 2, assignments, 14, &mut out) else {
             panic!()
         };
         assert_eq!(mine.assignment, Bytes::from(leader.clone()));
@@ -924,19 +975,19 @@ mod tests {
         let mut out = vec![];
         let (a, _) = first_join(&mut g, 0, &mut out);
         joined(&mut out);
-        g.sync(&a, 1, vec![], 0, &mut out);
+        g.sync(&a, None, 1, vec![], 0, &mut out);
         let (b, _) = first_join(&mut g, 100, &mut out);
         g.join(join(&a), 100, &LIMITS, &mut out);
         joined(&mut out);
         assert_eq!(g.generation, 2);
         let leader = g.leader.clone().unwrap();
         let follower = if leader == a { b.clone() } else { a.clone() };
-        g.sync(&follower, 2, vec![], 100, &mut out);
-        g.sync(&leader, 2, vec![], 100, &mut out);
+        g.sync(&follower, None, 2, vec![], 100, &mut out);
+        g.sync(&leader, None, 2, vec![], 100, &mut out);
         out.clear();
         // The leader keeps heartbeating; the follower goes silent.
         for t in (1_000..=10_000).step_by(1_000) {
-            assert_eq!(g.heartbeat(&leader, 2, t), None);
+            assert_eq!(g.heartbeat(&leader, None, 2, t), None);
             g.tick(t, &mut out);
         }
         assert!(g.members.contains_key(&follower), "not yet expired at 10 s");
@@ -947,7 +998,7 @@ mod tests {
         );
         assert_eq!(g.state, State::PreparingRebalance);
         assert_eq!(
-            g.heartbeat(&leader, 2, 10_200),
+            g.heartbeat(&leader, None, 2, 10_200),
             Some(GroupError::RebalanceInProgress)
         );
         // The survivor rejoins alone and gets the next generation.
@@ -963,13 +1014,16 @@ mod tests {
         let mut out = vec![];
         let (a, _) = first_join(&mut g, 0, &mut out);
         joined(&mut out);
-        g.sync(&a, 1, vec![], 0, &mut out);
+        g.sync(&a, None, 1, vec![], 0, &mut out);
         let (b, now) = first_join(&mut g, 1_000, &mut out);
         assert!(matches!(now, Now::Park { .. }));
         // a keeps heartbeating (busy processing) but never rejoins; b waits
         // until the 30 s rebalance deadline, then the group goes on without a.
         for t in (5_000..=30_000).step_by(5_000) {
-            assert_eq!(g.heartbeat(&a, 1, t), Some(GroupError::RebalanceInProgress));
+            assert_eq!(
+                g.heartbeat(&a, None, 1, t),
+                Some(GroupError::RebalanceInProgress)
+            );
             g.tick(t, &mut out);
             assert!(joined(&mut out).is_empty(), "completed early at {t}");
         }
@@ -986,28 +1040,31 @@ mod tests {
         let mut out = vec![];
         let (a, _) = first_join(&mut g, 0, &mut out);
         joined(&mut out);
-        g.sync(&a, 1, vec![], 0, &mut out);
-        assert_eq!(g.check_commit(&a, 1), None);
+        g.sync(&a, None, 1, vec![], 0, &mut out);
+        assert_eq!(g.check_commit(&a, None, 1), None);
         let (_b, _) = first_join(&mut g, 5, &mut out);
         g.join(join(&a), 5, &LIMITS, &mut out);
         joined(&mut out);
         assert_eq!(g.generation, 2);
-        assert_eq!(g.check_commit(&a, 1), Some(GroupError::IllegalGeneration));
         assert_eq!(
-            g.check_commit(&a, 2),
+            g.check_commit(&a, None, 1),
+            Some(GroupError::IllegalGeneration)
+        );
+        assert_eq!(
+            g.check_commit(&a, None, 2),
             Some(GroupError::RebalanceInProgress),
             "before the assignment"
         );
-        let Now::Reply(s) = g.sync(&a, 1, vec![], 6, &mut out) else {
+        let Now::Reply(s) = g.sync(&a, None, 1, vec![], 6, &mut out) else {
             panic!()
         };
         assert_eq!(s.error, Some(GroupError::IllegalGeneration));
         assert_eq!(
-            g.check_commit("stranger", 2),
+            g.check_commit("stranger", None, 2),
             Some(GroupError::UnknownMemberId)
         );
         assert_eq!(
-            g.check_commit("", -1),
+            g.check_commit("", None, -1),
             Some(GroupError::UnknownMemberId),
             "simple commits only for empty groups"
         );
@@ -1027,6 +1084,7 @@ mod tests {
         let leader = r1.member_id.clone();
         g.sync(
             &leader,
+            None,
             1,
             vec![(leader.clone(), Bytes::from_static(b"L"))],
             0,
@@ -1037,9 +1095,10 @@ mod tests {
         };
         g.join(static_join("i1", &leader), 1, &LIMITS, &mut out);
         joined(&mut out);
-        g.sync(&f, 2, vec![], 2, &mut out);
+        g.sync(&f, None, 2, vec![], 2, &mut out);
         g.sync(
             &leader,
+            None,
             2,
             vec![
                 (leader.clone(), Bytes::from_static(b"L")),
@@ -1058,12 +1117,23 @@ mod tests {
         assert_eq!(r.generation, 2);
         assert_ne!(r.member_id, f);
         assert_eq!(g.state, State::Stable);
-        let Now::Reply(s) = g.sync(&r.member_id, 2, vec![], 4, &mut out) else {
+        let Now::Reply(s) = g.sync(&r.member_id, None, 2, vec![], 4, &mut out) else {
             panic!()
         };
         assert_eq!(s.assignment, Bytes::from_static(b"F"));
         // The old incarnation is fenced.
-        assert_eq!(g.heartbeat(&f, 2, 5), Some(GroupError::UnknownMemberId));
+        assert_eq!(
+            g.heartbeat(&f, Some("i2"), 2, 5),
+            Some(GroupError::FencedInstanceId)
+        );
+        assert_eq!(
+            g.check_commit(&f, Some("i2"), 2),
+            Some(GroupError::FencedInstanceId)
+        );
+        let Now::Reply(old) = g.join(static_join("i2", &f), 5, &LIMITS, &mut out) else {
+            panic!()
+        };
+        assert_eq!(old.error, Some(GroupError::FencedInstanceId));
         assert_eq!(
             g.leave(&f, Some("i2"), 5, &mut out),
             Some(GroupError::FencedInstanceId)
@@ -1113,7 +1183,7 @@ mod tests {
         else {
             panic!()
         };
-        g.sync(&a.member_id, 1, vec![], 0, &mut out);
+        g.sync(&a.member_id, None, 1, vec![], 0, &mut out);
         g.join(with(&["range", "cooperative-sticky"]), 1, &LIMITS, &mut out);
         g.join(with(&["range"]), 1, &LIMITS, &mut out);
         g.join(
@@ -1153,5 +1223,83 @@ mod tests {
         let r = joined(&mut out);
         assert_eq!(r.len(), 2);
         assert!(r.values().all(|x| x.generation == 1));
+    }
+
+    /// Two members in CompletingRebalance with the follower parked in sync.
+    fn parked_follower() -> (Group, String, String, Vec<Delivery>) {
+        let mut g = Group::new("g");
+        let mut out = vec![];
+        let (a, _) = first_join(&mut g, 0, &mut out);
+        joined(&mut out);
+        g.sync(&a, None, 1, vec![], 0, &mut out);
+        let (b, _) = first_join(&mut g, 10, &mut out);
+        g.join(join(&a), 10, &LIMITS, &mut out);
+        joined(&mut out);
+        let leader = g.leader.clone().unwrap();
+        let follower = if leader == a { b } else { a };
+        assert!(matches!(
+            g.sync(&follower, None, 2, vec![], 20, &mut out),
+            Now::Park { .. }
+        ));
+        (g, leader, follower, out)
+    }
+
+    fn sync_answered(out: &[Delivery], id: &str) -> Option<Option<GroupError>> {
+        out.iter().find_map(|d| match d {
+            Delivery::Sync(m, r) if m == id => Some(r.error),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_parked_sync_is_answered_when_its_member_leaves_or_rejoins() {
+        let (mut g, _leader, follower, mut out) = parked_follower();
+        g.leave(&follower, None, 30, &mut out);
+        assert_eq!(
+            sync_answered(&out, &follower),
+            Some(Some(GroupError::UnknownMemberId))
+        );
+
+        let (mut g, _leader, follower, mut out) = parked_follower();
+        let mut changed = join(&follower);
+        changed.protocols = vec![("range".to_owned(), Bytes::from_static(b"new subscription"))];
+        g.join(changed, 30, &LIMITS, &mut out);
+        assert_eq!(
+            sync_answered(&out, &follower),
+            Some(Some(GroupError::RebalanceInProgress))
+        );
+    }
+
+    #[test]
+    fn a_parked_follower_waits_for_a_slow_leader_without_expiring() {
+        let (mut g, leader, follower, mut out) = parked_follower();
+        // The leader heartbeats for 20 s (twice the session) before assigning.
+        for t in (1_000..=20_000).step_by(1_000) {
+            assert_eq!(g.heartbeat(&leader, None, 2, t), None);
+            g.tick(t, &mut out);
+        }
+        assert!(
+            g.members.contains_key(&follower),
+            "the parked follower was expired"
+        );
+        g.sync(
+            &leader,
+            None,
+            2,
+            vec![(follower.clone(), Bytes::from_static(b"F"))],
+            20_500,
+            &mut out,
+        );
+        assert_eq!(sync_answered(&out, &follower), Some(None));
+    }
+
+    #[test]
+    fn the_leader_repeating_its_join_while_completing_gets_the_members_again() {
+        let (mut g, leader, _follower, mut out) = parked_follower();
+        let Now::Reply(r) = g.join(join(&leader), 25, &LIMITS, &mut out) else {
+            panic!("rebalanced")
+        };
+        assert_eq!((r.generation, r.members.len()), (2, 2));
+        assert_eq!(g.state, State::CompletingRebalance);
     }
 }

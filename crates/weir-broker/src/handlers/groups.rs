@@ -167,6 +167,7 @@ pub(super) async fn sync_group(
         .sync(
             req.group_id.0.as_str(),
             req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|i| i.as_str()),
             req.generation_id,
             assignments,
         )
@@ -179,6 +180,7 @@ pub(super) fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResp
     resp.error_code = code(broker.coordinator().heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),
+        req.group_instance_id.as_ref().map(|i| i.as_str()),
         req.generation_id,
     ));
     resp
@@ -222,6 +224,7 @@ pub(super) async fn offset_commit(
     let check = broker.coordinator().check_commit(
         &group,
         req.member_id.as_str(),
+        req.group_instance_id.as_ref().map(|i| i.as_str()),
         req.generation_id_or_member_epoch,
     );
     let now = super::now_ms();
