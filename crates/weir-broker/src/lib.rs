@@ -75,6 +75,8 @@ impl Broker {
         let producer_ids = producers::ProducerIds::open(&config.data_dir)?;
         let mut compact = std::collections::BTreeMap::new();
         compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        // Small segments, so compaction can drop whole ones soon.
+        compact.insert("segment.bytes".to_owned(), "16777216".to_owned());
         let offsets_topic =
             topics
                 .ensure(OFFSETS_TOPIC, 1, compact)
@@ -247,7 +249,8 @@ impl RunningBroker {
                     if n.is_multiple_of(600) {
                         let b = broker.clone();
                         let _ = tokio::task::spawn_blocking(move || {
-                            b.coordinator.expire_offsets(b.config.offsets_retention_ms)
+                            b.coordinator.expire_offsets(b.config.offsets_retention_ms);
+                            b.coordinator.compact_offsets();
                         })
                         .await;
                     }

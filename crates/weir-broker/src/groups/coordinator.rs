@@ -129,6 +129,25 @@ impl Coordinator {
         }
     }
 
+    /// Compacts `__consumer_offsets` when it has grown far beyond the live
+    /// state (see `OffsetStore::compact`). Holds the group lock so that no
+    /// group record is written between the snapshot and the cut.
+    pub fn compact_offsets(&self) {
+        let inner = self.lock();
+        let groups: Vec<(String, GroupRecord)> = inner
+            .groups
+            .values()
+            .filter(|g| matches!(g.state, State::Stable | State::Empty))
+            .map(|g| (g.id.clone(), group_record(g)))
+            .collect();
+        match self.offsets.compact(&groups) {
+            Ok(true) => tracing::info!(groups = groups.len(), "compacted __consumer_offsets"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "compacting __consumer_offsets failed"),
+        }
+        drop(inner);
+    }
+
     /// Persists a group whose generation or state changed into Stable or
     /// Empty (the states a restart can resume from).
     fn persist_if_changed(&self, g: &Group, before: (State, i32, Vec<String>)) {
@@ -136,7 +155,17 @@ impl Coordinator {
         if after == before || !matches!(g.state, State::Stable | State::Empty) {
             return;
         }
-        let record = GroupRecord {
+        let record = group_record(g);
+        if let Err(e) = self.offsets.write_group(&g.id, Some(&record)) {
+            tracing::warn!(group = %g.id, error = %e, "could not persist group metadata");
+        }
+    }
+}
+
+/// The persisted form of a group.
+fn group_record(g: &Group) -> GroupRecord {
+    {
+        GroupRecord {
             protocol_type: g.protocol_type.clone(),
             generation: g.generation,
             protocol_name: (!g.protocol_name.is_empty()).then(|| g.protocol_name.clone()),
@@ -161,12 +190,11 @@ impl Coordinator {
                     assignment: m.assignment.clone(),
                 })
                 .collect(),
-        };
-        if let Err(e) = self.offsets.write_group(&g.id, Some(&record)) {
-            tracing::warn!(group = %g.id, error = %e, "could not persist group metadata");
         }
     }
+}
 
+impl Coordinator {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -601,5 +629,59 @@ mod tests {
         assert_eq!(c.offsets.of_group("new").len(), 2);
         c.forget_topic("gone");
         assert_eq!(c.offsets.of_group("new").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_live_state_and_drops_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Coordinator::new(store(tmp.path()), LIMITS);
+        let r = c.join("g", join("")).await;
+        c.sync(
+            "g",
+            &r.member_id,
+            None,
+            1,
+            vec![(r.member_id.clone(), Bytes::from_static(b"p0"))],
+        )
+        .await;
+        // 3000 commits of the same two partitions.
+        for i in 0..1_500 {
+            let entry = |p| {
+                (
+                    ("g".to_owned(), "t".to_owned(), p),
+                    Some(Committed {
+                        offset: i,
+                        leader_epoch: -1,
+                        metadata: String::new(),
+                        commit_timestamp: 1,
+                    }),
+                )
+            };
+            c.offsets.write(vec![entry(0), entry(1)]).unwrap();
+        }
+        c.compact_offsets();
+        drop(c);
+        let log = weir_log::Log::open_dir(
+            tmp.path().join("__consumer_offsets-0"),
+            weir_log::LogConfig::default(),
+            0,
+        )
+        .unwrap();
+        let live = log.log_end_offset() - log.log_start_offset();
+        assert!(live <= 3, "{live} records still live after compaction");
+        drop(log);
+        let c = Coordinator::new(store(tmp.path()), LIMITS);
+        assert_eq!(
+            c.offsets
+                .get(&("g".to_owned(), "t".to_owned(), 1))
+                .unwrap()
+                .offset,
+            1_499
+        );
+        assert_eq!(
+            c.heartbeat("g", &r.member_id, None, 1),
+            None,
+            "the group survived compaction"
+        );
     }
 }
