@@ -98,6 +98,15 @@ if a.mode == "balance":
     ensure_topic(6)
     members = [Member(f"m{i}") for i in range(3)]
     wait_for(members, set(range(6)), "three members:")
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    d = admin.describe_consumer_groups([a.group])[a.group].result(10)
+    check(len(d.members) == 3, f"described members: {d.members}")
+    check(all(m.host == "/127.0.0.1" for m in d.members), f"hosts: {[m.host for m in d.members]}")
+    check(sorted(m.client_id for m in d.members) == ["m0", "m1", "m2"], "client ids")
+    check("STABLE" in str(d.state), f"state {d.state}")
+    check(d.partition_assignor == a.strategy, f"assignor {d.partition_assignor}")
+    listed = [g.group_id for g in admin.list_consumer_groups().result(10).valid]
+    check(a.group in listed, f"list_consumer_groups: {listed}")
     members[0].close()
     wait_for(members[1:], set(range(6)), "after one left:")
     for m in members[1:]:

@@ -70,6 +70,9 @@ async fn connection(
     stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Close> {
+    let client_host = stream
+        .peer_addr()
+        .map_or_else(|_| "/unknown".to_owned(), |a| format!("/{}", a.ip()));
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
@@ -92,7 +95,7 @@ async fn connection(
         // A request may wait (a parked JoinGroup, a long poll): shutdown
         // must not wait for it.
         let reply = tokio::select! {
-            reply = handle_frame(&broker, buf.freeze()) => reply?,
+            reply = handle_frame(&broker, buf.freeze(), &client_host) => reply?,
             _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
         };
         if let Some(response) = reply {
@@ -107,7 +110,11 @@ async fn connection(
 
 /// Decodes one request frame, runs it and returns the response frame
 /// (length prefix included), or `None` when no response is due (acks=0).
-pub(crate) async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option<Bytes>, Close> {
+pub(crate) async fn handle_frame(
+    broker: &Broker,
+    frame: Bytes,
+    client_host: &str,
+) -> Result<Option<Bytes>, Close> {
     let req = match decode(frame)? {
         Decoded::ApiVersionsFallback { correlation_id } => {
             // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges,
@@ -124,7 +131,7 @@ pub(crate) async fn handle_frame(broker: &Broker, frame: Bytes) -> Result<Option
         header,
         body: request,
     } = req;
-    match handlers::dispatch(broker, &header, request).await {
+    match handlers::dispatch(broker, &header, request, client_host).await {
         Reply::None => Ok(None),
         Reply::Response(response) => {
             let mut body = BytesMut::new();

@@ -105,6 +105,7 @@ pub(super) async fn join_group(
     broker: &Broker,
     req: JoinGroupRequest,
     client_id: &str,
+    client_host: &str,
     version: i16,
 ) -> JoinGroupResponse {
     let group = req.group_id.0.as_str().to_owned();
@@ -121,7 +122,7 @@ pub(super) async fn join_group(
             .as_ref()
             .map(|i| i.as_str().to_owned()),
         client_id: client_id.to_owned(),
-        client_host: "/127.0.0.1".to_owned(),
+        client_host: client_host.to_owned(),
         session_timeout_ms: req.session_timeout_ms,
         // v0 has no rebalance timeout: it is the session timeout.
         rebalance_timeout_ms: if version >= 1 {

@@ -94,6 +94,7 @@ pub(crate) async fn dispatch(
     broker: &Broker,
     header: &RequestHeader,
     request: RequestKind,
+    client_host: &str,
 ) -> Reply {
     let version = header.request_api_version;
     let response = match request {
@@ -142,7 +143,9 @@ pub(crate) async fn dispatch(
                 .as_ref()
                 .map_or("", |c| c.as_str())
                 .to_owned();
-            ResponseKind::JoinGroup(groups::join_group(broker, r, &client, version).await)
+            ResponseKind::JoinGroup(
+                groups::join_group(broker, r, &client, client_host, version).await,
+            )
         }
         RequestKind::SyncGroup(r) => {
             ResponseKind::SyncGroup(groups::sync_group(broker, r, version).await)
