@@ -3,3 +3,9 @@
 //!
 //! Architecture invariant: this crate does not depend on `weir-broker`; it
 //! reaches Kafka (Weir's broker or any cluster) over the wire protocol.
+
+pub mod event;
+pub mod generate;
+pub mod transforms;
+
+pub use event::{Event, Value};

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::Write as _;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -25,9 +27,36 @@ struct Cli {
 enum Command {
     /// Run the Kafka-compatible broker.
     Broker(broker::BrokerArgs),
+    /// Generate test data for the reference flows, one line each on stdout.
+    Gen(GenArgs),
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct GenArgs {
+    /// What to generate.
+    #[arg(value_enum)]
+    kind: GenKind,
+    /// How many lines.
+    #[arg(long, default_value_t = 10)]
+    count: u64,
+    /// Random seed (the same seed gives the same lines).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Unix time (seconds) of the first nginx line; later lines advance by
+    /// about a millisecond each. Default: now.
+    #[arg(long)]
+    start: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum GenKind {
+    /// JSON sensor readings (flow A).
+    Sensors,
+    /// nginx `combined` access lines (flow B).
+    Nginx,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,10 +99,31 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Broker(args) => broker::run(args),
+        Command::Gen(args) => generate(&args, &mut out),
         Command::Log(LogCommand::Dump { dir, batches }) => logtool::dump(&dir, batches, &mut out)
             .with_context(|| format!("dumping {}", dir.display())),
         Command::Log(LogCommand::Check { dir }) => {
             logtool::check(&dir, &mut out).with_context(|| format!("checking {}", dir.display()))
         }
     }
+}
+
+fn generate(args: &GenArgs, out: &mut impl std::io::Write) -> Result<()> {
+    use weir_pipeline::generate::{Rng, nginx_line, sensor_line};
+    let mut rng = Rng::new(args.seed);
+    let start = args.start.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    let mut buf = std::io::BufWriter::new(out);
+    for i in 0..args.count {
+        let line = match args.kind {
+            GenKind::Sensors => sensor_line(&mut rng),
+            GenKind::Nginx => nginx_line(&mut rng, start + (i / 1000) as i64),
+        };
+        writeln!(buf, "{line}")?;
+    }
+    buf.flush()?;
+    Ok(())
 }

@@ -127,3 +127,29 @@ fn broker_settings_errors_name_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn gen_prints_parseable_lines_for_both_flows() {
+    let out = weir(&["gen", "sensors", "--count", "50", "--seed", "3"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 50);
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("{\"pressure\": ") && l.ends_with('}')),
+        "{text}"
+    );
+    assert_eq!(
+        stdout(&weir(&["gen", "sensors", "--count", "50", "--seed", "3"])),
+        text,
+        "same seed, same lines"
+    );
+    let out = weir(&["gen", "nginx", "--count", "200", "--start", "1700000000"]);
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 200);
+    assert!(
+        text.lines()
+            .all(|l| l.contains("[15/Nov/2023:06:13:20 +0800] \"")),
+        "{text}"
+    );
+}
