@@ -7,6 +7,7 @@
 pub mod event;
 pub mod generate;
 pub mod geoip;
+pub mod sinks;
 pub mod transforms;
 
 pub use event::{Event, Value};

@@ -1,0 +1,3 @@
+//! Sinks: where events are stored.
+
+pub mod sqlite;
