@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod broker;
 mod logtool;
+mod pipeline;
 
 #[global_allocator]
 static ALLOC: weir_broker::alloc::WeirAlloc = weir_broker::alloc::WeirAlloc;
@@ -29,9 +30,26 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// Generate test data for the reference flows, one line each on stdout.
     Gen(GenArgs),
+    /// Validate or run a pipeline file (sources, transforms, sinks).
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PipelineCommand {
+    /// Validate a pipeline file without running it.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Run a pipeline until its sources end or SIGINT/SIGTERM.
+    Run {
+        /// The TOML file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +103,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,6 +119,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Broker(args) => broker::run(args),
         Command::Gen(args) => generate(&args, &mut out),
+        Command::Pipeline(PipelineCommand::Check { file }) => pipeline::check(&file, &mut out),
+        Command::Pipeline(PipelineCommand::Run { file }) => {
+            drop(out);
+            pipeline::run(&file)
+        }
         Command::Log(LogCommand::Dump { dir, batches }) => logtool::dump(&dir, batches, &mut out)
             .with_context(|| format!("dumping {}", dir.display())),
         Command::Log(LogCommand::Check { dir }) => {

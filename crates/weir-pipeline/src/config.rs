@@ -1,0 +1,625 @@
+//! Pipeline configuration: named `[sources.X]`, `[transforms.X]` and
+//! `[sinks.X]` tables with a `type` and `inputs` (Vector's model), parsed
+//! raw and validated into typed components before anything runs. Every
+//! error names the component and the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use toml::{Table, Value as Toml};
+
+use crate::transforms::json::TimeFormat;
+
+/// A configuration error, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not TOML.
+    #[error("not valid TOML: {0}")]
+    Toml(String),
+    /// A problem in one component.
+    #[error("{section}.{component}: {message}")]
+    Component {
+        /// `sources`, `transforms` or `sinks`.
+        section: String,
+        /// The component's name.
+        component: String,
+        /// What is wrong (naming the key).
+        message: String,
+    },
+    /// A problem with the whole graph.
+    #[error("{0}")]
+    Graph(String),
+}
+
+/// What the generator produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenFormat {
+    /// Flow A JSON readings.
+    Sensors,
+    /// Flow B nginx lines.
+    Nginx,
+}
+
+/// How events are written by `stdout` and `file` sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// One JSON object per line.
+    Json,
+    /// InfluxDB line protocol.
+    LineProtocol,
+}
+
+/// A filter condition on one field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Field equals the string form of a value.
+    Equals(String),
+    /// Field differs.
+    NotEquals(String),
+    /// Field exists.
+    Exists,
+    /// Numeric comparison: field > value.
+    Greater(f64),
+    /// Numeric comparison: field < value.
+    Less(f64),
+}
+
+/// A typed, validated component.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    /// Generated test data.
+    Generator {
+        /// What.
+        format: GenFormat,
+        /// Events per second (`None`: as fast as possible).
+        rate: Option<f64>,
+        /// Stop after this many (`None`: never).
+        count: Option<u64>,
+        /// Random seed.
+        seed: u64,
+    },
+    /// Lines from standard input.
+    Stdin,
+    /// Telegraf-style JSON parsing.
+    ParseJson {
+        /// Measurement name.
+        name: String,
+        /// Keys that become tags.
+        tag_keys: Vec<String>,
+        /// String keys kept as fields.
+        string_fields: Vec<String>,
+        /// Time key and format.
+        time_key: Option<(String, TimeFormat)>,
+        /// `host` tag value; `None` to omit.
+        host: Option<String>,
+    },
+    /// nginx access lines.
+    ParseNginx {
+        /// `combined`, `main` or a `log_format` string.
+        format: String,
+        /// Event name.
+        name: String,
+    },
+    /// IP -> geography.
+    Geoip {
+        /// Database file.
+        database: PathBuf,
+        /// Field holding the address.
+        field: String,
+        /// Prefix of the fields added (`province`, `isp`, ...).
+        prefix: String,
+    },
+    /// Keeps events whose field matches.
+    Filter {
+        /// Field.
+        field: String,
+        /// Condition.
+        condition: Condition,
+    },
+    /// Sets fields to constant strings.
+    Set(BTreeMap<String, String>),
+    /// Renames fields.
+    Rename(BTreeMap<String, String>),
+    /// Removes fields.
+    Remove(Vec<String>),
+    /// The embedded store.
+    Sqlite {
+        /// Database file.
+        path: PathBuf,
+        /// Events per transaction.
+        batch: usize,
+    },
+    /// Standard output.
+    Stdout(Encoding),
+    /// A file, appended.
+    File {
+        /// Path.
+        path: PathBuf,
+        /// Encoding.
+        encoding: Encoding,
+    },
+}
+
+/// One component with its place in the graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// Unique name.
+    pub id: String,
+    /// Its inputs (empty for sources).
+    pub inputs: Vec<String>,
+    /// What it does.
+    pub spec: Spec,
+}
+
+impl Spec {
+    /// Sources produce events and have no inputs.
+    pub fn is_source(&self) -> bool {
+        matches!(self, Spec::Generator { .. } | Spec::Stdin)
+    }
+
+    /// Sinks store events and feed nothing.
+    pub fn is_sink(&self) -> bool {
+        matches!(
+            self,
+            Spec::Sqlite { .. } | Spec::Stdout(_) | Spec::File { .. }
+        )
+    }
+}
+
+/// A validated pipeline, components in topological order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    /// Components; every input of one comes before it.
+    pub components: Vec<Component>,
+}
+
+struct Keys<'a> {
+    section: &'a str,
+    id: &'a str,
+    table: &'a Table,
+    used: BTreeSet<&'static str>,
+}
+
+impl<'a> Keys<'a> {
+    fn err(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Component {
+            section: self.section.to_owned(),
+            component: self.id.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Toml> {
+        self.used.insert(key);
+        self.table.get(key)
+    }
+
+    fn string(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Toml::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.err(format!("key `{key}` must be a string"))),
+        }
+    }
+
+    fn required(&mut self, key: &'static str) -> Result<String, ConfigError> {
+        self.string(key)?
+            .ok_or_else(|| self.err(format!("missing key `{key}`")))
+    }
+
+    fn strings(&mut self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Toml::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| self.err(format!("key `{key}` must be a list of strings")))
+                })
+                .collect(),
+            Some(_) => Err(self.err(format!("key `{key}` must be a list of strings"))),
+        }
+    }
+
+    fn number(&mut self, key: &'static str) -> Result<Option<f64>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Toml::Integer(i)) => Ok(Some(*i as f64)),
+            Some(Toml::Float(f)) => Ok(Some(*f)),
+            Some(_) => Err(self.err(format!("key `{key}` must be a number"))),
+        }
+    }
+
+    fn table(&mut self, key: &'static str) -> Result<BTreeMap<String, String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(BTreeMap::new()),
+            Some(Toml::Table(t)) => t
+                .iter()
+                .map(|(k, v)| match v {
+                    Toml::String(s) => Ok((k.clone(), s.clone())),
+                    other => Ok((k.clone(), other.to_string())),
+                })
+                .collect(),
+            Some(_) => Err(self.err(format!("key `{key}` must be a table"))),
+        }
+    }
+
+    /// Fails on any key that was not read.
+    fn finish(self) -> Result<(), ConfigError> {
+        let unknown: Vec<&String> = self
+            .table
+            .keys()
+            .filter(|k| !self.used.contains(k.as_str()) && *k != "type" && *k != "inputs")
+            .collect();
+        match unknown.first() {
+            Some(k) => Err(self.err(format!(
+                "unknown key `{k}` (this component takes: {})",
+                self.used.iter().copied().collect::<Vec<_>>().join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn encoding(k: &mut Keys<'_>) -> Result<Encoding, ConfigError> {
+    match k.string("encoding")?.as_deref() {
+        None | Some("json") => Ok(Encoding::Json),
+        Some("line_protocol" | "influx") => Ok(Encoding::LineProtocol),
+        Some(other) => Err(k.err(format!(
+            "key `encoding`: unknown encoding {other:?} (json or line_protocol)"
+        ))),
+    }
+}
+
+fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
+    let mut k = Keys {
+        section,
+        id,
+        table,
+        used: BTreeSet::new(),
+    };
+    let ty = match table.get("type") {
+        Some(Toml::String(t)) => t.as_str(),
+        Some(_) => return Err(k.err("key `type` must be a string")),
+        None => return Err(k.err("missing key `type`")),
+    };
+    let allowed: &[&str] = match section {
+        "sources" => &["generator", "stdin"],
+        "transforms" => &[
+            "parse_json",
+            "parse_nginx",
+            "geoip",
+            "filter",
+            "set",
+            "rename",
+            "remove",
+        ],
+        _ => &["sqlite", "stdout", "file"],
+    };
+    if !allowed.contains(&ty) {
+        return Err(k.err(format!(
+            "key `type`: unknown {section} type {ty:?} (one of: {})",
+            allowed.join(", ")
+        )));
+    }
+    let spec = match ty {
+        "generator" => {
+            let format = match k.required("format")?.as_str() {
+                "sensors" => GenFormat::Sensors,
+                "nginx" => GenFormat::Nginx,
+                other => {
+                    return Err(k.err(format!("key `format`: {other:?} is not sensors or nginx")));
+                }
+            };
+            let rate = k.number("rate")?.filter(|r| *r > 0.0);
+            let count = k.number("count")?.map(|c| c.max(0.0) as u64);
+            let seed = k.number("seed")?.unwrap_or(1.0) as u64;
+            Spec::Generator {
+                format,
+                rate,
+                count,
+                seed,
+            }
+        }
+        "stdin" => Spec::Stdin,
+        "parse_json" => {
+            let name = k
+                .string("name")?
+                .unwrap_or_else(|| "kafka_consumer".to_owned());
+            let tag_keys = k.strings("tag_keys")?;
+            let string_fields = k.strings("string_fields")?;
+            let time_key = match k.string("time_key")? {
+                None => None,
+                Some(key) => {
+                    let f = k
+                        .string("time_format")?
+                        .unwrap_or_else(|| "unix".to_owned());
+                    let fmt = TimeFormat::parse(&f)
+                        .ok_or_else(|| k.err(format!("key `time_format`: unknown format {f:?}")))?;
+                    Some((key, fmt))
+                }
+            };
+            let host = match k.string("host")?.as_deref() {
+                None | Some("auto") => Some(hostname()),
+                Some("") => None,
+                Some(h) => Some(h.to_owned()),
+            };
+            Spec::ParseJson {
+                name,
+                tag_keys,
+                string_fields,
+                time_key,
+                host,
+            }
+        }
+        "parse_nginx" => {
+            let format = k.string("format")?.unwrap_or_else(|| "combined".to_owned());
+            crate::transforms::nginx::NginxParser::new(&format, "x")
+                .map_err(|e| k.err(format!("key `format`: {e}")))?;
+            Spec::ParseNginx {
+                format,
+                name: k.string("name")?.unwrap_or_else(|| "access_log".to_owned()),
+            }
+        }
+        "geoip" => Spec::Geoip {
+            database: PathBuf::from(k.required("database")?),
+            field: k.string("field")?.unwrap_or_else(|| "client_ip".to_owned()),
+            prefix: k.string("prefix")?.unwrap_or_default(),
+        },
+        "filter" => {
+            let field = k.required("field")?;
+            let given: Vec<&'static str> = [
+                "equals",
+                "not_equals",
+                "exists",
+                "greater_than",
+                "less_than",
+            ]
+            .into_iter()
+            .filter(|c| table.contains_key(*c))
+            .collect();
+            if given.len() != 1 {
+                return Err(k.err("exactly one of `equals`, `not_equals`, `exists`, `greater_than`, `less_than` is needed"));
+            }
+            let condition = match given[0] {
+                "equals" => Condition::Equals(k.get("equals").map(toml_text).unwrap_or_default()),
+                "not_equals" => {
+                    Condition::NotEquals(k.get("not_equals").map(toml_text).unwrap_or_default())
+                }
+                "exists" => {
+                    k.get("exists");
+                    Condition::Exists
+                }
+                "greater_than" => Condition::Greater(k.number("greater_than")?.unwrap_or_default()),
+                _ => Condition::Less(k.number("less_than")?.unwrap_or_default()),
+            };
+            Spec::Filter { field, condition }
+        }
+        "set" => Spec::Set(k.table("fields")?),
+        "rename" => Spec::Rename(k.table("fields")?),
+        "remove" => Spec::Remove(k.strings("fields")?),
+        "sqlite" => Spec::Sqlite {
+            path: PathBuf::from(k.required("path")?),
+            batch: k.number("batch")?.map_or(1000, |b| b.max(1.0) as usize),
+        },
+        "stdout" => Spec::Stdout(encoding(&mut k)?),
+        _ => Spec::File {
+            path: PathBuf::from(k.required("path")?),
+            encoding: encoding(&mut k)?,
+        },
+    };
+    k.finish()?;
+    Ok(spec)
+}
+
+fn toml_text(v: &Toml) -> String {
+    match v {
+        Toml::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// This machine's host name (Telegraf's `host` tag).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+impl PipelineConfig {
+    /// Parses and validates a pipeline file's text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let doc: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Toml(e.to_string()))?;
+        if let Some(k) = doc
+            .keys()
+            .find(|k| !["sources", "transforms", "sinks"].contains(&k.as_str()))
+        {
+            return Err(ConfigError::Graph(format!(
+                "unknown top-level table `{k}` (expected sources, transforms, sinks)"
+            )));
+        }
+        let mut comps: Vec<Component> = Vec::new();
+        for section in ["sources", "transforms", "sinks"] {
+            let Some(entries) = doc.get(section) else {
+                continue;
+            };
+            let Toml::Table(entries) = entries else {
+                return Err(ConfigError::Graph(format!(
+                    "`{section}` must be a table of components"
+                )));
+            };
+            for (id, v) in entries {
+                let Toml::Table(t) = v else {
+                    return Err(ConfigError::Graph(format!(
+                        "{section}.{id} must be a table"
+                    )));
+                };
+                if comps.iter().any(|c| c.id == *id) {
+                    return Err(ConfigError::Graph(format!(
+                        "component name `{id}` is used twice"
+                    )));
+                }
+                let spec = spec(section, id, t)?;
+                let err = |m: &str| ConfigError::Component {
+                    section: section.to_owned(),
+                    component: id.clone(),
+                    message: m.to_owned(),
+                };
+                let inputs: Vec<String> = match t.get("inputs") {
+                    None => Vec::new(),
+                    Some(Toml::Array(a)) => a
+                        .iter()
+                        .map(|v| {
+                            v.as_str().map(str::to_owned).ok_or_else(|| {
+                                err("key `inputs` must be a list of component names")
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => return Err(err("key `inputs` must be a list of component names")),
+                };
+                if section == "sources" && !inputs.is_empty() {
+                    return Err(err("key `inputs`: a source takes no inputs"));
+                }
+                if section != "sources" && inputs.is_empty() {
+                    return Err(err("missing key `inputs`"));
+                }
+                comps.push(Component {
+                    id: id.clone(),
+                    inputs,
+                    spec,
+                });
+            }
+        }
+        if !comps.iter().any(|c| c.spec.is_sink()) {
+            return Err(ConfigError::Graph("the pipeline has no sink".to_owned()));
+        }
+        for c in &comps {
+            for i in &c.inputs {
+                match comps.iter().find(|x| x.id == *i) {
+                    None => {
+                        return Err(ConfigError::Graph(format!(
+                            "{}: input `{i}` is not a component of this pipeline",
+                            c.id
+                        )));
+                    }
+                    Some(x) if x.spec.is_sink() => {
+                        return Err(ConfigError::Graph(format!(
+                            "{}: input `{i}` is a sink, which has no output",
+                            c.id
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        // Topological order (Kahn); anything left over is a cycle.
+        let mut ordered: Vec<Component> = Vec::new();
+        let mut rest = comps;
+        while !rest.is_empty() {
+            let ready = rest
+                .iter()
+                .position(|c| c.inputs.iter().all(|i| ordered.iter().any(|o| o.id == *i)));
+            match ready {
+                Some(p) => ordered.push(rest.remove(p)),
+                None => {
+                    let names: Vec<&str> = rest.iter().map(|c| c.id.as_str()).collect();
+                    return Err(ConfigError::Graph(format!(
+                        "cycle among: {}",
+                        names.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            components: ordered,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLOW_A: &str = r#"
+        [sources.sensors]
+        type = "generator"
+        format = "sensors"
+        rate = 100
+
+        [transforms.parse]
+        type = "parse_json"
+        inputs = ["sensors"]
+        host = "web1"
+
+        [sinks.store]
+        type = "sqlite"
+        inputs = ["parse"]
+        path = "weir.db"
+    "#;
+
+    #[test]
+    fn a_valid_pipeline_is_ordered() {
+        let c = PipelineConfig::parse(FLOW_A).unwrap();
+        let ids: Vec<&str> = c.components.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, vec!["sensors", "parse", "store"]);
+        assert!(
+            matches!(&c.components[1].spec, Spec::ParseJson { name, host: Some(h), .. } if name == "kafka_consumer" && h == "web1")
+        );
+    }
+
+    /// (config, text the error must contain)
+    fn check(text: &str, want: &str) {
+        let err = PipelineConfig::parse(text).unwrap_err().to_string();
+        assert!(err.contains(want), "expected {want:?} in: {err}");
+    }
+
+    #[test]
+    fn errors_name_the_component_and_key() {
+        check(
+            "[sources.a]\ntype = \"generator\"\nformat = \"sensors\"\nspeed = 3\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"a\"]",
+            "sources.a: unknown key `speed`",
+        );
+        check(
+            "[sources.a]\ntype = \"generatr\"\n",
+            "sources.a: key `type`: unknown sources type \"generatr\"",
+        );
+        check(
+            "[sources.a]\ntype = \"generator\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"a\"]",
+            "sources.a: missing key `format`",
+        );
+        check(
+            "[sources.a]\ntype = \"generator\"\nformat = \"sensors\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"b\"]",
+            "s: input `b` is not a component",
+        );
+        check(
+            "[sources.a]\ntype = \"generator\"\nformat = \"sensors\"\n[sinks.s]\ntype = \"stdout\"",
+            "sinks.s: missing key `inputs`",
+        );
+        check(
+            "[sources.a]\ntype = \"generator\"\nformat = \"sensors\"\n",
+            "no sink",
+        );
+        check(
+            "[sources.a]\ntype = \"generator\"\nformat = \"sensors\"\n[transforms.x]\ntype = \"set\"\ninputs = [\"y\"]\n[transforms.y]\ntype = \"set\"\ninputs = [\"x\"]\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"a\"]",
+            "cycle among: x, y",
+        );
+        check(
+            "[sources.a]\ntype = \"stdin\"\n[transforms.p]\ntype = \"parse_nginx\"\ninputs = [\"a\"]\nformat = \"$a$b\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"p\"]",
+            "transforms.p: key `format`",
+        );
+        check(
+            "[sources.a]\ntype = \"stdin\"\n[transforms.f]\ntype = \"filter\"\ninputs = [\"a\"]\nfield = \"x\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"f\"]",
+            "transforms.f: exactly one of",
+        );
+        check(
+            "[sources.a]\ntype = \"stdin\"\n[sinks.s]\ntype = \"file\"\ninputs = [\"a\"]\npath = 3",
+            "sinks.s: key `path` must be a string",
+        );
+        check("[pipeline]\nx = 1", "unknown top-level table `pipeline`");
+        check("not toml [", "not valid TOML");
+    }
+}

@@ -1,0 +1,562 @@
+//! The topology runtime: one thread per component, bounded channels between
+//! them (a slow sink slows its inputs; memory stays bounded), events moved
+//! in small batches. A stop flag makes sources finish; every component
+//! drains what it received, sinks flush, and `Running::wait` returns.
+//! Bad events are counted and sampled in the log (at most one line per
+//! second per component); they never stop a pipeline.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{Component, Condition, Encoding, GenFormat, PipelineConfig, Spec};
+use crate::event::{Event, Value};
+use crate::generate::{Rng, nginx_line, sensor_line};
+use crate::geoip::GeoDb;
+use crate::sinks::sqlite::{Offsets, SqliteSink};
+use crate::transforms::json::JsonParser;
+use crate::transforms::nginx::NginxParser;
+
+/// Batches in flight per channel.
+const CHANNEL_BATCHES: usize = 16;
+/// Events per batch from a source.
+const BATCH: usize = 256;
+
+/// Counters of one component.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events received.
+    pub events_in: AtomicU64,
+    /// Events sent on (or stored, for sinks).
+    pub events_out: AtomicU64,
+    /// Events dropped as bad, or failed writes.
+    pub errors: AtomicU64,
+}
+
+enum Msg {
+    Events(Vec<Event>),
+    End,
+}
+
+/// Why a pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{component}: {message}")]
+pub struct StartError {
+    /// The component.
+    pub component: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// A running pipeline.
+#[derive(Debug)]
+pub struct Running {
+    threads: Vec<(String, JoinHandle<()>)>,
+    /// Counters by component.
+    pub counters: BTreeMap<String, Arc<Counters>>,
+}
+
+impl Running {
+    /// Waits until every component has finished.
+    pub fn wait(self) {
+        for (_, t) in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Logs a bad event at most once a second per component.
+struct Sampler {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Sampler {
+    fn bad(&mut self, component: &str, what: &str, detail: &str) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(component, suppressed = self.suppressed, "{what}: {detail}");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Sends a batch to every output (cloning for all but the last).
+fn fan_out(outputs: &[SyncSender<Msg>], mut events: Vec<Event>) -> bool {
+    let mut delivered = false;
+    for (i, tx) in outputs.iter().enumerate() {
+        let batch = if i + 1 == outputs.len() {
+            std::mem::take(&mut events)
+        } else {
+            events.clone()
+        };
+        delivered |= tx.send(Msg::Events(batch)).is_ok();
+    }
+    delivered
+}
+
+fn end(outputs: &[SyncSender<Msg>]) {
+    for tx in outputs {
+        let _ = tx.send(Msg::End);
+    }
+}
+
+/// Starts every component. The stop flag makes sources end.
+pub fn start(
+    cfg: &PipelineConfig,
+    pipeline: &str,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, StartError> {
+    let mut receivers: BTreeMap<String, Receiver<Msg>> = BTreeMap::new();
+    let mut senders: BTreeMap<String, SyncSender<Msg>> = BTreeMap::new();
+    for c in &cfg.components {
+        if !c.spec.is_source() {
+            let (tx, rx) = sync_channel(CHANNEL_BATCHES);
+            senders.insert(c.id.clone(), tx);
+            receivers.insert(c.id.clone(), rx);
+        }
+    }
+    // Each component's outputs: the channels of the components naming it.
+    let outputs = |id: &str| -> Vec<SyncSender<Msg>> {
+        cfg.components
+            .iter()
+            .filter(|c| c.inputs.iter().any(|i| i == id))
+            .filter_map(|c| senders.get(&c.id).cloned())
+            .collect()
+    };
+    let mut running = Running {
+        threads: Vec::new(),
+        counters: BTreeMap::new(),
+    };
+    // Build every component first, so a bad database or path fails before
+    // anything runs.
+    let mut built: Vec<(Component, Box<dyn FnOnce() + Send>)> = Vec::new();
+    for c in &cfg.components {
+        let counters = Arc::new(Counters::default());
+        running.counters.insert(c.id.clone(), counters.clone());
+        let outs = outputs(&c.id);
+        let rx = receivers.remove(&c.id);
+        let inputs = c.inputs.len();
+        let id = c.id.clone();
+        let err = |m: String| StartError {
+            component: id.clone(),
+            message: m,
+        };
+        let job: Box<dyn FnOnce() + Send> = match &c.spec {
+            Spec::Generator {
+                format,
+                rate,
+                count,
+                seed,
+            } => {
+                let (format, rate, count, seed, stop) =
+                    (*format, *rate, *count, *seed, stop.clone());
+                Box::new(move || generator(format, rate, count, seed, &stop, &outs, &counters))
+            }
+            Spec::Stdin => {
+                let stop = stop.clone();
+                Box::new(move || stdin_source(&stop, &outs, &counters))
+            }
+            Spec::Sqlite { path, batch } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+                }
+                let sink = SqliteSink::open(path).map_err(|e| err(e.to_string()))?;
+                let (batch, rx, pipeline) =
+                    (*batch, rx.expect("sinks have inputs"), pipeline.to_owned());
+                let name = c.id.clone();
+                Box::new(move || sqlite_sink(&name, sink, batch, &pipeline, rx, inputs, &counters))
+            }
+            Spec::Stdout(enc) => {
+                let (enc, rx) = (*enc, rx.expect("sinks have inputs"));
+                Box::new(move || write_sink(std::io::stdout().lock(), enc, rx, inputs, &counters))
+            }
+            Spec::File { path, encoding } => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| err(format!("opening {}: {e}", path.display())))?;
+                let (enc, rx) = (*encoding, rx.expect("sinks have inputs"));
+                Box::new(move || {
+                    write_sink(std::io::BufWriter::new(file), enc, rx, inputs, &counters)
+                })
+            }
+            spec => {
+                let t = Transform::build(spec).map_err(err)?;
+                let (rx, name) = (rx.expect("transforms have inputs"), c.id.clone());
+                Box::new(move || transform(&name, t, rx, inputs, &outs, &counters))
+            }
+        };
+        built.push((c.clone(), job));
+    }
+    drop(senders);
+    for (c, job) in built {
+        let handle = std::thread::Builder::new()
+            .name(format!("weir-{}", c.id))
+            .spawn(job)
+            .map_err(|e| StartError {
+                component: c.id.clone(),
+                message: format!("starting its thread: {e}"),
+            })?;
+        running.threads.push((c.id, handle));
+    }
+    Ok(running)
+}
+
+fn generator(
+    format: GenFormat,
+    rate: Option<f64>,
+    count: Option<u64>,
+    seed: u64,
+    stop: &AtomicBool,
+    outs: &[SyncSender<Msg>],
+    counters: &Counters,
+) {
+    let mut rng = Rng::new(seed);
+    let started = Instant::now();
+    let mut made = 0u64;
+    while !stop.load(Ordering::Relaxed) && count.is_none_or(|c| made < c) {
+        let mut n = BATCH as u64;
+        if let Some(c) = count {
+            n = n.min(c - made);
+        }
+        if let Some(r) = rate {
+            // Stay on schedule: sleep until the next event is due.
+            let due = started + Duration::from_secs_f64(made as f64 / r);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait.min(Duration::from_millis(100)));
+                continue;
+            }
+            let behind = (started.elapsed().as_secs_f64() * r) as u64 - made;
+            n = n.min(behind.max(1));
+        }
+        let ts = now_ns();
+        let batch: Vec<Event> = (0..n)
+            .map(|_| {
+                let line = match format {
+                    GenFormat::Sensors => sensor_line(&mut rng),
+                    GenFormat::Nginx => nginx_line(&mut rng, ts / 1_000_000_000),
+                };
+                Event::raw(line, ts)
+            })
+            .collect();
+        made += n;
+        counters.events_out.fetch_add(n, Ordering::Relaxed);
+        if !fan_out(outs, batch) {
+            break;
+        }
+    }
+    end(outs);
+}
+
+fn stdin_source(stop: &AtomicBool, outs: &[SyncSender<Msg>], counters: &Counters) {
+    let stdin = std::io::stdin();
+    let mut batch = Vec::with_capacity(BATCH);
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        batch.push(Event::raw(line, now_ns()));
+        if batch.len() == BATCH {
+            counters
+                .events_out
+                .fetch_add(BATCH as u64, Ordering::Relaxed);
+            if !fan_out(outs, std::mem::take(&mut batch)) || stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+    }
+    counters
+        .events_out
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    fan_out(outs, batch);
+    end(outs);
+}
+
+enum Transform {
+    Json(JsonParser),
+    Nginx(NginxParser),
+    Geoip(Box<GeoDb>, String, String),
+    Filter(String, Condition),
+    Set(BTreeMap<String, String>),
+    Rename(BTreeMap<String, String>),
+    Remove(Vec<String>),
+}
+
+impl Transform {
+    fn build(spec: &Spec) -> Result<Self, String> {
+        Ok(match spec {
+            Spec::ParseJson {
+                name,
+                tag_keys,
+                string_fields,
+                time_key,
+                host,
+            } => {
+                let mut p = JsonParser::new(host.clone());
+                p.name.clone_from(name);
+                p.tag_keys.clone_from(tag_keys);
+                p.string_fields.clone_from(string_fields);
+                if let Some((k, f)) = time_key {
+                    p.time_key = Some(k.clone());
+                    p.time_format = *f;
+                }
+                Transform::Json(p)
+            }
+            Spec::ParseNginx { format, name } => {
+                Transform::Nginx(NginxParser::new(format, name).map_err(|e| e.to_string())?)
+            }
+            Spec::Geoip {
+                database,
+                field,
+                prefix,
+            } => Transform::Geoip(
+                Box::new(GeoDb::open(database).map_err(|e| e.to_string())?),
+                field.clone(),
+                prefix.clone(),
+            ),
+            Spec::Filter { field, condition } => {
+                Transform::Filter(field.clone(), condition.clone())
+            }
+            Spec::Set(m) => Transform::Set(m.clone()),
+            Spec::Rename(m) => Transform::Rename(m.clone()),
+            Spec::Remove(v) => Transform::Remove(v.clone()),
+            _ => return Err("not a transform".to_owned()),
+        })
+    }
+
+    /// Applies to one event; `Err` is a bad event (with why), `Ok(vec![])` a filtered one.
+    fn apply(&self, mut e: Event) -> Result<Vec<Event>, String> {
+        match self {
+            Transform::Json(p) => {
+                let raw = e.raw.take().ok_or("no raw line to parse")?;
+                p.parse(&raw, e.timestamp_ns)
+                    .map_err(|err| format!("{err}: {raw:.200}"))
+            }
+            Transform::Nginx(p) => {
+                let raw = e.raw.take().ok_or("no raw line to parse")?;
+                p.parse(&raw)
+                    .map(|x| vec![x])
+                    .map_err(|err| format!("{err}: {raw:.200}"))
+            }
+            Transform::Geoip(db, field, prefix) => {
+                if let Some(Value::Str(ip)) = e.fields.get(field)
+                    && let Ok(ip) = ip.parse::<IpAddr>()
+                    && let Some(g) = db.lookup(ip)
+                {
+                    for (k, v) in [
+                        ("country", g.country),
+                        ("province", g.province),
+                        ("city", g.city),
+                        ("isp", g.isp),
+                    ] {
+                        e.fields.insert(format!("{prefix}{k}"), Value::Str(v));
+                    }
+                }
+                Ok(vec![e])
+            }
+            Transform::Filter(field, cond) => {
+                let v = e
+                    .fields
+                    .get(field)
+                    .map(ToString::to_string)
+                    .or_else(|| e.tags.get(field).cloned());
+                let num = || v.as_deref().and_then(|s| s.parse::<f64>().ok());
+                let keep = match cond {
+                    Condition::Equals(x) => v.as_deref() == Some(x.as_str()),
+                    Condition::NotEquals(x) => v.as_deref() != Some(x.as_str()),
+                    Condition::Exists => v.is_some(),
+                    Condition::Greater(x) => num().is_some_and(|n| n > *x),
+                    Condition::Less(x) => num().is_some_and(|n| n < *x),
+                };
+                Ok(if keep { vec![e] } else { vec![] })
+            }
+            Transform::Set(m) => {
+                for (k, v) in m {
+                    e.fields.insert(k.clone(), Value::Str(v.clone()));
+                }
+                Ok(vec![e])
+            }
+            Transform::Rename(m) => {
+                for (from, to) in m {
+                    if let Some(v) = e.fields.remove(from) {
+                        e.fields.insert(to.clone(), v);
+                    } else if let Some(v) = e.tags.remove(from) {
+                        e.tags.insert(to.clone(), v);
+                    }
+                }
+                Ok(vec![e])
+            }
+            Transform::Remove(ks) => {
+                for k in ks {
+                    e.fields.remove(k);
+                    e.tags.remove(k);
+                }
+                Ok(vec![e])
+            }
+        }
+    }
+}
+
+fn transform(
+    name: &str,
+    t: Transform,
+    rx: Receiver<Msg>,
+    inputs: usize,
+    outs: &[SyncSender<Msg>],
+    counters: &Counters,
+) {
+    let mut ended = 0;
+    let mut sampler = Sampler {
+        last: None,
+        suppressed: 0,
+    };
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::End => {
+                ended += 1;
+                if ended == inputs {
+                    break;
+                }
+            }
+            Msg::Events(batch) => {
+                counters
+                    .events_in
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let mut out = Vec::with_capacity(batch.len());
+                for e in batch {
+                    match t.apply(e) {
+                        Ok(v) => out.extend(v),
+                        Err(why) => {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            sampler.bad(name, "bad event skipped", &why);
+                        }
+                    }
+                }
+                counters
+                    .events_out
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
+                if !out.is_empty() {
+                    fan_out(outs, out);
+                }
+            }
+        }
+    }
+    end(outs);
+}
+
+fn sqlite_sink(
+    name: &str,
+    mut sink: SqliteSink,
+    batch: usize,
+    pipeline: &str,
+    rx: Receiver<Msg>,
+    inputs: usize,
+    counters: &Counters,
+) {
+    let mut pending: Vec<Event> = Vec::new();
+    let mut ended = 0;
+    let mut sampler = Sampler {
+        last: None,
+        suppressed: 0,
+    };
+    let mut flush = |pending: &mut Vec<Event>| {
+        if pending.is_empty() {
+            return;
+        }
+        // Retry a failed write (a locked or full database) until it lands:
+        // the inputs wait meanwhile, so nothing is lost or buffered without bound.
+        loop {
+            match sink.write(pipeline, pending, &Offsets::new()) {
+                Ok(()) => break,
+                Err(e) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    sampler.bad(name, "sqlite write failed, retrying", &e.to_string());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        counters
+            .events_out
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        pending.clear();
+    };
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Msg::Events(b)) => {
+                counters
+                    .events_in
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                pending.extend(b);
+                if pending.len() >= batch {
+                    flush(&mut pending);
+                }
+            }
+            Ok(Msg::End) => {
+                ended += 1;
+                if ended == inputs {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => flush(&mut pending),
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    flush(&mut pending);
+}
+
+fn write_sink(
+    mut w: impl Write,
+    enc: Encoding,
+    rx: Receiver<Msg>,
+    inputs: usize,
+    counters: &Counters,
+) {
+    let mut ended = 0;
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::End => {
+                ended += 1;
+                if ended == inputs {
+                    break;
+                }
+            }
+            Msg::Events(b) => {
+                counters
+                    .events_in
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                for e in &b {
+                    let line = match enc {
+                        Encoding::Json => e.to_json(),
+                        Encoding::LineProtocol => e.to_line_protocol(),
+                    };
+                    if writeln!(w, "{line}").is_err() {
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                counters
+                    .events_out
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                let _ = w.flush();
+            }
+        }
+    }
+    let _ = w.flush();
+}
