@@ -93,6 +93,11 @@ pub enum Spec {
         /// `host` tag value; `None` to omit.
         host: Option<String>,
     },
+    /// InfluxDB line protocol.
+    ParseInflux {
+        /// Timestamp precision.
+        precision: crate::transforms::influx::Precision,
+    },
     /// nginx access lines.
     ParseNginx {
         /// `combined`, `main` or a `log_format` string.
@@ -288,6 +293,7 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
         "sources" => &["generator", "stdin"],
         "transforms" => &[
             "parse_json",
+            "parse_influx",
             "parse_nginx",
             "geoip",
             "filter",
@@ -352,6 +358,12 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
                 time_key,
                 host,
             }
+        }
+        "parse_influx" => {
+            let p = k.string("precision")?.unwrap_or_default();
+            let precision = crate::transforms::influx::Precision::parse(&p)
+                .ok_or_else(|| k.err(format!("key `precision`: {p:?} is not ns, us, ms or s")))?;
+            Spec::ParseInflux { precision }
         }
         "parse_nginx" => {
             let format = k.string("format")?.unwrap_or_else(|| "combined".to_owned());
@@ -499,6 +511,18 @@ impl PipelineConfig {
         }
         for c in &comps {
             for i in &c.inputs {
+                // `X.errors` is the dead-letter output of transform X.
+                if let Some(base) = i.strip_suffix(".errors") {
+                    match comps.iter().find(|x| x.id == base) {
+                        Some(x) if !x.spec.is_source() && !x.spec.is_sink() => continue,
+                        _ => {
+                            return Err(ConfigError::Graph(format!(
+                                "{}: input `{i}`: only transforms have an `.errors` output",
+                                c.id
+                            )));
+                        }
+                    }
+                }
                 match comps.iter().find(|x| x.id == *i) {
                     None => {
                         return Err(ConfigError::Graph(format!(
@@ -520,9 +544,13 @@ impl PipelineConfig {
         let mut ordered: Vec<Component> = Vec::new();
         let mut rest = comps;
         while !rest.is_empty() {
-            let ready = rest
-                .iter()
-                .position(|c| c.inputs.iter().all(|i| ordered.iter().any(|o| o.id == *i)));
+            let ready = rest.iter().position(|c| {
+                c.inputs.iter().all(|i| {
+                    ordered
+                        .iter()
+                        .any(|o| o.id == *i || format!("{}.errors", o.id) == *i)
+                })
+            });
             match ready {
                 Some(p) => ordered.push(rest.remove(p)),
                 None => {
@@ -620,6 +648,14 @@ mod tests {
             "sinks.s: key `path` must be a string",
         );
         check("[pipeline]\nx = 1", "unknown top-level table `pipeline`");
+        check(
+            "[sources.a]\ntype = \"stdin\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"a.errors\"]",
+            "only transforms have an `.errors` output",
+        );
+        check(
+            "[sources.a]\ntype = \"stdin\"\n[transforms.p]\ntype = \"parse_influx\"\ninputs = [\"a\"]\nprecision = \"h\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"p\"]",
+            "transforms.p: key `precision`",
+        );
         check("not toml [", "not valid TOML");
     }
 }

@@ -203,7 +203,8 @@ pub fn start(
             spec => {
                 let t = Transform::build(spec).map_err(err)?;
                 let (rx, name) = (rx.expect("transforms have inputs"), c.id.clone());
-                Box::new(move || transform(&name, t, rx, inputs, &outs, &counters))
+                let dead = outputs(&format!("{}.errors", c.id));
+                Box::new(move || transform(&name, t, rx, inputs, &outs, &dead, &counters))
             }
         };
         built.push((c.clone(), job));
@@ -292,6 +293,7 @@ fn stdin_source(stop: &AtomicBool, outs: &[SyncSender<Msg>], counters: &Counters
 
 enum Transform {
     Json(JsonParser),
+    Influx(crate::transforms::influx::Precision),
     Nginx(NginxParser),
     Geoip(Box<GeoDb>, String, String),
     Filter(String, Condition),
@@ -320,6 +322,7 @@ impl Transform {
                 }
                 Transform::Json(p)
             }
+            Spec::ParseInflux { precision } => Transform::Influx(*precision),
             Spec::ParseNginx { format, name } => {
                 Transform::Nginx(NginxParser::new(format, name).map_err(|e| e.to_string())?)
             }
@@ -349,6 +352,19 @@ impl Transform {
                 let raw = e.raw.take().ok_or("no raw line to parse")?;
                 p.parse(&raw, e.timestamp_ns)
                     .map_err(|err| format!("{err}: {raw:.200}"))
+            }
+            Transform::Influx(precision) => {
+                let raw = e.raw.take().ok_or("no raw line to parse")?;
+                let mut out = Vec::new();
+                for line in raw.lines() {
+                    if let Some(ev) =
+                        crate::transforms::influx::parse_line(line, *precision, e.timestamp_ns)
+                            .map_err(|err| format!("{err}: {line:.200}"))?
+                    {
+                        out.push(ev);
+                    }
+                }
+                Ok(out)
             }
             Transform::Nginx(p) => {
                 let raw = e.raw.take().ok_or("no raw line to parse")?;
@@ -415,12 +431,16 @@ impl Transform {
     }
 }
 
+/// Runs a transform. Bad events are counted, sampled in the log and, when
+/// something reads this transform's `.errors` output, sent there with an
+/// `error` field saying why.
 fn transform(
     name: &str,
     t: Transform,
     rx: Receiver<Msg>,
     inputs: usize,
     outs: &[SyncSender<Msg>],
+    dead: &[SyncSender<Msg>],
     counters: &Counters,
 ) {
     let mut ended = 0;
@@ -441,14 +461,23 @@ fn transform(
                     .events_in
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let mut out = Vec::with_capacity(batch.len());
+                let mut bad = Vec::new();
                 for e in batch {
+                    let original = (!dead.is_empty()).then(|| e.clone());
                     match t.apply(e) {
                         Ok(v) => out.extend(v),
                         Err(why) => {
                             counters.errors.fetch_add(1, Ordering::Relaxed);
                             sampler.bad(name, "bad event skipped", &why);
+                            if let Some(mut o) = original {
+                                o.fields.insert("error".to_owned(), Value::Str(why));
+                                bad.push(o);
+                            }
                         }
                     }
+                }
+                if !bad.is_empty() {
+                    fan_out(dead, bad);
                 }
                 counters
                     .events_out
@@ -460,6 +489,7 @@ fn transform(
         }
     }
     end(outs);
+    end(dead);
 }
 
 fn sqlite_sink(

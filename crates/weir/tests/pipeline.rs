@@ -171,3 +171,45 @@ fn a_missing_database_fails_before_anything_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("g: reading none.xdb"), "{err}");
 }
+
+#[test]
+fn bad_events_go_to_the_dead_letter_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("d.toml"),
+        r#"
+        [sources.in]
+        type = "stdin"
+        [transforms.p]
+        type = "parse_influx"
+        inputs = ["in"]
+        [sinks.good]
+        type = "file"
+        inputs = ["p"]
+        path = "good.jsonl"
+        [sinks.dead]
+        type = "file"
+        inputs = ["p.errors"]
+        path = "dead.jsonl"
+        "#,
+    )
+    .unwrap();
+    let out = weir(
+        &["pipeline", "run", "d.toml"],
+        Some("cpu v=1 1\nnot line protocol\ncpu v=2 2\n"),
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = std::fs::read_to_string(tmp.path().join("good.jsonl")).unwrap();
+    assert_eq!(good.lines().count(), 2);
+    let dead = std::fs::read_to_string(tmp.path().join("dead.jsonl")).unwrap();
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+    assert!(
+        dead.contains("\"raw\":\"not line protocol\"") && dead.contains("\"error\":"),
+        "{dead}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Transforms: parsers that turn raw lines into fields, and field edits.
 
+pub mod influx;
 pub mod json;
 pub mod nginx;
 pub mod time;
