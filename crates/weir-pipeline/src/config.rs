@@ -80,6 +80,13 @@ pub enum Spec {
     },
     /// Lines from standard input.
     Stdin,
+    /// A Kafka consumer group.
+    Kafka {
+        /// Connection, topics, group, start, extra librdkafka settings.
+        source: crate::kafka::SourceConfig,
+        /// `text`, `json` (Telegraf rules) or `influx` (line protocol).
+        format: String,
+    },
     /// Telegraf-style JSON parsing.
     ParseJson {
         /// Measurement name.
@@ -136,6 +143,21 @@ pub enum Spec {
     },
     /// Standard output.
     Stdout(Encoding),
+    /// A Kafka topic (idempotent producer, acks=all).
+    KafkaSink {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// Topic.
+        topic: String,
+        /// `none`, `gzip`, `snappy`, `lz4`, `zstd`.
+        compression: String,
+        /// Payload: the raw line (`text`), `json` or `line_protocol`.
+        encoding: String,
+        /// Field used as the message key.
+        key_field: Option<String>,
+        /// Extra librdkafka settings.
+        extra: BTreeMap<String, String>,
+    },
     /// A file, appended.
     File {
         /// Path.
@@ -159,14 +181,17 @@ pub struct Component {
 impl Spec {
     /// Sources produce events and have no inputs.
     pub fn is_source(&self) -> bool {
-        matches!(self, Spec::Generator { .. } | Spec::Stdin)
+        matches!(
+            self,
+            Spec::Generator { .. } | Spec::Stdin | Spec::Kafka { .. }
+        )
     }
 
     /// Sinks store events and feed nothing.
     pub fn is_sink(&self) -> bool {
         matches!(
             self,
-            Spec::Sqlite { .. } | Spec::Stdout(_) | Spec::File { .. }
+            Spec::Sqlite { .. } | Spec::Stdout(_) | Spec::File { .. } | Spec::KafkaSink { .. }
         )
     }
 }
@@ -290,7 +315,7 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
         None => return Err(k.err("missing key `type`")),
     };
     let allowed: &[&str] = match section {
-        "sources" => &["generator", "stdin"],
+        "sources" => &["generator", "stdin", "kafka"],
         "transforms" => &[
             "parse_json",
             "parse_influx",
@@ -301,7 +326,7 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             "rename",
             "remove",
         ],
-        _ => &["sqlite", "stdout", "file"],
+        _ => &["sqlite", "stdout", "file", "kafka"],
     };
     if !allowed.contains(&ty) {
         return Err(k.err(format!(
@@ -329,6 +354,57 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             }
         }
         "stdin" => Spec::Stdin,
+        "kafka" if section == "sources" => {
+            let brokers = k.required("brokers")?;
+            let topics = k.strings("topics")?;
+            if topics.is_empty() {
+                return Err(k.err("missing key `topics`"));
+            }
+            let group = k.required("group")?;
+            let start = k.string("start")?.unwrap_or_else(|| "earliest".to_owned());
+            if start != "earliest" && start != "latest" {
+                return Err(k.err(format!("key `start`: {start:?} is not earliest or latest")));
+            }
+            let format = k.string("format")?.unwrap_or_else(|| "text".to_owned());
+            if !["text", "json", "influx"].contains(&format.as_str()) {
+                return Err(k.err(format!(
+                    "key `format`: {format:?} is not text, json or influx"
+                )));
+            }
+            let extra = k.table("librdkafka")?;
+            Spec::Kafka {
+                source: crate::kafka::SourceConfig {
+                    brokers,
+                    topics,
+                    group,
+                    start,
+                    extra,
+                },
+                format,
+            }
+        }
+        "kafka" => {
+            let compression = k
+                .string("compression")?
+                .unwrap_or_else(|| "none".to_owned());
+            if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {
+                return Err(k.err(format!("key `compression`: unknown codec {compression:?}")));
+            }
+            let encoding = k.string("encoding")?.unwrap_or_else(|| "text".to_owned());
+            if !["text", "json", "line_protocol"].contains(&encoding.as_str()) {
+                return Err(k.err(format!(
+                    "key `encoding`: {encoding:?} is not text, json or line_protocol"
+                )));
+            }
+            Spec::KafkaSink {
+                brokers: k.required("brokers")?,
+                topic: k.required("topic")?,
+                compression,
+                encoding,
+                key_field: k.string("key_field")?,
+                extra: k.table("librdkafka")?,
+            }
+        }
         "parse_json" => {
             let name = k
                 .string("name")?

@@ -68,6 +68,10 @@ pub struct Event {
     pub fields: BTreeMap<String, Value>,
     /// The unparsed line, until a parser consumes it.
     pub raw: Option<String>,
+    /// Where it was read from (Kafka sources).
+    pub origin: Option<crate::ack::Origin>,
+    /// Completes the source's batch once every copy is stored or dropped.
+    pub ack: Option<crate::ack::AckRef>,
 }
 
 impl Event {

@@ -4,10 +4,12 @@
 //! Architecture invariant: this crate does not depend on `weir-broker`; it
 //! reaches Kafka (Weir's broker or any cluster) over the wire protocol.
 
+pub mod ack;
 pub mod config;
 pub mod event;
 pub mod generate;
 pub mod geoip;
+pub mod kafka;
 pub mod runtime;
 pub mod sinks;
 pub mod transforms;

@@ -174,6 +174,92 @@ pub fn start(
                 let stop = stop.clone();
                 Box::new(move || stdin_source(&stop, &outs, &counters))
             }
+            Spec::Kafka { source, format } => {
+                // Exactly-once: skip what the pipeline's SQLite sinks already stored.
+                let mut skip = crate::ack::Positions::new();
+                for s in &cfg.components {
+                    if let Spec::Sqlite { path, .. } = &s.spec
+                        && path.exists()
+                    {
+                        let stored = SqliteSink::open(path)
+                            .and_then(|db| db.offsets(pipeline))
+                            .map_err(|e| {
+                                err(format!(
+                                    "reading stored offsets from {}: {e}",
+                                    path.display()
+                                ))
+                            })?;
+                        for (tp, next) in stored {
+                            let slot = skip.entry(tp).or_insert(next);
+                            *slot = (*slot).min(next);
+                        }
+                    }
+                }
+                let mut src = crate::kafka::KafkaSource::new(source, skip).map_err(err)?;
+                let (stop, format, name) = (stop.clone(), format.clone(), c.id.clone());
+                Box::new(move || {
+                    let json = JsonParser::new(Some(crate::config::hostname()));
+                    let mut sampler = Sampler {
+                        last: None,
+                        suppressed: 0,
+                    };
+                    src.run(&stop, Duration::from_secs(30), |batch| {
+                        counters
+                            .events_in
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        let events: Vec<Event> = match format.as_str() {
+                            "json" => batch
+                                .into_iter()
+                                .flat_map(|e| {
+                                    let parsed = Transform::Json(json.clone()).apply(e.clone());
+                                    carry(&e, parsed, &counters, &mut sampler, &name)
+                                })
+                                .collect(),
+                            "influx" => batch
+                                .into_iter()
+                                .flat_map(|e| {
+                                    let parsed =
+                                        Transform::Influx(crate::transforms::influx::Precision::Ns)
+                                            .apply(e.clone());
+                                    carry(&e, parsed, &counters, &mut sampler, &name)
+                                })
+                                .collect(),
+                            _ => batch,
+                        };
+                        counters
+                            .events_out
+                            .fetch_add(events.len() as u64, Ordering::Relaxed);
+                        events.is_empty() || fan_out(&outs, events)
+                    });
+                    end(&outs);
+                })
+            }
+            Spec::KafkaSink {
+                brokers,
+                topic,
+                compression,
+                encoding,
+                key_field,
+                extra,
+            } => {
+                let sink = crate::kafka::KafkaSink::new(brokers, topic, compression, extra)
+                    .map_err(err)?;
+                let (rx, encoding, key_field) = (
+                    rx.expect("sinks have inputs"),
+                    encoding.clone(),
+                    key_field.clone(),
+                );
+                Box::new(move || {
+                    kafka_sink(
+                        &sink,
+                        &encoding,
+                        key_field.as_deref(),
+                        rx,
+                        inputs,
+                        &counters,
+                    )
+                })
+            }
             Spec::Sqlite { path, batch } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
@@ -464,8 +550,16 @@ fn transform(
                 let mut bad = Vec::new();
                 for e in batch {
                     let original = (!dead.is_empty()).then(|| e.clone());
+                    let (ack, origin) = (e.ack.clone(), e.origin.clone());
                     match t.apply(e) {
-                        Ok(v) => out.extend(v),
+                        Ok(v) => out.extend(v.into_iter().map(|mut x| {
+                            // Derived events keep the source batch's acknowledgement.
+                            if x.ack.is_none() {
+                                x.ack.clone_from(&ack);
+                                x.origin.clone_from(&origin);
+                            }
+                            x
+                        })),
                         Err(why) => {
                             counters.errors.fetch_add(1, Ordering::Relaxed);
                             sampler.bad(name, "bad event skipped", &why);
@@ -513,8 +607,16 @@ fn sqlite_sink(
         }
         // Retry a failed write (a locked or full database) until it lands:
         // the inputs wait meanwhile, so nothing is lost or buffered without bound.
+        // The positions of what this batch stores, committed with the rows.
+        let mut positions = Offsets::new();
+        for o in pending.iter().filter_map(|e| e.origin.as_ref()) {
+            let slot = positions
+                .entry((o.topic.clone(), o.partition))
+                .or_insert(o.offset + 1);
+            *slot = (*slot).max(o.offset + 1);
+        }
         loop {
-            match sink.write(pipeline, pending, &Offsets::new()) {
+            match sink.write(pipeline, pending, &positions) {
                 Ok(()) => break,
                 Err(e) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -550,6 +652,80 @@ fn sqlite_sink(
         }
     }
     flush(&mut pending);
+}
+
+/// A parsed message keeps its source message's acknowledgement; a bad one
+/// is counted and dropped (which acknowledges it).
+fn carry(
+    original: &Event,
+    parsed: Result<Vec<Event>, String>,
+    counters: &Counters,
+    sampler: &mut Sampler,
+    name: &str,
+) -> Vec<Event> {
+    match parsed {
+        Ok(v) => v
+            .into_iter()
+            .map(|mut x| {
+                x.ack.clone_from(&original.ack);
+                x.origin.clone_from(&original.origin);
+                x
+            })
+            .collect(),
+        Err(why) => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            sampler.bad(name, "bad message skipped", &why);
+            Vec::new()
+        }
+    }
+}
+
+fn kafka_sink(
+    sink: &crate::kafka::KafkaSink,
+    encoding: &str,
+    key_field: Option<&str>,
+    rx: Receiver<Msg>,
+    inputs: usize,
+    counters: &Counters,
+) {
+    let mut ended = 0;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Msg::Events(b)) => {
+                counters
+                    .events_in
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                for e in b {
+                    let payload = match (encoding, &e.raw) {
+                        ("text", Some(raw)) => raw.clone(),
+                        ("json", _) => e.to_json(),
+                        _ => e.to_line_protocol(),
+                    };
+                    let key = key_field.and_then(|k| {
+                        e.fields
+                            .get(k)
+                            .map(ToString::to_string)
+                            .or_else(|| e.tags.get(k).cloned())
+                    });
+                    sink.send(&payload, key.as_deref(), e);
+                }
+                sink.poll();
+            }
+            Ok(Msg::End) => {
+                ended += 1;
+                if ended == inputs {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => sink.poll(),
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if !sink.flush(Duration::from_secs(30)) {
+        tracing::warn!("kafka sink: messages still undelivered at shutdown");
+    }
+    let failed = sink.failures.load(Ordering::Relaxed);
+    counters.errors.fetch_add(failed, Ordering::Relaxed);
 }
 
 fn write_sink(

@@ -67,6 +67,15 @@ struct GenArgs {
     /// about a millisecond each. Default: now.
     #[arg(long)]
     start: Option<i64>,
+    /// Produce to Kafka (bootstrap servers) instead of printing.
+    #[arg(long, requires = "topic")]
+    brokers: Option<String>,
+    /// Topic to produce to.
+    #[arg(long, requires = "brokers")]
+    topic: Option<String>,
+    /// Lines per second (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -140,14 +149,39 @@ fn generate(args: &GenArgs, out: &mut impl std::io::Write) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     });
+    let producer = match (&args.brokers, &args.topic) {
+        (Some(b), Some(t)) => Some(
+            weir_pipeline::kafka::KafkaSink::new(b, t, "lz4", &Default::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        _ => None,
+    };
+    let began = std::time::Instant::now();
     let mut buf = std::io::BufWriter::new(out);
     for i in 0..args.count {
+        if let Some(rate) = args.rate.filter(|r| *r > 0.0) {
+            let due = began + std::time::Duration::from_secs_f64(i as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         let line = match args.kind {
             GenKind::Sensors => sensor_line(&mut rng),
             GenKind::Nginx => nginx_line(&mut rng, start + (i / 1000) as i64),
         };
-        writeln!(buf, "{line}")?;
+        match &producer {
+            Some(p) => p.send(&line, None, weir_pipeline::Event::default()),
+            None => writeln!(buf, "{line}")?,
+        }
     }
     buf.flush()?;
+    if let Some(p) = producer {
+        anyhow::ensure!(
+            p.flush(std::time::Duration::from_secs(60)),
+            "some lines were not delivered in 60 s"
+        );
+        let failed = p.failures.load(std::sync::atomic::Ordering::Relaxed);
+        anyhow::ensure!(failed == 0, "{failed} lines could not be delivered");
+    }
     Ok(())
 }

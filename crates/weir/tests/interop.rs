@@ -703,3 +703,183 @@ fn garbage_never_disturbs_the_broker() {
     let log = broker.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+fn sqlite_count(db: &Path, table: &str) -> i64 {
+    let Ok(c) = rusqlite::Connection::open(db) else {
+        return -1;
+    };
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap_or(-1)
+}
+
+fn gen_to_topic(broker: &Broker, kind: &str, count: u64, topic: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "gen",
+            kind,
+            "--count",
+            &count.to_string(),
+            "--brokers",
+            &broker.bootstrap(),
+            "--topic",
+            topic,
+        ])
+        .output()
+        .unwrap();
+    run_ok(out, "weir gen", broker);
+}
+
+fn start_pipeline(dir: &Path, file: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["pipeline", "run", file])
+        .current_dir(dir)
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_rows(db: &Path, table: &str, want: i64, secs: u64, broker: &Broker) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while sqlite_count(db, table) < want {
+        assert!(
+            Instant::now() < deadline,
+            "{table} has {} of {want} rows\n{}",
+            sqlite_count(db, table),
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sigterm(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "pipeline exited with {status}");
+}
+
+/// Flow A: generator -> topic `oceanic` -> kafka source (group) -> JSON
+/// (Telegraf rules) -> SQLite table `kafka_consumer`.
+#[test]
+fn flow_a_from_the_topic_into_sqlite() {
+    let broker = Broker::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    gen_to_topic(&broker, "sensors", 5000, "oceanic");
+    std::fs::write(
+        tmp.path().join("flowa.toml"),
+        format!(
+            "[sources.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"oceanic\"]\ngroup = \"telegraf\"\nformat = \"json\"\n\n[sinks.store]\ntype = \"sqlite\"\ninputs = [\"kafka\"]\npath = \"store.db\"\n",
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let db = tmp.path().join("store.db");
+    let p = start_pipeline(tmp.path(), "flowa.toml");
+    wait_for_rows(&db, "kafka_consumer", 5000, 60, &broker);
+    sigterm(p);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (n, t_min, t_max): (i64, f64, f64) = c
+        .query_row(
+            "SELECT count(*), min(temperature), max(temperature) FROM kafka_consumer",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(n, 5000);
+    assert!(t_min >= 0.0 && t_max < 100.0);
+    let host: String = c
+        .query_row("SELECT host FROM kafka_consumer LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert!(!host.is_empty(), "Telegraf's host tag");
+}
+
+/// Flow B: nginx lines -> topic -> parse_nginx -> geoip -> SQLite with
+/// province and ISP filled.
+#[test]
+fn flow_b_from_the_topic_through_geoip_into_sqlite() {
+    let broker = Broker::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    gen_to_topic(&broker, "nginx", 3000, "nginxlog");
+    let xdb = weir_pipeline::geoip::build::xdb(&[(
+        std::net::Ipv4Addr::new(0, 0, 0, 1),
+        std::net::Ipv4Addr::new(255, 255, 255, 254),
+        "中国|0|测试省|测试市|测试网",
+    )]);
+    std::fs::write(tmp.path().join("geo.xdb"), xdb).unwrap();
+    std::fs::write(
+        tmp.path().join("flowb.toml"),
+        format!(
+            "[sources.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"nginxlog\"]\ngroup = \"etl\"\n\n[transforms.parse]\ntype = \"parse_nginx\"\ninputs = [\"kafka\"]\n\n[transforms.geo]\ntype = \"geoip\"\ninputs = [\"parse\"]\ndatabase = \"geo.xdb\"\n\n[sinks.store]\ntype = \"sqlite\"\ninputs = [\"geo\"]\npath = \"store.db\"\n",
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let db = tmp.path().join("store.db");
+    let p = start_pipeline(tmp.path(), "flowb.toml");
+    wait_for_rows(&db, "access_log", 3000, 60, &broker);
+    sigterm(p);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let filled: i64 = c
+        .query_row(
+            "SELECT count(*) FROM access_log WHERE province <> '' AND isp <> ''",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(filled, 3000);
+    let bandwidth: i64 = c
+        .query_row(
+            "SELECT sum(bytes) FROM access_log WHERE province = '测试省'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(bandwidth > 0);
+}
+
+/// kill -9 the pipeline again and again while it consumes 100k events:
+/// SQLite ends with exactly 100k rows (offsets stored with the rows).
+#[test]
+fn pipeline_kill_9_loses_and_duplicates_nothing() {
+    let broker = Broker::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    gen_to_topic(&broker, "sensors", 100_000, "oceanic");
+    std::fs::write(
+        tmp.path().join("eo.toml"),
+        format!(
+            // A static member: a restarted pipeline takes its partitions
+            // back at once instead of waiting for the dead one's session.
+            "[sources.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"oceanic\"]\ngroup = \"eo\"\nformat = \"json\"\n\n[sources.kafka.librdkafka]\n\"group.instance.id\" = \"eo-1\"\n\"session.timeout.ms\" = \"6000\"\n\n[sinks.store]\ntype = \"sqlite\"\ninputs = [\"kafka\"]\npath = \"store.db\"\nbatch = 500\n",
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let db = tmp.path().join("store.db");
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let mut p = start_pipeline(tmp.path(), "eo.toml");
+        std::thread::sleep(Duration::from_millis(700 + 300 * (kills % 3)));
+        let done = sqlite_count(&db, "kafka_consumer") >= 100_000;
+        let _ = p.kill();
+        let _ = p.wait();
+        if done {
+            break;
+        }
+        kills += 1;
+        assert!(
+            Instant::now() < deadline,
+            "only {} rows after {kills} kills",
+            sqlite_count(&db, "kafka_consumer")
+        );
+    }
+    assert!(
+        kills >= 2,
+        "the pipeline finished before it could be killed enough: {kills}"
+    );
+    assert_eq!(sqlite_count(&db, "kafka_consumer"), 100_000);
+}
