@@ -12,6 +12,11 @@
 //!   bits (IPv4 under `::ffff:0:0/96`), then records (a big-endian u16
 //!   length and tab-separated fields).
 //!
+//! * MaxMind `mmdb` (GeoIP2 / GeoLite2 City, ISP, ASN layouts) through the
+//!   `maxminddb` crate: country, first subdivision and city names (Chinese
+//!   names when present, else English), `isp` or
+//!   `autonomous_system_organization`.
+//!
 //! Private and reserved addresses are answered without a lookup.
 
 use std::net::IpAddr;
@@ -62,6 +67,8 @@ pub enum GeoDb {
     Xdb(Xdb),
     /// IPIP.net ipdb.
     Ipdb(Ipdb),
+    /// MaxMind mmdb.
+    Mmdb(Mmdb),
 }
 
 /// The answer for private or reserved addresses.
@@ -91,10 +98,17 @@ impl GeoDb {
                     format: "IPIP.net ipdb",
                     reason,
                 }),
+            Some("mmdb") => Mmdb::new(data)
+                .map(GeoDb::Mmdb)
+                .map_err(|reason| GeoError::Format {
+                    path: name,
+                    format: "MaxMind mmdb",
+                    reason,
+                }),
             _ => Err(GeoError::Format {
                 path: name,
-                format: "xdb or ipdb",
-                reason: "unknown extension (expected .xdb or .ipdb)".to_owned(),
+                format: "xdb, ipdb or mmdb",
+                reason: "unknown extension (expected .xdb, .ipdb or .mmdb)".to_owned(),
             }),
         }
     }
@@ -113,6 +127,7 @@ impl GeoDb {
         match self {
             GeoDb::Xdb(db) => db.lookup(ip),
             GeoDb::Ipdb(db) => db.lookup(ip),
+            GeoDb::Mmdb(db) => db.lookup(ip),
         }
     }
 }
@@ -317,6 +332,57 @@ impl Ipdb {
     }
 }
 
+/// A MaxMind `mmdb` file in memory.
+pub struct Mmdb {
+    reader: maxminddb::Reader<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Mmdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mmdb")
+            .field("database_type", &self.reader.metadata().database_type)
+            .finish()
+    }
+}
+
+impl Mmdb {
+    /// Parses the metadata.
+    pub fn new(data: Vec<u8>) -> Result<Self, String> {
+        maxminddb::Reader::from_source(data)
+            .map(|reader| Self { reader })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Looks an address up.
+    pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
+        use maxminddb::PathElement::{Index, Key};
+        let found = self.reader.lookup(ip).ok()?;
+        if !found.has_data() {
+            return None;
+        }
+        let text =
+            |path: &[maxminddb::PathElement<'_>]| found.decode_path::<String>(path).ok().flatten();
+        let name = |base: &[maxminddb::PathElement<'_>]| {
+            ["zh-CN", "en"]
+                .iter()
+                .find_map(|lang| {
+                    let mut p = base.to_vec();
+                    p.extend([Key("names"), Key(lang)]);
+                    text(&p)
+                })
+                .unwrap_or_default()
+        };
+        Some(Geo {
+            country: name(&[Key("country")]),
+            province: name(&[Key("subdivisions"), Index(0)]),
+            city: name(&[Key("city")]),
+            isp: text(&[Key("isp")])
+                .or_else(|| text(&[Key("autonomous_system_organization")]))
+                .unwrap_or_default(),
+        })
+    }
+}
+
 /// Builders of small databases, for tests here and in other crates.
 pub mod build {
     use std::net::Ipv4Addr;
@@ -443,6 +509,153 @@ pub mod build {
     }
 }
 
+/// A minimal MaxMind DB writer (IPv4 tree, 24-bit records), for tests.
+pub mod mmdb_build {
+    use std::collections::BTreeMap;
+    use std::net::Ipv4Addr;
+
+    /// A value of the MaxMind DB data section.
+    #[derive(Debug, Clone)]
+    pub enum V {
+        /// UTF-8 string.
+        S(String),
+        /// Unsigned 16-bit.
+        U16(u16),
+        /// Unsigned 32-bit.
+        U32(u32),
+        /// Unsigned 64-bit.
+        U64(u64),
+        /// Map.
+        M(BTreeMap<String, V>),
+        /// Array.
+        A(Vec<V>),
+    }
+
+    fn control(out: &mut Vec<u8>, ty: u8, size: usize) {
+        let (first, extra): (u8, Vec<u8>) = match size {
+            0..29 => (size as u8, vec![]),
+            29..285 => (29, vec![(size - 29) as u8]),
+            285..65_821 => (30, ((size - 285) as u16).to_be_bytes().to_vec()),
+            _ => (31, ((size - 65_821) as u32).to_be_bytes()[1..].to_vec()),
+        };
+        if ty <= 7 {
+            out.push((ty << 5) | first);
+        } else {
+            out.push(first);
+            out.push(ty - 7);
+        }
+        out.extend(extra);
+    }
+
+    fn uint(out: &mut Vec<u8>, ty: u8, v: u64) {
+        let bytes = v.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        control(out, ty, 8 - skip);
+        out.extend(&bytes[skip..]);
+    }
+
+    /// Encodes a value.
+    pub fn encode(out: &mut Vec<u8>, v: &V) {
+        match v {
+            V::S(s) => {
+                control(out, 2, s.len());
+                out.extend(s.as_bytes());
+            }
+            V::U16(n) => uint(out, 5, u64::from(*n)),
+            V::U32(n) => uint(out, 6, u64::from(*n)),
+            V::U64(n) => uint(out, 9, *n),
+            V::M(m) => {
+                control(out, 7, m.len());
+                for (k, v) in m {
+                    encode(out, &V::S(k.clone()));
+                    encode(out, v);
+                }
+            }
+            V::A(a) => {
+                control(out, 11, a.len());
+                for v in a {
+                    encode(out, v);
+                }
+            }
+        }
+    }
+
+    /// Shorthand for a map.
+    pub fn map(pairs: &[(&str, V)]) -> V {
+        V::M(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        )
+    }
+
+    /// A database of IPv4 networks with their records.
+    pub fn mmdb(nets: &[(Ipv4Addr, u8, V)]) -> Vec<u8> {
+        #[derive(Clone, Copy)]
+        enum Slot {
+            Empty,
+            Node(usize),
+            Data(usize),
+        }
+        let mut nodes: Vec<[Slot; 2]> = vec![[Slot::Empty, Slot::Empty]];
+        let mut data = Vec::new();
+        for (net, prefix, value) in nets {
+            let at = data.len();
+            encode(&mut data, value);
+            let ip = u32::from(*net);
+            let mut node = 0;
+            for i in 0..usize::from(*prefix) {
+                let bit = ((ip >> (31 - i)) & 1) as usize;
+                if i + 1 == usize::from(*prefix) {
+                    nodes[node][bit] = Slot::Data(at);
+                } else {
+                    node = match nodes[node][bit] {
+                        Slot::Node(n) => n,
+                        _ => {
+                            nodes.push([Slot::Empty, Slot::Empty]);
+                            let n = nodes.len() - 1;
+                            nodes[node][bit] = Slot::Node(n);
+                            n
+                        }
+                    };
+                }
+            }
+        }
+        let count = nodes.len();
+        let mut out = Vec::new();
+        for n in &nodes {
+            for s in n {
+                let v = match *s {
+                    Slot::Empty => count,
+                    Slot::Node(i) => i,
+                    Slot::Data(at) => count + 16 + at,
+                };
+                out.extend(&(v as u32).to_be_bytes()[1..]);
+            }
+        }
+        out.extend([0u8; 16]);
+        out.extend(&data);
+        out.extend(b"\xAB\xCD\xEFMaxMind.com");
+        let meta = map(&[
+            ("binary_format_major_version", V::U16(2)),
+            ("binary_format_minor_version", V::U16(0)),
+            ("build_epoch", V::U64(1_700_000_000)),
+            ("database_type", V::S("Weir-Test-City".into())),
+            ("description", map(&[("en", V::S("test".into()))])),
+            ("ip_version", V::U16(4)),
+            (
+                "languages",
+                V::A(vec![V::S("en".into()), V::S("zh-CN".into())]),
+            ),
+            ("node_count", V::U32(count as u32)),
+            ("record_size", V::U16(24)),
+        ]);
+        encode(&mut out, &meta);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -541,6 +754,58 @@ mod tests {
         assert_eq!(db.lookup(ip("120.28.0.1")), None);
         assert_eq!(db.lookup(ip("93.184.216.34")).unwrap().country, "美国");
         assert!(Ipdb::new(b"\0\0\0\x05nope!".to_vec()).is_err());
+    }
+
+    #[test]
+    fn mmdb_lookups_in_geoip2_layouts() {
+        use mmdb_build::{V, map, mmdb};
+        let names = |en: &str, zh: &str| {
+            map(&[(
+                "names",
+                map(&[("en", V::S(en.into())), ("zh-CN", V::S(zh.into()))]),
+            )])
+        };
+        let data = mmdb(&[
+            (
+                Ipv4Addr::new(58, 20, 0, 0),
+                16,
+                map(&[
+                    ("country", names("China", "中国")),
+                    ("subdivisions", V::A(vec![names("Hunan", "湖南")])),
+                    ("city", names("Changsha", "长沙")),
+                    ("isp", V::S("China Telecom".into())),
+                ]),
+            ),
+            (
+                Ipv4Addr::new(8, 8, 8, 0),
+                24,
+                map(&[
+                    (
+                        "country",
+                        map(&[("names", map(&[("en", V::S("United States".into()))]))]),
+                    ),
+                    ("autonomous_system_organization", V::S("GOOGLE".into())),
+                ]),
+            ),
+        ]);
+        let db = Mmdb::new(data).unwrap();
+        let g = db.lookup(ip("58.20.7.7")).unwrap();
+        assert_eq!(
+            (
+                g.country.as_str(),
+                g.province.as_str(),
+                g.city.as_str(),
+                g.isp.as_str()
+            ),
+            ("中国", "湖南", "长沙", "China Telecom")
+        );
+        let g = db.lookup(ip("8.8.8.8")).unwrap();
+        assert_eq!(
+            (g.country.as_str(), g.province.as_str(), g.isp.as_str()),
+            ("United States", "", "GOOGLE")
+        );
+        assert_eq!(db.lookup(ip("9.9.9.9")), None);
+        assert!(Mmdb::new(vec![1, 2, 3]).is_err());
     }
 
     #[test]
