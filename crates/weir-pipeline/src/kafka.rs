@@ -101,6 +101,28 @@ impl KafkaSource {
         })
     }
 
+    /// Messages between this consumer's positions and the ends of its
+    /// assigned partitions.
+    fn lag(&self) -> u64 {
+        let Ok(positions) = self.consumer.position() else {
+            return 0;
+        };
+        positions
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let Offset::Offset(pos) = e.offset() else {
+                    return None;
+                };
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+                    .ok()?;
+                Some((high - pos).max(0) as u64)
+            })
+            .sum()
+    }
+
     fn commit(&self, mode: CommitMode) {
         if let Some(positions) = self.tracker.take_committable() {
             let mut tpl = TopicPartitionList::new();
@@ -120,9 +142,11 @@ impl KafkaSource {
         &mut self,
         stop: &AtomicBool,
         drain: Duration,
+        lag: &std::sync::atomic::AtomicU64,
         mut emit: impl FnMut(Vec<Event>) -> bool,
     ) {
         let mut last_commit = Instant::now();
+        let mut last_lag = Instant::now();
         let mut sampler_at: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let mut batch = Vec::new();
@@ -184,6 +208,10 @@ impl KafkaSource {
             if last_commit.elapsed() > Duration::from_millis(500) {
                 self.commit(CommitMode::Async);
                 last_commit = Instant::now();
+            }
+            if last_lag.elapsed() > Duration::from_secs(5) {
+                lag.store(self.lag(), Ordering::Relaxed);
+                last_lag = Instant::now();
             }
         }
         let until = Instant::now() + drain;

@@ -36,6 +36,10 @@ pub struct Counters {
     pub events_out: AtomicU64,
     /// Events dropped as bad, or failed writes.
     pub errors: AtomicU64,
+    /// Bytes of raw input read (sources).
+    pub bytes: AtomicU64,
+    /// Messages behind the end of the assigned partitions (Kafka sources).
+    pub lag: AtomicU64,
 }
 
 enum Msg {
@@ -203,7 +207,13 @@ pub fn start(
                         last: None,
                         suppressed: 0,
                     };
-                    src.run(&stop, Duration::from_secs(30), |batch| {
+                    src.run(&stop, Duration::from_secs(30), &counters.lag, |batch| {
+                        let bytes: usize = batch
+                            .iter()
+                            .filter_map(|e| e.raw.as_ref())
+                            .map(String::len)
+                            .sum();
+                        counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                         counters
                             .events_in
                             .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -360,6 +370,9 @@ fn stdin_source(stop: &AtomicBool, outs: &[SyncSender<Msg>], counters: &Counters
     let mut batch = Vec::with_capacity(BATCH);
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
+        counters
+            .bytes
+            .fetch_add(line.len() as u64 + 1, Ordering::Relaxed);
         batch.push(Event::raw(line, now_ns()));
         if batch.len() == BATCH {
             counters

@@ -68,6 +68,8 @@ pub(crate) fn run(path: &Path) -> Result<()> {
             events_in = c.events_in.load(Ordering::Relaxed),
             events_out = c.events_out.load(Ordering::Relaxed),
             errors = c.errors.load(Ordering::Relaxed),
+            bytes = c.bytes.load(Ordering::Relaxed),
+            lag = c.lag.load(Ordering::Relaxed),
             "finished"
         );
     }
