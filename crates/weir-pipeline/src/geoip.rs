@@ -387,6 +387,71 @@ impl Mmdb {
 pub mod build {
     use std::net::Ipv4Addr;
 
+    /// One child of a search-tree node: nothing, another node, or a leaf
+    /// (a record index or data offset, as the format wants).
+    #[derive(Clone, Copy)]
+    enum Slot {
+        Empty,
+        Node(usize),
+        Leaf(usize),
+    }
+
+    /// The binary search tree both `ipdb` and `mmdb` files carry.
+    pub(crate) struct Trie {
+        nodes: Vec<[Slot; 2]>,
+    }
+
+    impl Default for Trie {
+        fn default() -> Self {
+            Self {
+                nodes: vec![[Slot::Empty, Slot::Empty]],
+            }
+        }
+    }
+
+    impl Trie {
+        /// How many nodes the tree has.
+        pub(crate) fn len(&self) -> usize {
+            self.nodes.len()
+        }
+
+        /// Makes the first `bits` bits of `key` (most significant first)
+        /// lead to `leaf`.
+        pub(crate) fn insert(&mut self, key: &[u8], bits: usize, leaf: usize) {
+            let mut node = 0;
+            for i in 0..bits {
+                let bit = usize::from((key[i / 8] >> (7 - i % 8)) & 1);
+                if i + 1 == bits {
+                    self.nodes[node][bit] = Slot::Leaf(leaf);
+                } else {
+                    node = match self.nodes[node][bit] {
+                        Slot::Node(n) => n,
+                        _ => {
+                            self.nodes.push([Slot::Empty, Slot::Empty]);
+                            let n = self.nodes.len() - 1;
+                            self.nodes[node][bit] = Slot::Node(n);
+                            n
+                        }
+                    };
+                }
+            }
+        }
+
+        /// Every child in node order, as the number the file stores:
+        /// `empty` for none, the index of a node, or `leaf(value)`.
+        pub(crate) fn cells(
+            &self,
+            empty: usize,
+            leaf: impl Fn(usize) -> usize,
+        ) -> impl Iterator<Item = usize> {
+            self.nodes.iter().flatten().map(move |s| match *s {
+                Slot::Empty => empty,
+                Slot::Node(i) => i,
+                Slot::Leaf(v) => leaf(v),
+            })
+        }
+    }
+
     /// An `xdb` file mapping inclusive IPv4 ranges to region strings.
     /// Ranges must not overlap.
     pub fn xdb(ranges: &[(Ipv4Addr, Ipv4Addr, &str)]) -> Vec<u8> {
@@ -436,13 +501,7 @@ pub mod build {
     /// An `ipdb` file (IPv4 networks) with the given fields and records.
     pub fn ipdb(fields: &[&str], nets: &[(Ipv4Addr, u8, Vec<&str>)]) -> Vec<u8> {
         // A binary trie over 128-bit keys; IPv4 under ::ffff:0:0/96.
-        #[derive(Clone, Copy)]
-        enum Slot {
-            Empty,
-            Node(usize),
-            Record(usize),
-        }
-        let mut nodes: Vec<[Slot; 2]> = vec![[Slot::Empty, Slot::Empty]];
+        let mut trie = Trie::default();
         let mut records: Vec<String> = Vec::new();
         for (net, prefix, values) in nets {
             records.push(values.join("\t"));
@@ -451,26 +510,9 @@ pub mod build {
             key[10] = 0xff;
             key[11] = 0xff;
             key[12..].copy_from_slice(&net.octets());
-            let bits = 96 + *prefix as usize;
-            let mut node = 0;
-            for i in 0..bits {
-                let bit = ((key[i / 8] >> (7 - i % 8)) & 1) as usize;
-                if i + 1 == bits {
-                    nodes[node][bit] = Slot::Record(rec);
-                } else {
-                    node = match nodes[node][bit] {
-                        Slot::Node(n) => n,
-                        _ => {
-                            nodes.push([Slot::Empty, Slot::Empty]);
-                            let n = nodes.len() - 1;
-                            nodes[node][bit] = Slot::Node(n);
-                            n
-                        }
-                    };
-                }
-            }
+            trie.insert(&key, 96 + usize::from(*prefix), rec);
         }
-        let node_count = nodes.len();
+        let node_count = trie.len();
         // Offset 0 is never a record: a child equal to node_count means "none".
         let mut rec_data = vec![0u8];
         let mut rec_at = Vec::new();
@@ -482,15 +524,8 @@ pub mod build {
         // A record is reached as node_count + its offset after the nodes
         // (readers resolve node - node_count + node_count * 8).
         let mut data = Vec::new();
-        for n in &nodes {
-            for s in n {
-                let v = match *s {
-                    Slot::Empty => node_count,
-                    Slot::Node(i) => i,
-                    Slot::Record(r) => node_count + rec_at[r],
-                };
-                data.extend_from_slice(&(v as u32).to_be_bytes());
-            }
+        for v in trie.cells(node_count, |r| node_count + rec_at[r]) {
+            data.extend_from_slice(&(v as u32).to_be_bytes());
         }
         data.extend_from_slice(&rec_data);
         let meta = serde_json::json!({
@@ -592,47 +627,17 @@ pub mod mmdb_build {
 
     /// A database of IPv4 networks with their records.
     pub fn mmdb(nets: &[(Ipv4Addr, u8, V)]) -> Vec<u8> {
-        #[derive(Clone, Copy)]
-        enum Slot {
-            Empty,
-            Node(usize),
-            Data(usize),
-        }
-        let mut nodes: Vec<[Slot; 2]> = vec![[Slot::Empty, Slot::Empty]];
+        let mut trie = super::build::Trie::default();
         let mut data = Vec::new();
         for (net, prefix, value) in nets {
             let at = data.len();
             encode(&mut data, value);
-            let ip = u32::from(*net);
-            let mut node = 0;
-            for i in 0..usize::from(*prefix) {
-                let bit = ((ip >> (31 - i)) & 1) as usize;
-                if i + 1 == usize::from(*prefix) {
-                    nodes[node][bit] = Slot::Data(at);
-                } else {
-                    node = match nodes[node][bit] {
-                        Slot::Node(n) => n,
-                        _ => {
-                            nodes.push([Slot::Empty, Slot::Empty]);
-                            let n = nodes.len() - 1;
-                            nodes[node][bit] = Slot::Node(n);
-                            n
-                        }
-                    };
-                }
-            }
+            trie.insert(&net.octets(), usize::from(*prefix), at);
         }
-        let count = nodes.len();
+        let count = trie.len();
         let mut out = Vec::new();
-        for n in &nodes {
-            for s in n {
-                let v = match *s {
-                    Slot::Empty => count,
-                    Slot::Node(i) => i,
-                    Slot::Data(at) => count + 16 + at,
-                };
-                out.extend(&(v as u32).to_be_bytes()[1..]);
-            }
+        for v in trie.cells(count, |at| count + 16 + at) {
+            out.extend(&(v as u32).to_be_bytes()[1..]);
         }
         out.extend([0u8; 16]);
         out.extend(&data);
