@@ -330,22 +330,34 @@ pub(super) fn offset_fetch(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    /// The topics (and partitions) to answer for: those asked, or with no
+    /// list every topic the group has committed for (all partitions).
+    fn wanted_topics(
+        broker: &Broker,
+        group: &str,
+        asked: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<(String, Option<Vec<i32>>)> {
+        match asked {
+            Some(ts) => ts.into_iter().map(|(t, p)| (t, Some(p))).collect(),
+            None => topics_of_group(broker, group)
+                .into_iter()
+                .map(|t| (t, None))
+                .collect(),
+        }
+    }
+
     let mut resp = OffsetFetchResponse::default();
     if version >= 8 {
         for g in req.groups {
             let group = g.group_id.0.as_str();
             let mut gr = offset_fetch_response::OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
-            let wanted: Vec<(String, Option<Vec<i32>>)> = match g.topics {
-                Some(ts) => ts
-                    .into_iter()
-                    .map(|t| (t.name.0.as_str().to_owned(), Some(t.partition_indexes)))
-                    .collect(),
-                None => topics_of_group(broker, group)
-                    .into_iter()
-                    .map(|t| (t, None))
-                    .collect(),
-            };
+            let asked = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes))
+                    .collect()
+            });
+            let wanted = wanted_topics(broker, group, asked);
             for (topic, parts) in wanted {
                 let mut tr = offset_fetch_response::OffsetFetchResponseTopics::default();
                 tr.name = TopicName(s(topic.clone()));
@@ -364,16 +376,12 @@ pub(super) fn offset_fetch(
         return resp;
     }
     let group = req.group_id.0.as_str();
-    let wanted: Vec<(String, Option<Vec<i32>>)> = match req.topics {
-        Some(ts) => ts
-            .into_iter()
-            .map(|t| (t.name.0.as_str().to_owned(), Some(t.partition_indexes)))
-            .collect(),
-        None => topics_of_group(broker, group)
-            .into_iter()
-            .map(|t| (t, None))
-            .collect(),
-    };
+    let asked = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes))
+            .collect()
+    });
+    let wanted = wanted_topics(broker, group, asked);
     for (topic, parts) in wanted {
         let mut tr = offset_fetch_response::OffsetFetchResponseTopic::default();
         tr.name = TopicName(s(topic.clone()));
