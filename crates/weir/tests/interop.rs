@@ -6,6 +6,8 @@
 //! The clients are installed by `.ci/run`; a missing one fails the test
 //! with the command that installs it.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -173,21 +175,13 @@ fn python(python: &str, script: &str, args: &[&str], broker: &Broker) -> String 
 
 fn kcat(broker: &Broker, args: &[&str], stdin: Option<&str>) -> String {
     need_command("kcat", "apt-get install -y kcat");
-    let mut child = Command::new("kcat")
-        .arg("-b")
-        .arg(broker.bootstrap())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let out = common::run_with_stdin(
+        Command::new("kcat")
+            .arg("-b")
+            .arg(broker.bootstrap())
+            .args(args),
+        stdin,
+    );
     run_ok(out, &format!("kcat {args:?}"), broker)
 }
 
