@@ -80,6 +80,23 @@ impl Inner {
         self.waiters.insert((group.to_owned(), member, kind), tx);
         rx
     }
+
+    /// Delivers `out` to the members it names, then either gives the
+    /// caller its answer or parks it until the group settles.
+    fn reply_or_park<T>(
+        &mut self,
+        group: &str,
+        now: Now<T>,
+        kind: Kind,
+        out: Vec<Delivery>,
+    ) -> Result<T, oneshot::Receiver<Delivery>> {
+        let parked = match now {
+            Now::Reply(r) => Ok(r),
+            Now::Park { member_id } => Err(self.park(group, member_id, kind)),
+        };
+        self.deliver(group, out);
+        parked
+    }
 }
 
 impl Coordinator {
@@ -211,16 +228,9 @@ impl Coordinator {
             let before = fingerprint(g);
             let now = g.join(j, now_ms(), &self.limits, &mut out);
             self.persist_if_changed(g, before);
-            match now {
-                Now::Reply(r) => {
-                    inner.deliver(group, out);
-                    return r;
-                }
-                Now::Park { member_id } => {
-                    let rx = inner.park(group, member_id, Kind::Join);
-                    inner.deliver(group, out);
-                    rx
-                }
+            match inner.reply_or_park(group, now, Kind::Join, out) {
+                Ok(r) => return r,
+                Err(rx) => rx,
             }
         };
         match rx.await {
@@ -267,16 +277,9 @@ impl Coordinator {
                 &mut out,
             );
             self.persist_if_changed(g, before);
-            match now {
-                Now::Reply(r) => {
-                    inner.deliver(group, out);
-                    return r;
-                }
-                Now::Park { member_id } => {
-                    let rx = inner.park(group, member_id, Kind::Sync);
-                    inner.deliver(group, out);
-                    rx
-                }
+            match inner.reply_or_park(group, now, Kind::Sync, out) {
+                Ok(r) => return r,
+                Err(rx) => rx,
             }
         };
         match rx.await {
