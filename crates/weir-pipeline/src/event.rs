@@ -1,9 +1,155 @@
 //! The event model: like a Telegraf metric, a timestamp, a name (the table
 //! or measurement), string tags and typed fields; a raw line is carried
 //! until a parser turns it into fields.
+//!
+//! Names, keys and string values are [`Text`]: strings of up to 23 bytes
+//! (every key, method, address, province, ISP) live inline and longer ones
+//! are shared, so building and cloning an event allocates only for long
+//! values such as paths and user agents. Tags and fields are a [`Map`], a
+//! vector in insertion order (the order of the parsed line): an event
+//! carries a dozen entries, where a scan of a vector is several times
+//! cheaper to fill and drop than a tree.
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+/// An immutable string: inline up to 23 bytes, shared beyond.
+pub type Text = smol_str::SmolStr;
+
+/// A small map in insertion order (a `BTreeMap`-like API over a vector;
+/// replacing a value keeps its place).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Map<V> {
+    entries: Vec<(Text, V)>,
+    /// `prefix` of each key, in step with `entries`: a lookup compares
+    /// these integers and touches only the strings whose prefix matches.
+    prefixes: Vec<u64>,
+}
+
+impl<V> Default for Map<V> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            prefixes: Vec::new(),
+        }
+    }
+}
+
+/// The first 8 bytes of `key`, zero-padded.
+fn prefix(key: &str) -> u64 {
+    // Built in a register: a byte array on the stack read back as a word
+    // stalls store forwarding on every insert.
+    key.as_bytes()
+        .iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |acc, (i, &b)| acc | (u64::from(b) << (8 * i)))
+}
+
+impl<V> Map<V> {
+    fn find(&self, key: &str) -> Option<usize> {
+        let p = prefix(key);
+        self.prefixes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &x)| x == p)
+            .map(|(i, _)| i)
+            .find(|&i| self.entries[i].0 == key)
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.find(key).map(|i| &self.entries[i].1)
+    }
+
+    /// The value under `key`, to change in place.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.find(key).map(|i| &mut self.entries[i].1)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// Sets `key`, returning the value it replaces.
+    pub fn insert(&mut self, key: Text, value: V) -> Option<V> {
+        match self.find(&key) {
+            Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            None => {
+                if self.entries.capacity() == 0 {
+                    self.entries.reserve_exact(16);
+                    self.prefixes.reserve_exact(16);
+                }
+                self.prefixes.push(prefix(&key));
+                self.entries.push((key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        let i = self.find(key)?;
+        self.prefixes.remove(i);
+        Some(self.entries.remove(i).1)
+    }
+
+    /// Entries in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Text, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Keys in insertion order.
+    pub fn keys(&self) -> impl Iterator<Item = &Text> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl<'a, V> IntoIterator for &'a Map<V> {
+    type Item = (&'a Text, &'a V);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (Text, V)>, fn(&'a (Text, V)) -> Self::Item>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<V> IntoIterator for Map<V> {
+    type Item = (Text, V);
+    type IntoIter = std::vec::IntoIter<(Text, V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<K: Into<Text>, V> FromIterator<(K, V)> for Map<V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut m = Self::default();
+        for (k, v) in iter {
+            m.insert(k.into(), v);
+        }
+        m
+    }
+}
+
+impl<V> std::ops::Index<&str> for Map<V> {
+    type Output = V;
+    /// Panics when `key` is absent, like `BTreeMap`'s.
+    fn index(&self, key: &str) -> &V {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no entry {key:?} in the map"))
+    }
+}
 
 /// A field value.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +161,7 @@ pub enum Value {
     /// Boolean.
     Bool(bool),
     /// String.
-    Str(String),
+    Str(Text),
 }
 
 impl fmt::Display for Value {
@@ -46,11 +192,16 @@ impl From<bool> for Value {
 }
 impl From<&str> for Value {
     fn from(v: &str) -> Self {
-        Value::Str(v.to_owned())
+        Value::Str(v.into())
     }
 }
 impl From<String> for Value {
     fn from(v: String) -> Self {
+        Value::Str(v.into())
+    }
+}
+impl From<Text> for Value {
+    fn from(v: Text) -> Self {
         Value::Str(v)
     }
 }
@@ -61,11 +212,11 @@ pub struct Event {
     /// Nanoseconds since the Unix epoch.
     pub timestamp_ns: i64,
     /// Table / measurement name.
-    pub name: String,
+    pub name: Text,
     /// Tags (indexed string dimensions).
-    pub tags: BTreeMap<String, String>,
+    pub tags: Map<Text>,
     /// Fields.
-    pub fields: BTreeMap<String, Value>,
+    pub fields: Map<Value>,
     /// The unparsed line, until a parser consumes it.
     pub raw: Option<String>,
     /// Where it was read from (Kafka sources).
@@ -86,13 +237,13 @@ impl Event {
 
     /// Sets a field (builder style).
     pub fn with_field(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.fields.insert(key.to_owned(), value.into());
+        self.fields.insert(key.into(), value.into());
         self
     }
 
     /// Sets a tag (builder style).
     pub fn with_tag(mut self, key: &str, value: &str) -> Self {
-        self.tags.insert(key.to_owned(), value.to_owned());
+        self.tags.insert(key.into(), value.into());
         self
     }
 }
@@ -118,7 +269,10 @@ impl Event {
             &self.name
         };
         let mut out = escape_lp(name, &[',', ' ']);
-        for (k, v) in &self.tags {
+        // Tags sorted by key, as InfluxDB recommends; fields in event order.
+        let mut tags: Vec<_> = self.tags.iter().collect();
+        tags.sort_unstable_by_key(|&(k, _)| k);
+        for (k, v) in tags {
             out.push(',');
             out.push_str(&escape_lp(k, &[',', '=', ' ']));
             out.push('=');
@@ -164,13 +318,13 @@ impl Event {
                     Value::Bool(b) => serde_json::Value::from(*b),
                     Value::Str(s) => serde_json::Value::from(s.as_str()),
                 };
-                (k.clone(), j)
+                (k.to_string(), j)
             })
             .collect();
         let mut obj = serde_json::json!({
-            "name": self.name,
+            "name": self.name.as_str(),
             "time": self.timestamp_ns,
-            "tags": self.tags,
+            "tags": self.tags.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
             "fields": fields,
         });
         if let Some(raw) = &self.raw {
@@ -183,6 +337,40 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn map_keeps_insertion_order_and_replaces_in_place() {
+        let mut m = Map::default();
+        // Keys sharing their first 8 bytes, and keys that are prefixes of others.
+        for k in [
+            "request_time",
+            "request_length",
+            "request",
+            "a",
+            "",
+            "request_",
+        ] {
+            assert_eq!(m.insert(k.into(), k.len()), None, "{k}");
+        }
+        assert_eq!(m.len(), 6);
+        assert_eq!(m.get("request_length"), Some(&14));
+        assert_eq!(m.get("request_time"), Some(&12));
+        assert_eq!(m.get("request_"), Some(&8));
+        assert_eq!(m.get(""), Some(&0));
+        assert_eq!(m.get("request_t"), None);
+        assert_eq!(m.insert("request".into(), 99), Some(7));
+        assert_eq!(m.remove("a"), Some(1));
+        assert_eq!(m.remove("a"), None);
+        *m.get_mut("").unwrap() += 5;
+        let keys: Vec<&str> = m.keys().map(Text::as_str).collect();
+        assert_eq!(
+            keys,
+            ["request_time", "request_length", "request", "", "request_"]
+        );
+        assert_eq!(m["request"], 99);
+        assert_eq!(m[""], 5);
+        assert!(!m.contains_key("a") && m.contains_key("request_"));
+    }
 
     #[test]
     fn line_protocol_escapes() {
@@ -198,7 +386,7 @@ mod tests {
         .with_field("s", "a \"q\" \\");
         assert_eq!(
             e.to_line_protocol(),
-            r#"my\ meas\,x,host=web\ 1 n=3i,ok=true,s="a \"q\" \\",v=1.5 5"#
+            r#"my\ meas\,x,host=web\ 1 v=1.5,n=3i,ok=true,s="a \"q\" \\" 5"#
         );
         let j: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(j["fields"]["n"], 3);

@@ -22,19 +22,21 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use crate::event::{Event, Text, Value};
 use crate::transforms::nginx::is_private;
 
-/// What a lookup finds. Empty strings mean unknown.
+/// What a lookup finds. Empty strings mean unknown. Names of up to 23
+/// bytes (nearly all) are stored inline: a lookup does not allocate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Geo {
     /// Country.
-    pub country: String,
+    pub country: Text,
     /// Province / region.
-    pub province: String,
+    pub province: Text,
     /// City.
-    pub city: String,
+    pub city: Text,
     /// ISP.
-    pub isp: String,
+    pub isp: Text,
 }
 
 /// Why a database file cannot be used.
@@ -117,17 +119,55 @@ impl GeoDb {
     /// whose every part is [`PRIVATE`]; unknown addresses give `None`.
     pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
         if is_private(&ip) {
+            let p = Text::new_static(PRIVATE);
             return Some(Geo {
-                country: PRIVATE.into(),
-                province: PRIVATE.into(),
-                city: PRIVATE.into(),
-                isp: PRIVATE.into(),
+                country: p.clone(),
+                province: p.clone(),
+                city: p.clone(),
+                isp: p,
             });
         }
         match self {
             GeoDb::Xdb(db) => db.lookup(ip),
             GeoDb::Ipdb(db) => db.lookup(ip),
             GeoDb::Mmdb(db) => db.lookup(ip),
+        }
+    }
+}
+
+/// The `geoip` transform: looks up the address in one field and adds
+/// `country`, `province`, `city` and `isp` fields (each name behind an
+/// optional prefix).
+#[derive(Debug)]
+pub struct GeoEnricher {
+    db: GeoDb,
+    field: Text,
+    keys: [Text; 4],
+}
+
+impl GeoEnricher {
+    /// Reads addresses from `field`; output names start with `prefix`.
+    pub fn new(db: GeoDb, field: &str, prefix: &str) -> Self {
+        let key = |k: &str| Text::from(format!("{prefix}{k}"));
+        Self {
+            db,
+            field: field.into(),
+            keys: [key("country"), key("province"), key("city"), key("isp")],
+        }
+    }
+
+    /// Adds the location of the event's address; events without a
+    /// parseable address, or with an address the database does not know,
+    /// pass unchanged.
+    pub fn apply(&self, e: &mut Event) {
+        let Some(Value::Str(ip)) = e.fields.get(&self.field) else {
+            return;
+        };
+        let Some(g) = ip.parse::<IpAddr>().ok().and_then(|ip| self.db.lookup(ip)) else {
+            return;
+        };
+        for (k, v) in self.keys.iter().zip([g.country, g.province, g.city, g.isp]) {
+            e.fields.insert(k.clone(), Value::Str(v));
         }
     }
 }
@@ -140,12 +180,8 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-fn unknown_to_empty(s: &str) -> String {
-    if s == "0" {
-        String::new()
-    } else {
-        s.to_owned()
-    }
+fn unknown_to_empty(s: &str) -> Text {
+    if s == "0" { Text::default() } else { s.into() }
 }
 
 /// An ip2region `xdb` file in memory.
@@ -207,8 +243,14 @@ impl Xdb {
 /// `country|region|province|city|ISP` (ip2region 2.x) or
 /// `country|province|city|ISP|code` (newer files, ending in a country code).
 fn parse_region(s: &str) -> Geo {
-    let p: Vec<&str> = s.split('|').collect();
-    let get = |i: usize| p.get(i).map_or(String::new(), |v| unknown_to_empty(v));
+    let mut p = [""; 6];
+    let mut n = 0;
+    for (slot, part) in p.iter_mut().zip(s.split('|')) {
+        *slot = part;
+        n += 1;
+    }
+    let p = &p[..n];
+    let get = |i: usize| p.get(i).map_or(Text::default(), |v| unknown_to_empty(v));
     let ends_in_code =
         p.len() == 5 && p[4].len() == 2 && p[4].bytes().all(|b| b.is_ascii_uppercase());
     if ends_in_code || p.len() == 4 {
@@ -233,7 +275,10 @@ fn parse_region(s: &str) -> Geo {
 pub struct Ipdb {
     data: Vec<u8>,
     node_count: usize,
-    v4_offset: usize,
+    /// The node reached after each 16-bit IPv4 prefix (`u32::MAX`: the
+    /// file's trie is broken there): half the walk of every IPv4 lookup,
+    /// and the half whose nodes are spread widest, done once at load.
+    v4_top: Vec<u32>,
     /// Index of each wanted field in a record (for the first language).
     country: Option<usize>,
     province: Option<usize>,
@@ -274,24 +319,25 @@ impl Ipdb {
         let mut db = Self {
             data,
             node_count,
-            v4_offset: 0,
+            v4_top: Vec::new(),
             country: pos("country_name"),
             province: pos("region_name"),
             city: pos("city_name"),
             isp: pos("isp_domain").or_else(|| pos("owner_domain")),
             language_offset,
         };
-        // IPv4 lives under ::ffff:0:0/96: 80 zero bits, then 16 one bits.
-        let mut node = 0;
-        for i in 0..96 {
-            if node >= node_count {
-                break;
-            }
-            node = db
-                .child(node, usize::from(i >= 80))
-                .ok_or("trie too short for IPv4")?;
-        }
-        db.v4_offset = node;
+        // IPv4 lives under ::ffff:0:0/96.
+        let mapped = std::net::Ipv4Addr::UNSPECIFIED.to_ipv6_mapped().octets();
+        let v4_root = db
+            .walk(0, &mapped, 0..96)
+            .ok_or("trie too short for IPv4")?;
+        db.v4_top = (0..=u16::MAX)
+            .map(|top| {
+                let [a, b] = top.to_be_bytes();
+                db.walk(v4_root, &[a, b, 0, 0], 0..16)
+                    .map_or(u32::MAX, |n| n as u32)
+            })
+            .collect();
         Ok(db)
     }
 
@@ -299,29 +345,44 @@ impl Ipdb {
         be32(&self.data, node * 8 + bit * 4).map(|v| v as usize)
     }
 
-    /// Looks up an address.
-    pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
-        let (bytes, bits, mut node): (Vec<u8>, usize, usize) = match ip {
-            IpAddr::V4(v4) => (v4.octets().to_vec(), 32, self.v4_offset),
-            IpAddr::V6(v6) => (v6.octets().to_vec(), 128, 0),
-        };
-        for i in 0..bits {
+    /// Follows the address bits `bits` of `addr` from `node`, stopping
+    /// early at a leaf.
+    fn walk(&self, mut node: usize, addr: &[u8], bits: std::ops::Range<usize>) -> Option<usize> {
+        for i in bits {
             if node >= self.node_count {
                 break;
             }
-            let bit = usize::from((bytes[i / 8] >> (7 - i % 8)) & 1);
+            let bit = usize::from((addr[i / 8] >> (7 - i % 8)) & 1);
             node = self.child(node, bit)?;
         }
+        Some(node)
+    }
+
+    /// Looks up an address.
+    pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
+        let node = match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                let top = *self
+                    .v4_top
+                    .get(usize::from(u16::from_be_bytes([o[0], o[1]])))?;
+                if top == u32::MAX {
+                    return None;
+                }
+                self.walk(top as usize, &o, 16..32)?
+            }
+            IpAddr::V6(v6) => self.walk(0, &v6.octets(), 0..128)?,
+        };
         if node <= self.node_count {
             return None;
         }
         let at = node - self.node_count + self.node_count * 8;
         let len = u16::from_be_bytes(self.data.get(at..at + 2)?.try_into().ok()?) as usize;
-        let record = std::str::from_utf8(self.data.get(at + 2..at + 2 + len)?).ok()?;
-        let parts: Vec<&str> = record.split('\t').collect();
+        let record = self.data.get(at + 2..at + 2 + len)?;
         let get = |i: Option<usize>| {
-            i.and_then(|i| parts.get(self.language_offset + i))
-                .map_or(String::new(), |v| v.to_string())
+            i.and_then(|i| record.split(|&b| b == b'\t').nth(self.language_offset + i))
+                .and_then(|field| std::str::from_utf8(field).ok())
+                .map_or(Text::default(), Text::from)
         };
         Some(Geo {
             country: get(self.country),
@@ -360,8 +421,13 @@ impl Mmdb {
         if !found.has_data() {
             return None;
         }
-        let text =
-            |path: &[maxminddb::PathElement<'_>]| found.decode_path::<String>(path).ok().flatten();
+        let text = |path: &[maxminddb::PathElement<'_>]| {
+            found
+                .decode_path::<&str>(path)
+                .ok()
+                .flatten()
+                .map(Text::from)
+        };
         let name = |base: &[maxminddb::PathElement<'_>]| {
             ["zh-CN", "en"]
                 .iter()

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Component, Condition, Encoding, GenFormat, PipelineConfig, Spec};
 use crate::event::{Event, Value};
 use crate::generate::{Rng, nginx_line, sensor_line};
-use crate::geoip::GeoDb;
+use crate::geoip::{GeoDb, GeoEnricher};
 use crate::sinks::sqlite::{Offsets, SqliteSink};
 use crate::transforms::json::JsonParser;
 use crate::transforms::nginx::NginxParser;
@@ -394,7 +393,7 @@ enum Transform {
     Json(JsonParser),
     Influx(crate::transforms::influx::Precision),
     Nginx(NginxParser),
-    Geoip(Box<GeoDb>, String, String),
+    Geoip(Box<GeoEnricher>),
     Filter(String, Condition),
     Set(BTreeMap<String, String>),
     Rename(BTreeMap<String, String>),
@@ -429,11 +428,11 @@ impl Transform {
                 database,
                 field,
                 prefix,
-            } => Transform::Geoip(
-                Box::new(GeoDb::open(database).map_err(|e| e.to_string())?),
-                field.clone(),
-                prefix.clone(),
-            ),
+            } => Transform::Geoip(Box::new(GeoEnricher::new(
+                GeoDb::open(database).map_err(|e| e.to_string())?,
+                field,
+                prefix,
+            ))),
             Spec::Filter { field, condition } => {
                 Transform::Filter(field.clone(), condition.clone())
             }
@@ -471,28 +470,16 @@ impl Transform {
                     .map(|x| vec![x])
                     .map_err(|err| format!("{err}: {raw:.200}"))
             }
-            Transform::Geoip(db, field, prefix) => {
-                if let Some(Value::Str(ip)) = e.fields.get(field)
-                    && let Ok(ip) = ip.parse::<IpAddr>()
-                    && let Some(g) = db.lookup(ip)
-                {
-                    for (k, v) in [
-                        ("country", g.country),
-                        ("province", g.province),
-                        ("city", g.city),
-                        ("isp", g.isp),
-                    ] {
-                        e.fields.insert(format!("{prefix}{k}"), Value::Str(v));
-                    }
-                }
+            Transform::Geoip(g) => {
+                g.apply(&mut e);
                 Ok(vec![e])
             }
             Transform::Filter(field, cond) => {
                 let v = e
                     .fields
-                    .get(field)
+                    .get(field.as_str())
                     .map(ToString::to_string)
-                    .or_else(|| e.tags.get(field).cloned());
+                    .or_else(|| e.tags.get(field.as_str()).map(ToString::to_string));
                 let num = || v.as_deref().and_then(|s| s.parse::<f64>().ok());
                 let keep = match cond {
                     Condition::Equals(x) => v.as_deref() == Some(x.as_str()),
@@ -505,24 +492,24 @@ impl Transform {
             }
             Transform::Set(m) => {
                 for (k, v) in m {
-                    e.fields.insert(k.clone(), Value::Str(v.clone()));
+                    e.fields.insert(k.into(), Value::Str(v.into()));
                 }
                 Ok(vec![e])
             }
             Transform::Rename(m) => {
                 for (from, to) in m {
-                    if let Some(v) = e.fields.remove(from) {
-                        e.fields.insert(to.clone(), v);
-                    } else if let Some(v) = e.tags.remove(from) {
-                        e.tags.insert(to.clone(), v);
+                    if let Some(v) = e.fields.remove(from.as_str()) {
+                        e.fields.insert(to.into(), v);
+                    } else if let Some(v) = e.tags.remove(from.as_str()) {
+                        e.tags.insert(to.into(), v);
                     }
                 }
                 Ok(vec![e])
             }
             Transform::Remove(ks) => {
                 for k in ks {
-                    e.fields.remove(k);
-                    e.tags.remove(k);
+                    e.fields.remove(k.as_str());
+                    e.tags.remove(k.as_str());
                 }
                 Ok(vec![e])
             }
@@ -577,7 +564,7 @@ fn transform(
                             counters.errors.fetch_add(1, Ordering::Relaxed);
                             sampler.bad(name, "bad event skipped", &why);
                             if let Some(mut o) = original {
-                                o.fields.insert("error".to_owned(), Value::Str(why));
+                                o.fields.insert("error".into(), Value::from(why));
                                 bad.push(o);
                             }
                         }
@@ -718,7 +705,7 @@ fn kafka_sink(
                         e.fields
                             .get(k)
                             .map(ToString::to_string)
-                            .or_else(|| e.tags.get(k).cloned())
+                            .or_else(|| e.tags.get(k).map(ToString::to_string))
                     });
                     sink.send(&payload, key.as_deref(), e);
                 }

@@ -38,7 +38,7 @@ fn sql_value(v: &Value) -> Sql {
         Value::Int(i) => Sql::Integer(*i),
         Value::Float(f) => Sql::Real(*f),
         Value::Bool(b) => Sql::Integer(i64::from(*b)),
-        Value::Str(s) => Sql::Text(s.clone()),
+        Value::Str(s) => Sql::Text(s.to_string()),
     }
 }
 
@@ -147,11 +147,11 @@ impl SqliteSink {
             let wanted = e
                 .tags
                 .iter()
-                .map(|(k, v)| (k.clone(), "TEXT", Sql::Text(v.clone())))
+                .map(|(k, v)| (k.to_string(), "TEXT", Sql::Text(v.to_string())))
                 .chain(
                     e.fields
                         .iter()
-                        .map(|(k, v)| (k.clone(), sql_type(v), sql_value(v))),
+                        .map(|(k, v)| (k.to_string(), sql_type(v), sql_value(v))),
                 );
             for (name, ty, value) in wanted {
                 if name == "time" {

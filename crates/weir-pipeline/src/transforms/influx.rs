@@ -4,7 +4,7 @@
 //! booleans are t/true/T/True/TRUE and the false forms. The timestamp is
 //! optional (the caller's time is used) and scaled by the precision.
 
-use crate::event::{Event, Value};
+use crate::event::{Event, Text, Value};
 use crate::transforms::ParseError;
 
 /// Timestamp precision of the lines.
@@ -95,7 +95,7 @@ fn unescape(s: &str) -> String {
 fn field_value(raw: &str) -> Result<Value, String> {
     if let Some(q) = raw.strip_prefix('"') {
         let inner = q.strip_suffix('"').ok_or("unterminated string field")?;
-        return Ok(Value::Str(unescape(inner)));
+        return Ok(Value::Str(unescape(inner).into()));
     }
     if let Some(i) = raw.strip_suffix('i') {
         return i
@@ -137,7 +137,7 @@ pub fn parse_line(
     let rest = rest.ok_or_else(|| ParseError::new("no fields"))?;
     let (fields_raw, ts_raw) = split_unescaped(rest, b' ', true);
     let mut parts = split_all(series, b',', false).into_iter();
-    let name = unescape(parts.next().unwrap_or_default());
+    let name: Text = unescape(parts.next().unwrap_or_default()).into();
     if name.is_empty() {
         return Err(ParseError::new("empty measurement"));
     }
@@ -154,7 +154,7 @@ pub fn parse_line(
                 "empty tag key or value in {tag:?}"
             )));
         }
-        e.tags.insert(unescape(k), unescape(v));
+        e.tags.insert(unescape(k).into(), unescape(v).into());
     }
     for f in split_all(fields_raw, b',', true) {
         let (k, v) = split_unescaped(f, b'=', true);
@@ -163,7 +163,7 @@ pub fn parse_line(
             return Err(ParseError::new("empty field key"));
         }
         e.fields
-            .insert(unescape(k), field_value(v).map_err(ParseError::new)?);
+            .insert(unescape(k).into(), field_value(v).map_err(ParseError::new)?);
     }
     if let Some(ts) = ts_raw.map(str::trim).filter(|t| !t.is_empty()) {
         let t: i64 = ts

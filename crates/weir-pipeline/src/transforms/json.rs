@@ -94,12 +94,12 @@ impl JsonParser {
             flatten(k, v, &mut flat);
         }
         let mut e = Event {
-            name: self.name.clone(),
+            name: self.name.as_str().into(),
             timestamp_ns: now_ns,
             ..Event::default()
         };
         if let Some(host) = &self.host {
-            e.tags.insert("host".to_owned(), host.clone());
+            e.tags.insert("host".into(), host.as_str().into());
         }
         if let Some(key) = &self.time_key {
             let v = flat
@@ -115,20 +115,20 @@ impl JsonParser {
                     Json::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                e.tags.insert(k, t);
+                e.tags.insert(k.into(), t.into());
                 continue;
             }
             match v {
                 Json::Number(n) => {
                     if let Some(f) = n.as_f64() {
-                        e.fields.insert(k, Value::Float(f));
+                        e.fields.insert(k.into(), Value::Float(f));
                     }
                 }
                 Json::Bool(b) => {
-                    e.fields.insert(k, Value::Bool(b));
+                    e.fields.insert(k.into(), Value::Bool(b));
                 }
                 Json::String(s) if self.string_fields.contains(&k) => {
-                    e.fields.insert(k, Value::Str(s));
+                    e.fields.insert(k.into(), Value::Str(s.into()));
                 }
                 _ => {}
             }
@@ -184,6 +184,7 @@ fn flatten(prefix: &str, v: &Json, out: &mut BTreeMap<String, Json>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Text;
 
     fn parser() -> JsonParser {
         JsonParser::new(Some("web1".to_owned()))
@@ -200,7 +201,7 @@ mod tests {
         assert_eq!(evs.len(), 1);
         let e = &evs[0];
         assert_eq!(e.name, "kafka_consumer");
-        assert_eq!(e.tags.get("host").map(String::as_str), Some("web1"));
+        assert_eq!(e.tags.get("host").map(Text::as_str), Some("web1"));
         assert_eq!(e.fields.get("pressure"), Some(&Value::Float(3.4)));
         assert_eq!(e.fields.get("temperature"), Some(&Value::Float(71.2)));
         assert_eq!(e.fields.get("visibility"), Some(&Value::Float(12.9)));
@@ -223,9 +224,9 @@ mod tests {
             .unwrap();
         let e = &evs[0];
         assert_eq!(e.timestamp_ns, 1_700_000_000_123_000_000);
-        assert_eq!(e.tags.get("site").map(String::as_str), Some("sh"));
+        assert_eq!(e.tags.get("site").map(Text::as_str), Some("sh"));
         assert_eq!(
-            e.tags.get("sensor_id").map(String::as_str),
+            e.tags.get("sensor_id").map(Text::as_str),
             Some("9"),
             "a numeric tag key"
         );

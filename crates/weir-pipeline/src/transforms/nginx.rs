@@ -4,9 +4,10 @@
 //! quotes inside a user agent or a path do not break it; `\xHH` escapes are
 //! decoded; `-` means absent; the time zone of `$time_local` is kept.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::event::{Event, Value};
+use crate::event::{Event, Text, Value};
 use crate::transforms::ParseError;
 use crate::transforms::time::{civil_to_unix, parse_rfc3339_ns};
 
@@ -25,7 +26,7 @@ enum Item {
 #[derive(Debug, Clone)]
 pub struct NginxParser {
     items: Vec<Item>,
-    name: String,
+    name: Text,
 }
 
 /// Why a `log_format` string is unusable.
@@ -87,7 +88,7 @@ impl NginxParser {
         }
         Ok(Self {
             items,
-            name: name.to_owned(),
+            name: name.into(),
         })
     }
 
@@ -95,7 +96,7 @@ impl NginxParser {
     pub fn parse(&self, line: &str) -> Result<Event, ParseError> {
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
-        let mut caps = Vec::new();
+        let mut caps = Vec::with_capacity(self.items.len());
         let mut budget = 10_000u32;
         if !match_items(&self.items, line, 0, &mut caps, &mut budget) {
             return Err(ParseError::new("line does not match the log format"));
@@ -109,35 +110,42 @@ impl NginxParser {
         for (var, range) in caps {
             let raw = &line[range];
             let value = unescape(raw);
+            let value = value.as_ref();
             match var {
                 "remote_addr" => {
-                    let ip: IpAddr = value.parse().map_err(|_| {
+                    value.parse::<IpAddr>().map_err(|_| {
                         ParseError::new(format!("remote_addr {value:?} is not an IP address"))
                     })?;
-                    remote_addr = Some(ip);
-                    e.fields.insert("remote_addr".into(), Value::Str(value));
+                    let text = Text::from(value);
+                    remote_addr = Some(text.clone());
+                    e.fields
+                        .insert(Text::new_static("remote_addr"), Value::Str(text));
                 }
                 "time_local" => {
-                    let (ns, tz) = parse_time_local(&value)
+                    let (ns, tz) = parse_time_local(value)
                         .ok_or_else(|| ParseError::new(format!("bad time_local {value:?}")))?;
                     e.timestamp_ns = ns;
-                    e.fields.insert("time_zone".into(), Value::Str(tz));
+                    e.fields
+                        .insert(Text::new_static("time_zone"), Value::Str(tz.into()));
                 }
                 "time_iso8601" => {
-                    e.timestamp_ns = parse_rfc3339_ns(&value)
+                    e.timestamp_ns = parse_rfc3339_ns(value)
                         .ok_or_else(|| ParseError::new(format!("bad time_iso8601 {value:?}")))?;
                 }
                 "request" => {
                     if value != "-" && !value.is_empty() {
                         let mut parts = value.splitn(3, ' ');
                         if let Some(m) = parts.next() {
-                            e.fields.insert("method".into(), Value::Str(m.to_owned()));
+                            e.fields
+                                .insert(Text::new_static("method"), Value::Str(m.into()));
                         }
                         if let Some(p) = parts.next() {
-                            e.fields.insert("path".into(), Value::Str(p.to_owned()));
+                            e.fields
+                                .insert(Text::new_static("path"), Value::Str(p.into()));
                         }
                         if let Some(p) = parts.next() {
-                            e.fields.insert("protocol".into(), Value::Str(p.to_owned()));
+                            e.fields
+                                .insert(Text::new_static("protocol"), Value::Str(p.into()));
                         }
                     }
                 }
@@ -145,7 +153,7 @@ impl NginxParser {
                     let s: i64 = value
                         .parse()
                         .map_err(|_| ParseError::new(format!("bad status {value:?}")))?;
-                    e.fields.insert("status".into(), Value::Int(s));
+                    e.fields.insert(Text::new_static("status"), Value::Int(s));
                 }
                 "body_bytes_sent" | "bytes_sent" => {
                     let b: i64 = if value == "-" {
@@ -155,40 +163,41 @@ impl NginxParser {
                             .parse()
                             .map_err(|_| ParseError::new(format!("bad {var} {value:?}")))?
                     };
-                    e.fields.insert("bytes".into(), Value::Int(b));
+                    e.fields.insert(Text::new_static("bytes"), Value::Int(b));
                 }
                 "request_time" | "upstream_response_time" => {
                     if let Ok(t) = value.parse::<f64>() {
-                        e.fields.insert(var.to_owned(), Value::Float(t));
+                        e.fields.insert(var.into(), Value::Float(t));
                     }
                 }
                 _ if value == "-" || value.is_empty() => {}
                 "http_referer" => {
-                    e.fields.insert("referer".into(), Value::Str(value));
+                    e.fields
+                        .insert(Text::new_static("referer"), Value::Str(value.into()));
                 }
                 "http_user_agent" => {
-                    e.fields.insert("user_agent".into(), Value::Str(value));
+                    e.fields
+                        .insert(Text::new_static("user_agent"), Value::Str(value.into()));
                 }
                 "http_x_forwarded_for" => {
-                    forwarded = Some(value.clone());
-                    e.fields.insert("x_forwarded_for".into(), Value::Str(value));
+                    forwarded = value
+                        .split(',')
+                        .map(str::trim)
+                        .find(|p| p.parse::<IpAddr>().is_ok_and(|ip| !is_private(&ip)))
+                        .map(Text::from);
+                    e.fields.insert(
+                        Text::new_static("x_forwarded_for"),
+                        Value::Str(value.into()),
+                    );
                 }
                 other => {
-                    e.fields.insert(other.to_owned(), Value::Str(value));
+                    e.fields.insert(other.into(), Value::Str(value.into()));
                 }
             }
         }
-        let client = forwarded
-            .as_deref()
-            .and_then(|xff| {
-                xff.split(',')
-                    .filter_map(|p| p.trim().parse::<IpAddr>().ok())
-                    .find(|ip| !is_private(ip))
-            })
-            .or(remote_addr);
-        if let Some(ip) = client {
+        if let Some(ip) = forwarded.or(remote_addr) {
             e.fields
-                .insert("client_ip".into(), Value::Str(ip.to_string()));
+                .insert(Text::new_static("client_ip"), Value::Str(ip));
         }
         Ok(e)
     }
@@ -220,7 +229,7 @@ fn match_items<'a>(
             }
             Some(Item::Lit(next)) => {
                 let mut from = pos;
-                while let Some(i) = line[from..].find(next.as_str()) {
+                while let Some(i) = find_literal(&line[from..], next) {
                     let end = from + i;
                     caps.push((v, pos..end));
                     if match_items(&items[1..], line, end, caps, budget) {
@@ -240,10 +249,26 @@ fn match_items<'a>(
     }
 }
 
+/// Where `lit` (never empty) first occurs in `hay`: a scan for its first
+/// byte, then a comparison. The literals of log formats are a few bytes
+/// long, where this beats building a substring searcher per call.
+fn find_literal(hay: &str, lit: &str) -> Option<usize> {
+    let (&first, _) = lit.as_bytes().split_first()?;
+    let b = hay.as_bytes();
+    let mut at = 0;
+    while let Some(i) = b.get(at..)?.iter().position(|&c| c == first) {
+        if b[at + i..].starts_with(lit.as_bytes()) {
+            return Some(at + i);
+        }
+        at += i + 1;
+    }
+    None
+}
+
 /// Decodes nginx's `\xHH` escapes (bytes, then UTF-8, lossily).
-fn unescape(s: &str) -> String {
-    if !s.contains("\\x") {
-        return s.to_owned();
+fn unescape(s: &str) -> Cow<'_, str> {
+    if !s.as_bytes().contains(&b'\\') {
+        return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -261,7 +286,7 @@ fn unescape(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -274,7 +299,7 @@ fn hex(c: u8) -> Option<u8> {
 }
 
 /// `10/Oct/2000:13:55:36 -0700` -> (ns since epoch, "-0700").
-fn parse_time_local(s: &str) -> Option<(i64, String)> {
+fn parse_time_local(s: &str) -> Option<(i64, &str)> {
     let (dt, tz) = s.split_once(' ')?;
     let mut it = dt.split(['/', ':']);
     let day: u32 = it.next()?.parse().ok()?;
@@ -308,7 +333,7 @@ fn parse_time_local(s: &str) -> Option<(i64, String)> {
     let tzm: i64 = tz[3..5].parse().ok()?;
     let offset = (tzh * 3600 + tzm * 60) * if tzb[0] == b'-' { -1 } else { 1 };
     let secs = civil_to_unix(year, month, day, h, m, sec)? - offset;
-    Some((secs * 1_000_000_000, tz.to_owned()))
+    Some((secs * 1_000_000_000, tz))
 }
 
 /// Private, loopback, link-local, CGNAT, unspecified, documentation and
