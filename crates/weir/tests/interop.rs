@@ -877,3 +877,89 @@ fn pipeline_kill_9_loses_and_duplicates_nothing() {
     );
     assert_eq!(sqlite_count(&db, "kafka_consumer"), 100_000);
 }
+
+/// Resident memory of a process in bytes (Linux `/proc`).
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A sink that stops taking data (a FIFO nobody reads) while 150k lines of
+/// 1 KiB (~150 MB) wait in the topic: the pipeline's memory stays bounded
+/// (librdkafka's prefetch is capped, channels are bounded) and, once the
+/// reader drains the FIFO, every line comes out once.
+#[test]
+fn a_stalled_sink_keeps_memory_bounded_and_loses_nothing() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let broker = Broker::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let total = 150_000u64;
+    // Uncompressed: what librdkafka queues is what it fetched.
+    let pad = "x".repeat(1000);
+    let input: String = (0..total).map(|i| format!("{i:08} {pad}\n")).collect();
+    kcat(&broker, &["-P", "-t", "stall"], Some(&input));
+    drop(input);
+    let fifo = tmp.path().join("out.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    // Opened for reading without blocking (O_NONBLOCK), so the pipeline's
+    // open for writing succeeds; nothing is read yet.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o4000)
+        .open(&fifo)
+        .unwrap();
+    std::fs::write(
+        tmp.path().join("stall.toml"),
+        format!(
+            "[sources.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"stall\"]\ngroup = \"stall\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"kafka\"]\npath = \"out.fifo\"\n",
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let mut p = start_pipeline(tmp.path(), "stall.toml");
+    let pid = p.id();
+    let mut peak = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(200));
+        peak = peak.max(rss_bytes(pid));
+    }
+    assert!(
+        p.try_wait().unwrap().is_none(),
+        "the pipeline exited while stalled"
+    );
+    // librdkafka's defaults would queue 64 MiB (100k messages) here.
+    assert!(
+        peak < 60 << 20,
+        "a stalled pipeline grew to {} MiB",
+        peak >> 20
+    );
+    // Drain: every line arrives exactly once.
+    let mut lines = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines < total {
+        match reader.read(&mut buf) {
+            Ok(n) => lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("reading the FIFO: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {lines} of {total} lines arrived"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let extra = reader.read(&mut buf).unwrap_or(0);
+    assert_eq!(extra, 0, "more lines than were produced");
+    let _ = p.kill();
+    let _ = p.wait();
+    eprintln!("stalled pipeline peak RSS {} MiB", peak >> 20);
+}
