@@ -961,5 +961,4 @@ fn a_stalled_sink_keeps_memory_bounded_and_loses_nothing() {
     assert_eq!(extra, 0, "more lines than were produced");
     let _ = p.kill();
     let _ = p.wait();
-    eprintln!("stalled pipeline peak RSS {} MiB", peak >> 20);
 }
