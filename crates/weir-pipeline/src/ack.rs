@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// (topic, partition) -> next offset to consume.
+/// (stream, partition) -> next position to read. A stream is a Kafka topic
+/// (positions are message offsets) or `file:<id>` for a file source
+/// (partition 0, positions are byte offsets).
 pub type Positions = BTreeMap<(String, i32), i64>;
 
 #[derive(Debug, Default)]
@@ -96,12 +98,15 @@ impl Drop for BatchAck {
 /// Where an event came from, for sinks that store positions (exactly-once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// Topic.
+    /// The stream: a topic, or `file:<id>`.
     pub topic: String,
-    /// Partition.
+    /// Partition (0 for files).
     pub partition: i32,
-    /// Offset of the message.
+    /// Position of the message or line.
     pub offset: i64,
+    /// Where reading resumes after it: offset + 1 for messages, the byte
+    /// after the line's newline for files.
+    pub next: i64,
 }
 
 /// The acknowledgement carried by an event (equal to any other, so events

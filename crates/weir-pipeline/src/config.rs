@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::{Table, Value as Toml};
 
@@ -80,6 +81,8 @@ pub enum Spec {
     },
     /// Lines from standard input.
     Stdin,
+    /// Files tailed like Filebeat.
+    FileSource(crate::file::FileConfig),
     /// A Kafka consumer group.
     Kafka {
         /// Connection, topics, group, start, extra librdkafka settings.
@@ -183,7 +186,7 @@ impl Spec {
     pub fn is_source(&self) -> bool {
         matches!(
             self,
-            Spec::Generator { .. } | Spec::Stdin | Spec::Kafka { .. }
+            Spec::Generator { .. } | Spec::Stdin | Spec::Kafka { .. } | Spec::FileSource(_)
         )
     }
 
@@ -201,6 +204,9 @@ impl Spec {
 pub struct PipelineConfig {
     /// Components; every input of one comes before it.
     pub components: Vec<Component>,
+    /// Where sources and sinks keep their state (registries, positions):
+    /// the top-level `data_dir` key, by default `weir-data`.
+    pub data_dir: PathBuf,
 }
 
 struct Keys<'a> {
@@ -315,7 +321,7 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
         None => return Err(k.err("missing key `type`")),
     };
     let allowed: &[&str] = match section {
-        "sources" => &["generator", "stdin", "kafka"],
+        "sources" => &["generator", "stdin", "kafka", "file"],
         "transforms" => &[
             "parse_json",
             "parse_influx",
@@ -354,6 +360,38 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             }
         }
         "stdin" => Spec::Stdin,
+        "file" if section == "sources" => {
+            let mut f = crate::file::FileConfig {
+                include: k.strings("include")?,
+                ..Default::default()
+            };
+            if f.include.is_empty() {
+                return Err(k.err("missing key `include` (a list of file globs)"));
+            }
+            if k.table.contains_key("exclude") {
+                f.exclude = k.strings("exclude")?;
+            }
+            f.start_at_end = match k.string("start_at")?.as_deref() {
+                None | Some("beginning") => false,
+                Some("end") => true,
+                Some(other) => {
+                    return Err(k.err(format!("key `start_at`: {other:?} is not beginning or end")));
+                }
+            };
+            let positive =
+                |k: &mut Keys<'_>, key: &'static str, default: f64| match k.number(key)? {
+                    None => Ok(default),
+                    Some(v) if v > 0.0 => Ok(v),
+                    Some(v) => Err(k.err(format!("key `{key}`: {v} must be positive"))),
+                };
+            f.fingerprint_bytes = positive(&mut k, "fingerprint_bytes", 256.0)? as usize;
+            f.poll = Duration::from_millis(positive(&mut k, "poll_ms", 250.0)? as u64);
+            f.rotate_wait =
+                Duration::from_millis(positive(&mut k, "rotate_wait_ms", 5000.0)? as u64);
+            f.max_line_bytes = positive(&mut k, "max_line_bytes", f64::from(1u32 << 20))? as usize;
+            f.registry = k.string("registry")?.map(PathBuf::from);
+            Spec::FileSource(f)
+        }
         "kafka" if section == "sources" => {
             let brokers = k.required("brokers")?;
             let topics = k.strings("topics")?;
@@ -524,12 +562,21 @@ impl PipelineConfig {
             .map_err(|e: toml::de::Error| ConfigError::Toml(e.to_string()))?;
         if let Some(k) = doc
             .keys()
-            .find(|k| !["sources", "transforms", "sinks"].contains(&k.as_str()))
+            .find(|k| !["sources", "transforms", "sinks", "data_dir"].contains(&k.as_str()))
         {
             return Err(ConfigError::Graph(format!(
-                "unknown top-level table `{k}` (expected sources, transforms, sinks)"
+                "unknown top-level key `{k}` (expected data_dir, sources, transforms, sinks)"
             )));
         }
+        let data_dir = match doc.get("data_dir") {
+            None => PathBuf::from("weir-data"),
+            Some(Toml::String(s)) => PathBuf::from(s),
+            Some(_) => {
+                return Err(ConfigError::Graph(
+                    "top-level key `data_dir` must be a string".to_owned(),
+                ));
+            }
+        };
         let mut comps: Vec<Component> = Vec::new();
         for section in ["sources", "transforms", "sinks"] {
             let Some(entries) = doc.get(section) else {
@@ -639,6 +686,7 @@ impl PipelineConfig {
             }
         }
         Ok(Self {
+            data_dir,
             components: ordered,
         })
     }
@@ -723,7 +771,7 @@ mod tests {
             "[sources.a]\ntype = \"stdin\"\n[sinks.s]\ntype = \"file\"\ninputs = [\"a\"]\npath = 3",
             "sinks.s: key `path` must be a string",
         );
-        check("[pipeline]\nx = 1", "unknown top-level table `pipeline`");
+        check("[pipeline]\nx = 1", "unknown top-level key `pipeline`");
         check(
             "[sources.a]\ntype = \"stdin\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"a.errors\"]",
             "only transforms have an `.errors` output",

@@ -192,6 +192,7 @@ impl KafkaSource {
                     topic,
                     partition,
                     offset,
+                    next: offset + 1,
                 });
                 batch.push(e);
             }

@@ -7,6 +7,7 @@
 pub mod ack;
 pub mod config;
 pub mod event;
+pub mod file;
 pub mod generate;
 pub mod geoip;
 pub mod kafka;

@@ -177,27 +177,26 @@ pub fn start(
                 let stop = stop.clone();
                 Box::new(move || stdin_source(&stop, &outs, &counters))
             }
+            Spec::FileSource(fc) => {
+                let registry = fc.registry.clone().unwrap_or_else(|| {
+                    cfg.data_dir
+                        .join("pipelines")
+                        .join(pipeline)
+                        .join(format!("{}.registry.json", c.id))
+                });
+                let skip = stored_positions(cfg, pipeline).map_err(err)?;
+                let mut src = crate::file::FileSource::new(fc.clone(), registry, skip)
+                    .map_err(|e| err(e.to_string()))?;
+                let stop = stop.clone();
+                Box::new(move || {
+                    src.run(&stop, Duration::from_secs(30), &counters, |batch| {
+                        fan_out(&outs, batch)
+                    });
+                    end(&outs);
+                })
+            }
             Spec::Kafka { source, format } => {
-                // Exactly-once: skip what the pipeline's SQLite sinks already stored.
-                let mut skip = crate::ack::Positions::new();
-                for s in &cfg.components {
-                    if let Spec::Sqlite { path, .. } = &s.spec
-                        && path.exists()
-                    {
-                        let stored = SqliteSink::open(path)
-                            .and_then(|db| db.offsets(pipeline))
-                            .map_err(|e| {
-                                err(format!(
-                                    "reading stored offsets from {}: {e}",
-                                    path.display()
-                                ))
-                            })?;
-                        for (tp, next) in stored {
-                            let slot = skip.entry(tp).or_insert(next);
-                            *slot = (*slot).min(next);
-                        }
-                    }
-                }
+                let skip = stored_positions(cfg, pipeline).map_err(err)?;
                 let mut src = crate::kafka::KafkaSource::new(source, skip).map_err(err)?;
                 let (stop, format, name) = (stop.clone(), format.clone(), c.id.clone());
                 Box::new(move || {
@@ -316,6 +315,37 @@ pub fn start(
         running.threads.push((c.id, handle));
     }
     Ok(running)
+}
+
+/// Exactly-once: the positions every sink of the pipeline already stored,
+/// which sources skip. Only SQLite sinks keep positions; with any other
+/// sink (or a stream one SQLite sink lacks) nothing is skipped.
+fn stored_positions(cfg: &PipelineConfig, pipeline: &str) -> Result<crate::ack::Positions, String> {
+    let mut per_sink = Vec::new();
+    for s in cfg.components.iter().filter(|s| s.spec.is_sink()) {
+        let Spec::Sqlite { path, .. } = &s.spec else {
+            return Ok(crate::ack::Positions::new());
+        };
+        if !path.exists() {
+            return Ok(crate::ack::Positions::new());
+        }
+        let stored = SqliteSink::open(path)
+            .and_then(|db| db.offsets(pipeline))
+            .map_err(|e| format!("reading stored offsets from {}: {e}", path.display()))?;
+        per_sink.push(stored);
+    }
+    let Some((first, rest)) = per_sink.split_first() else {
+        return Ok(crate::ack::Positions::new());
+    };
+    Ok(first
+        .iter()
+        .filter_map(|(tp, &next)| {
+            rest.iter()
+                .map(|m| m.get(tp).copied())
+                .try_fold(next, |lowest, n| n.map(|n| lowest.min(n)))
+                .map(|lowest| (tp.clone(), lowest))
+        })
+        .collect())
 }
 
 fn generator(
@@ -443,8 +473,35 @@ impl Transform {
         })
     }
 
-    /// Applies to one event; `Err` is a bad event (with why), `Ok(vec![])` a filtered one.
-    fn apply(&self, mut e: Event) -> Result<Vec<Event>, String> {
+    /// Applies to one event; `Err` is a bad event (with why), `Ok(vec![])`
+    /// a filtered one. Parsers keep the tags and fields the raw event
+    /// already had (a file line's `file` and `offset`) unless they set them.
+    fn apply(&self, e: Event) -> Result<Vec<Event>, String> {
+        let parses = matches!(
+            self,
+            Transform::Json(_) | Transform::Influx(_) | Transform::Nginx(_)
+        );
+        if parses && (!e.fields.is_empty() || !e.tags.is_empty()) {
+            let (fields, tags) = (e.fields.clone(), e.tags.clone());
+            let mut out = self.apply_one(e)?;
+            for x in &mut out {
+                for (k, v) in &fields {
+                    if !x.fields.contains_key(k) {
+                        x.fields.insert(k.clone(), v.clone());
+                    }
+                }
+                for (k, v) in &tags {
+                    if !x.tags.contains_key(k) {
+                        x.tags.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        self.apply_one(e)
+    }
+
+    fn apply_one(&self, mut e: Event) -> Result<Vec<Event>, String> {
         match self {
             Transform::Json(p) => {
                 let raw = e.raw.take().ok_or("no raw line to parse")?;
@@ -601,7 +658,17 @@ fn sqlite_sink(
         last: None,
         suppressed: 0,
     };
+    // Positions already stored: events at or below them were stored by an
+    // earlier run (a source resent them) and are dropped, acknowledged.
+    let mut stored = sink.offsets(pipeline).unwrap_or_default();
     let mut flush = |pending: &mut Vec<Event>| {
+        pending.retain(|e| {
+            e.origin.as_ref().is_none_or(|o| {
+                stored
+                    .get(&(o.topic.clone(), o.partition))
+                    .is_none_or(|&s| o.next > s)
+            })
+        });
         if pending.is_empty() {
             return;
         }
@@ -612,8 +679,8 @@ fn sqlite_sink(
         for o in pending.iter().filter_map(|e| e.origin.as_ref()) {
             let slot = positions
                 .entry((o.topic.clone(), o.partition))
-                .or_insert(o.offset + 1);
-            *slot = (*slot).max(o.offset + 1);
+                .or_insert(o.next);
+            *slot = (*slot).max(o.next);
         }
         loop {
             match sink.write(pipeline, pending, &positions) {
@@ -628,6 +695,10 @@ fn sqlite_sink(
         counters
             .events_out
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        for (tp, next) in positions {
+            let slot = stored.entry(tp).or_insert(next);
+            *slot = (*slot).max(next);
+        }
         pending.clear();
     };
     loop {
