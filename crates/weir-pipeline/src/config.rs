@@ -160,6 +160,9 @@ pub enum Spec {
         key_field: Option<String>,
         /// Extra librdkafka settings.
         extra: BTreeMap<String, String>,
+        /// Origins in headers and a state file, so events a source sends
+        /// again are not produced twice.
+        exactly_once: bool,
     },
     /// A file, appended.
     File {
@@ -255,6 +258,14 @@ impl<'a> Keys<'a> {
                 })
                 .collect(),
             Some(_) => Err(self.err(format!("key `{key}` must be a list of strings"))),
+        }
+    }
+
+    fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Toml::Boolean(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.err(format!("key `{key}` must be true or false"))),
         }
     }
 
@@ -441,6 +452,7 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
                 encoding,
                 key_field: k.string("key_field")?,
                 extra: k.table("librdkafka")?,
+                exactly_once: k.boolean("exactly_once")?.unwrap_or(true),
             }
         }
         "parse_json" => {

@@ -7,6 +7,16 @@
 //! stored the events before them (at-least-once); with `skip_below`
 //! positions taken from a SQLite sink that stores offsets in its own
 //! transactions, messages already stored are skipped (exactly-once).
+//!
+//! The sink is an idempotent producer with acks=all. With exactly-once on
+//! (the default), every message carries its event's origin in headers
+//! (`weir.origin` = `<stream>#<partition>`, `weir.next` = the position after
+//! it) and the sink keeps a state file: the highest position delivered per
+//! origin, and per partition the offset up to which that is known. On start
+//! it reads the topic from those offsets to its end, so it knows everything
+//! an earlier run delivered, even one killed before saving, and drops
+//! events a source sends again (a file source resuming from its registry):
+//! no line reaches the topic twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -223,17 +233,169 @@ impl KafkaSource {
     }
 }
 
+/// Reads `topic` from the offsets `state` accounts for to the current end
+/// of every partition, folding the origins found in headers into `state`.
+/// With `fresh` (no state file yet) there is nothing of ours to find: the
+/// scan starts at the current ends.
+fn scan_topic(
+    brokers: &str,
+    extra: &BTreeMap<String, String>,
+    topic: &str,
+    state: &mut DeliveredState,
+    fresh: bool,
+) -> Result<(), String> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = client(
+        brokers,
+        &[],
+        extra,
+        &[
+            ("group.id", "weir-sink-recovery"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "true"),
+        ],
+    )
+    .create()
+    .map_err(|e| format!("creating a consumer: {e}"))?;
+    let timeout = Duration::from_secs(10);
+    let meta = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("metadata of {topic}: {e}"))?;
+    let Some(t) = meta.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(());
+    };
+    if t.partitions().is_empty() {
+        return Ok(()); // not created yet: nothing delivered
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in t.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), timeout)
+            .map_err(|e| format!("offsets of {topic}/{}: {e}", p.id()))?;
+        let from = match state.partitions.get(&p.id()) {
+            Some(&done) => (done + 1).max(low),
+            None if fresh => high,
+            None => low,
+        };
+        state.partitions.insert(p.id(), high - 1);
+        if from < high {
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(from))
+                .map_err(|e| e.to_string())?;
+            ends.insert(p.id(), high);
+        }
+    }
+    if ends.is_empty() {
+        return Ok(());
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| format!("assigning {topic}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ends.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("reading {topic} to its end took too long"));
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                ends.remove(&p);
+                continue;
+            }
+            Err(e) => return Err(format!("reading {topic}: {e}")),
+        };
+        if let Some(h) = msg.headers() {
+            let get = |name: &str| {
+                h.iter()
+                    .find(|x| x.key == name)
+                    .and_then(|x| x.value)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+            };
+            if let (Some(origin), Some(next)) = (get("weir.origin"), get("weir.next"))
+                && let Ok(next) = next.parse::<i64>()
+            {
+                let slot = state.positions.entry(origin.to_owned()).or_insert(next);
+                *slot = (*slot).max(next);
+            }
+        }
+        if ends
+            .get(&msg.partition())
+            .is_some_and(|&end| msg.offset() + 1 >= end)
+        {
+            ends.remove(&msg.partition());
+        }
+    }
+    Ok(())
+}
+
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// What an exactly-once sink knows it delivered.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeliveredState {
+    /// Per partition of the topic: the offset up to which (inclusive)
+    /// `positions` accounts for every message.
+    pub partitions: BTreeMap<i32, i64>,
+    /// Per origin (`<stream>#<partition>`): the highest `next` delivered.
+    pub positions: BTreeMap<String, i64>,
+}
+
+impl DeliveredState {
+    fn to_json(&self) -> String {
+        serde_json::json!({
+            "version": 1,
+            "partitions": self.partitions.iter().map(|(p, o)| (p.to_string(), *o)).collect::<BTreeMap<_, _>>(),
+            "positions": self.positions,
+        })
+        .to_string()
+    }
+
+    fn from_json(text: &str) -> Option<Self> {
+        let doc: serde_json::Value = serde_json::from_str(text).ok()?;
+        let partitions = doc["partitions"]
+            .as_object()?
+            .iter()
+            .map(|(p, o)| Some((p.parse().ok()?, o.as_i64()?)))
+            .collect::<Option<_>>()?;
+        let positions = doc["positions"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+            .collect::<Option<_>>()?;
+        Some(Self {
+            partitions,
+            positions,
+        })
+    }
+
+    fn delivered(&mut self, partition: i32, offset: i64, origin: Option<(String, i64)>) {
+        if let Some((key, next)) = origin {
+            let slot = self.positions.entry(key).or_insert(next);
+            *slot = (*slot).max(next);
+        }
+        let slot = self.partitions.entry(partition).or_insert(offset);
+        *slot = (*slot).max(offset);
+    }
+}
+
+/// The key an origin is known by in headers and state.
+fn origin_key(o: &Origin) -> String {
+    format!("{}#{}", o.topic, o.partition)
+}
+
 /// Producer context: an event is dropped (acknowledged) only once Kafka
-/// confirmed it; failures are counted.
+/// confirmed it; failures are counted; deliveries update the state.
 #[derive(Debug)]
 pub struct DeliveryContext {
     failures: Arc<std::sync::atomic::AtomicU64>,
+    state: Option<Arc<std::sync::Mutex<DeliveredState>>>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -242,18 +404,44 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Event>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, event: Self::DeliveryOpaque) {
-        if let Err((e, _)) = result {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "kafka delivery failed");
+        match result {
+            Err((e, _)) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "kafka delivery failed");
+            }
+            Ok(msg) => {
+                if let Some(state) = &self.state {
+                    let origin = event.origin.as_ref().map(|o| (origin_key(o), o.next));
+                    state.lock().unwrap_or_else(|p| p.into_inner()).delivered(
+                        msg.partition(),
+                        msg.offset(),
+                        origin,
+                    );
+                }
+            }
         }
         drop(event);
     }
+}
+
+/// Exactly-once bookkeeping of a sink: its state file and what it holds.
+#[derive(Debug)]
+struct ExactlyOnce {
+    path: std::path::PathBuf,
+    state: Arc<std::sync::Mutex<DeliveredState>>,
+    /// What earlier runs delivered (read at start): events at or below it
+    /// are dropped.
+    earlier: BTreeMap<String, i64>,
+    saved: DeliveredState,
 }
 
 /// A producer sink.
 pub struct KafkaSink {
     producer: BaseProducer<DeliveryContext>,
     topic: String,
+    brokers: String,
+    extra: BTreeMap<String, String>,
+    exactly_once: Option<ExactlyOnce>,
     /// Deliveries that failed for good.
     pub failures: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -267,14 +455,22 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    /// An idempotent producer with acks=all.
+    /// An idempotent producer with acks=all; with `state` (a file path),
+    /// exactly-once as described in the module documentation.
     pub fn new(
         brokers: &str,
         topic: &str,
         compression: &str,
         extra: &BTreeMap<String, String>,
+        state: Option<std::path::PathBuf>,
     ) -> Result<Self, String> {
         let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let exactly_once = state.map(|path| ExactlyOnce {
+            path,
+            state: Arc::default(),
+            earlier: BTreeMap::new(),
+            saved: DeliveredState::default(),
+        });
         let c = client(
             brokers,
             &[("linger.ms", "5"), ("compression.type", compression)],
@@ -284,22 +480,108 @@ impl KafkaSink {
         let producer = c
             .create_with_context(DeliveryContext {
                 failures: failures.clone(),
+                state: exactly_once.as_ref().map(|x| x.state.clone()),
             })
             .map_err(|e| format!("creating the producer: {e}"))?;
         Ok(Self {
             producer,
             topic: topic.to_owned(),
+            brokers: brokers.to_owned(),
+            extra: extra.clone(),
+            exactly_once,
             failures,
         })
     }
 
+    /// Exactly-once start: loads the state file, reads the topic from the
+    /// offsets it names (or, with no file, from the current ends) to its
+    /// end, and saves the result, before anything is produced. Retries
+    /// until the cluster answers or `stop` is set.
+    pub fn recover(&mut self, stop: &AtomicBool) -> Result<(), String> {
+        let Some(x) = self.exactly_once.as_mut() else {
+            return Ok(());
+        };
+        let mut state = match std::fs::read_to_string(&x.path) {
+            Ok(text) => DeliveredState::from_json(&text)
+                .ok_or_else(|| format!("{}: not a valid sink state file", x.path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DeliveredState::default(),
+            Err(e) => return Err(format!("reading {}: {e}", x.path.display())),
+        };
+        let fresh = !x.path.exists();
+        let mut attempt = 0u32;
+        loop {
+            match scan_topic(&self.brokers, &self.extra, &self.topic, &mut state, fresh) {
+                Ok(()) => break,
+                Err(e) if !stop.load(Ordering::Relaxed) => {
+                    attempt += 1;
+                    tracing::warn!(topic = %self.topic, error = %e, attempt, "reading what earlier runs delivered; retrying");
+                    std::thread::sleep(
+                        Duration::from_secs(1).min(Duration::from_millis(200) * attempt),
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        crate::file::write_atomically(&x.path, state.to_json().as_bytes())
+            .map_err(|e| format!("writing {}: {e}", x.path.display()))?;
+        x.earlier = state.positions.clone();
+        *x.state.lock().unwrap_or_else(|p| p.into_inner()) = state.clone();
+        x.saved = state;
+        Ok(())
+    }
+
+    /// Whether an earlier run already delivered this event.
+    pub fn already_delivered(&self, e: &Event) -> bool {
+        match (&self.exactly_once, &e.origin) {
+            (Some(x), Some(o)) => x
+                .earlier
+                .get(&origin_key(o))
+                .is_some_and(|&done| o.next <= done),
+            _ => false,
+        }
+    }
+
+    /// Saves the state file when deliveries changed it.
+    pub fn save_state(&mut self) {
+        let Some(x) = self.exactly_once.as_mut() else {
+            return;
+        };
+        let now = x.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if now == x.saved {
+            return;
+        }
+        match crate::file::write_atomically(&x.path, now.to_json().as_bytes()) {
+            Ok(()) => x.saved = now,
+            Err(e) => {
+                tracing::warn!(path = %x.path.display(), error = %e, "saving the sink state failed")
+            }
+        }
+    }
+
     /// Sends one payload; the event is kept until delivery.
     pub fn send(&self, payload: &str, key: Option<&str>, event: Event) {
+        let headers = match (&self.exactly_once, &event.origin) {
+            (Some(_), Some(o)) => Some(
+                rdkafka::message::OwnedHeaders::new()
+                    .insert(rdkafka::message::Header {
+                        key: "weir.origin",
+                        value: Some(origin_key(o).as_bytes()),
+                    })
+                    .insert(rdkafka::message::Header {
+                        key: "weir.next",
+                        value: Some(o.next.to_string().as_bytes()),
+                    }),
+            ),
+            _ => None,
+        };
         let mut opaque = Box::new(event);
         loop {
             let mut record = BaseRecord::with_opaque_to(&self.topic, opaque).payload(payload);
             if let Some(k) = key {
                 record = record.key(k);
+            }
+            if let Some(h) = &headers {
+                record = record.headers(h.clone());
             }
             match self.producer.send(record) {
                 Ok(()) => return,

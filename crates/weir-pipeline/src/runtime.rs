@@ -249,22 +249,31 @@ pub fn start(
                 encoding,
                 key_field,
                 extra,
+                exactly_once,
             } => {
-                let sink = crate::kafka::KafkaSink::new(brokers, topic, compression, extra)
+                let state = exactly_once.then(|| {
+                    cfg.data_dir
+                        .join("pipelines")
+                        .join(pipeline)
+                        .join(format!("{}.kafka-state.json", c.id))
+                });
+                let sink = crate::kafka::KafkaSink::new(brokers, topic, compression, extra, state)
                     .map_err(err)?;
-                let (rx, encoding, key_field) = (
+                let (rx, encoding, key_field, stop) = (
                     rx.expect("sinks have inputs"),
                     encoding.clone(),
                     key_field.clone(),
+                    stop.clone(),
                 );
                 Box::new(move || {
                     kafka_sink(
-                        &sink,
+                        sink,
                         &encoding,
                         key_field.as_deref(),
                         rx,
                         inputs,
                         &counters,
+                        &stop,
                     )
                 })
             }
@@ -752,21 +761,37 @@ fn carry(
 }
 
 fn kafka_sink(
-    sink: &crate::kafka::KafkaSink,
+    mut sink: crate::kafka::KafkaSink,
     encoding: &str,
     key_field: Option<&str>,
     rx: Receiver<Msg>,
     inputs: usize,
     counters: &Counters,
+    stop: &AtomicBool,
 ) {
+    // Learn what earlier runs delivered before producing anything; the
+    // inputs wait meanwhile (a cluster that is down holds the pipeline).
+    if let Err(e) = sink.recover(stop) {
+        tracing::error!(error = %e, "kafka sink cannot start");
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let mut ended = 0;
+    let mut saved = Instant::now();
     loop {
+        if saved.elapsed() >= Duration::from_secs(1) {
+            sink.save_state();
+            saved = Instant::now();
+        }
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Msg::Events(b)) => {
                 counters
                     .events_in
                     .fetch_add(b.len() as u64, Ordering::Relaxed);
                 for e in b {
+                    if sink.already_delivered(&e) {
+                        continue; // dropped: acknowledged, not produced again
+                    }
                     let payload = match (encoding, &e.raw) {
                         ("text", Some(raw)) => raw.clone(),
                         ("json", _) => e.to_json(),
@@ -795,6 +820,7 @@ fn kafka_sink(
     if !sink.flush(Duration::from_secs(30)) {
         tracing::warn!("kafka sink: messages still undelivered at shutdown");
     }
+    sink.save_state();
     let failed = sink.failures.load(Ordering::Relaxed);
     counters.errors.fetch_add(failed, Ordering::Relaxed);
 }

@@ -33,6 +33,25 @@ enum Command {
     /// Validate or run a pipeline file (sources, transforms, sinks).
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Run only a shipper on a web server (the Filebeat role): a pipeline
+    /// whose `file` source tails logs into a `kafka` sink.
+    ///
+    /// Example `agent.toml`:
+    ///
+    ///   [sources.logs]
+    ///   type = "file"
+    ///   include = ["/var/log/nginx/access.log*"]
+    ///
+    ///   [sinks.topic]
+    ///   type = "kafka"
+    ///   inputs = ["logs"]
+    ///   brokers = "kafka1:9092"
+    ///   topic = "nginxlog"
+    Agent {
+        /// The pipeline file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -129,7 +148,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Broker(args) => broker::run(args),
         Command::Gen(args) => generate(&args, &mut out),
         Command::Pipeline(PipelineCommand::Check { file }) => pipeline::check(&file, &mut out),
-        Command::Pipeline(PipelineCommand::Run { file }) => {
+        Command::Pipeline(PipelineCommand::Run { file }) | Command::Agent { config: file } => {
             drop(out);
             pipeline::run(&file)
         }
@@ -151,7 +170,7 @@ fn generate(args: &GenArgs, out: &mut impl std::io::Write) -> Result<()> {
     });
     let producer = match (&args.brokers, &args.topic) {
         (Some(b), Some(t)) => Some(
-            weir_pipeline::kafka::KafkaSink::new(b, t, "lz4", &Default::default())
+            weir_pipeline::kafka::KafkaSink::new(b, t, "lz4", &Default::default(), None)
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         ),
         _ => None,

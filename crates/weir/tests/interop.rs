@@ -9,136 +9,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Broker, kcat, need_command, run_ok};
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
-}
-
-/// A `weir broker` child process.
-struct Broker {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    args: Vec<String>,
-    _tmp: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Broker {
-    fn start(args: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut b = Broker {
-            child: None,
-            port: free_port(),
-            dir: tmp.path().join("data"),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            _tmp: tmp,
-        };
-        b.spawn();
-        b
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.with_extension("log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("broker")
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(&self.args)
-            .env("WEIR_LOG", "info")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("starting weir broker");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "broker did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    assert!(
-                        status.success(),
-                        "broker exited with {status}:\n{}",
-                        self.log()
-                    );
-                    return;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("broker did not stop on SIGTERM:\n{}", self.log());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-
-    /// SIGKILL, as a crash.
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn need_command(cmd: &str, install: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(found, "{cmd} is not installed: {install}");
 }
 
 fn need_python_module(python: &str, module: &str, install: &str) {
@@ -147,18 +26,6 @@ fn need_python_module(python: &str, module: &str, install: &str) {
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(ok, "{python} cannot import {module}: {install}");
-}
-
-fn run_ok(out: Output, what: &str, broker: &Broker) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nbroker log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        broker.log()
-    );
-    stdout
 }
 
 fn python(python: &str, script: &str, args: &[&str], broker: &Broker) -> String {
@@ -171,18 +38,6 @@ fn python(python: &str, script: &str, args: &[&str], broker: &Broker) -> String 
         .output()
         .unwrap_or_else(|e| panic!("running {python} {script}: {e}"));
     run_ok(out, &format!("{python} {script} {args:?}"), broker)
-}
-
-fn kcat(broker: &Broker, args: &[&str], stdin: Option<&str>) -> String {
-    need_command("kcat", "apt-get install -y kcat");
-    let out = common::run_with_stdin(
-        Command::new("kcat")
-            .arg("-b")
-            .arg(broker.bootstrap())
-            .args(args),
-        stdin,
-    );
-    run_ok(out, &format!("kcat {args:?}"), broker)
 }
 
 const PIP: &str = "python3 -m pip install confluent-kafka kafka-python";

@@ -1,7 +1,13 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: running commands, and a
+//! `weir broker` child process on a free 127.0.0.1 port.
+// Each test file compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs `cmd` with `stdin` (or an empty input) and collects its output.
 pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> Output {
@@ -17,4 +23,153 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> Output {
     }
     drop(input);
     child.wait_with_output().expect("waiting for the child")
+}
+
+/// A `weir broker` child process.
+pub struct Broker {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+    /// Its data directory.
+    pub dir: PathBuf,
+    args: Vec<String>,
+    _tmp: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    pub fn start(args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            dir: tmp.path().join("data"),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            _tmp: tmp,
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("broker")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.args)
+            .env("WEIR_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starting weir broker");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(
+                        status.success(),
+                        "broker exited with {status}:\n{}",
+                        self.log()
+                    );
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("broker did not stop on SIGTERM:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn need_command(cmd: &str, install: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "{cmd} is not installed: {install}");
+}
+
+pub fn run_ok(out: Output, what: &str, broker: &Broker) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nbroker log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        broker.log()
+    );
+    stdout
+}
+
+pub fn kcat(broker: &Broker, args: &[&str], stdin: Option<&str>) -> String {
+    need_command("kcat", "apt-get install -y kcat");
+    let out = run_with_stdin(
+        Command::new("kcat")
+            .arg("-b")
+            .arg(broker.bootstrap())
+            .args(args),
+        stdin,
+    );
+    run_ok(out, &format!("kcat {args:?}"), broker)
 }
