@@ -158,7 +158,7 @@ fn rotations_restarts_and_kill_9_lose_and_duplicate_nothing() {
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(600 + 250 * (round % 3)));
         round += 1;
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             let _ = agent.kill(); // SIGKILL
             let _ = agent.wait();
             kills += 1;
