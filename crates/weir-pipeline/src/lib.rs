@@ -10,6 +10,7 @@ pub mod event;
 pub mod file;
 pub mod generate;
 pub mod geoip;
+pub mod http;
 pub mod kafka;
 pub mod runtime;
 pub mod sinks;

@@ -18,16 +18,22 @@ pub enum Precision {
     Ms,
     /// Seconds.
     S,
+    /// Minutes (InfluxDB 1.x `precision=m`).
+    M,
+    /// Hours (InfluxDB 1.x `precision=h`).
+    H,
 }
 
 impl Precision {
-    /// `ns`, `us`/`u`, `ms`, `s`.
+    /// `ns`/`n`, `us`/`u`, `ms`, `s`, `m`, `h`.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "" | "n" | "ns" => Self::Ns,
             "u" | "us" => Self::Us,
             "ms" => Self::Ms,
             "s" => Self::S,
+            "m" => Self::M,
+            "h" => Self::H,
             _ => return None,
         })
     }
@@ -38,6 +44,8 @@ impl Precision {
             Self::Us => 1_000,
             Self::Ms => 1_000_000,
             Self::S => 1_000_000_000,
+            Self::M => 60_000_000_000,
+            Self::H => 3_600_000_000_000,
         }
     }
 }
