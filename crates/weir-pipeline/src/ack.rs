@@ -8,7 +8,8 @@
 //! sink has not stored (at-least-once).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// (stream, partition) -> next position to read. A stream is a Kafka topic
 /// (positions are message offsets) or `file:<id>` for a file source
@@ -28,6 +29,8 @@ struct State {
 #[derive(Debug, Default)]
 pub struct AckTracker {
     state: Mutex<State>,
+    /// Signalled whenever a batch completes.
+    progress: Condvar,
 }
 
 impl AckTracker {
@@ -64,6 +67,25 @@ impl AckTracker {
             }
             st.changed = true;
         }
+        drop(st);
+        self.progress.notify_all();
+    }
+
+    /// Waits until no batch is in flight; false on timeout.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        let mut st = self.lock();
+        while !st.pending.is_empty() {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            st = self
+                .progress
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
     }
 
     /// Positions that became committable since the last call.

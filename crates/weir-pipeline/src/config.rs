@@ -83,6 +83,8 @@ pub enum Spec {
     Stdin,
     /// Files tailed like Filebeat.
     FileSource(crate::file::FileConfig),
+    /// InfluxDB / CnosDB write endpoints.
+    Http(crate::ingest::IngestConfig),
     /// A Kafka consumer group.
     Kafka {
         /// Connection, topics, group, start, extra librdkafka settings.
@@ -189,7 +191,11 @@ impl Spec {
     pub fn is_source(&self) -> bool {
         matches!(
             self,
-            Spec::Generator { .. } | Spec::Stdin | Spec::Kafka { .. } | Spec::FileSource(_)
+            Spec::Generator { .. }
+                | Spec::Stdin
+                | Spec::Kafka { .. }
+                | Spec::FileSource(_)
+                | Spec::Http(_)
         )
     }
 
@@ -332,7 +338,7 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
         None => return Err(k.err("missing key `type`")),
     };
     let allowed: &[&str] = match section {
-        "sources" => &["generator", "stdin", "kafka", "file"],
+        "sources" => &["generator", "stdin", "kafka", "file", "http"],
         "transforms" => &[
             "parse_json",
             "parse_influx",
@@ -371,6 +377,32 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             }
         }
         "stdin" => Spec::Stdin,
+        "http" => {
+            let d = crate::ingest::IngestConfig::default();
+            let address = k.string("address")?.unwrap_or(d.address);
+            if address.parse::<std::net::SocketAddr>().is_err() {
+                return Err(k.err(format!(
+                    "key `address`: {address:?} is not host:port (an IP address and a port)"
+                )));
+            }
+            let max_body = match k.number("max_body_bytes")? {
+                None => d.max_body,
+                Some(v) if v >= 1.0 => v as usize,
+                Some(v) => return Err(k.err(format!("key `max_body_bytes`: {v} must be positive"))),
+            };
+            let ack_timeout = match k.number("ack_timeout_ms")? {
+                None => d.ack_timeout,
+                Some(v) if v >= 1.0 => Duration::from_millis(v as u64),
+                Some(v) => return Err(k.err(format!("key `ack_timeout_ms`: {v} must be positive"))),
+            };
+            Spec::Http(crate::ingest::IngestConfig {
+                address,
+                username: k.string("username")?,
+                password: k.string("password")?.unwrap_or_default(),
+                max_body,
+                ack_timeout,
+            })
+        }
         "file" if section == "sources" => {
             let mut f = crate::file::FileConfig {
                 include: k.strings("include")?,

@@ -11,6 +11,7 @@ pub mod file;
 pub mod generate;
 pub mod geoip;
 pub mod http;
+pub mod ingest;
 pub mod kafka;
 pub mod runtime;
 pub mod sinks;

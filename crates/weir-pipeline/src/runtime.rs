@@ -195,6 +195,29 @@ pub fn start(
                     end(&outs);
                 })
             }
+            Spec::Http(hc) => {
+                let emit_outs = outs.clone();
+                let emit_counters = counters.clone();
+                let ingest = crate::ingest::Ingest::new(hc.clone(), move |batch| {
+                    emit_counters
+                        .events_out
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    fan_out(&emit_outs, batch)
+                });
+                let handler: crate::http::Handler =
+                    Arc::new(move |req: crate::http::Request| ingest.handle(&req));
+                let server = crate::http::Server::start(&hc.address, hc.max_body, handler)
+                    .map_err(|e| err(format!("listening on {}: {e}", hc.address)))?;
+                tracing::info!(address = %server.local_addr(), "http source listening");
+                let stop = stop.clone();
+                Box::new(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    drop(server);
+                    end(&outs);
+                })
+            }
             Spec::Kafka { source, format } => {
                 let skip = stored_positions(cfg, pipeline).map_err(err)?;
                 let mut src = crate::kafka::KafkaSource::new(source, skip).map_err(err)?;

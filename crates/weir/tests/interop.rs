@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Broker, kcat, need_command, run_ok};
+use common::{Broker, kcat, need_command, run_ok, sigterm, sqlite_count, start_pipeline};
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
@@ -553,14 +553,6 @@ fn garbage_never_disturbs_the_broker() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
-fn sqlite_count(db: &Path, table: &str) -> i64 {
-    let Ok(c) = rusqlite::Connection::open(db) else {
-        return -1;
-    };
-    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap_or(-1)
-}
-
 fn gen_to_topic(broker: &Broker, kind: &str, count: u64, topic: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
@@ -578,17 +570,6 @@ fn gen_to_topic(broker: &Broker, kind: &str, count: u64, topic: &str) {
     run_ok(out, "weir gen", broker);
 }
 
-fn start_pipeline(dir: &Path, file: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["pipeline", "run", file])
-        .current_dir(dir)
-        .env("WEIR_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 fn wait_for_rows(db: &Path, table: &str, want: i64, secs: u64, broker: &Broker) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while sqlite_count(db, table) < want {
@@ -600,15 +581,6 @@ fn wait_for_rows(db: &Path, table: &str, want: i64, secs: u64, broker: &Broker) 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn sigterm(mut child: Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "pipeline exited with {status}");
 }
 
 /// Flow A: generator -> topic `oceanic` -> kafka source (group) -> JSON

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -172,4 +172,35 @@ pub fn kcat(broker: &Broker, args: &[&str], stdin: Option<&str>) -> String {
         stdin,
     );
     run_ok(out, &format!("kcat {args:?}"), broker)
+}
+
+/// Rows in `table` of the SQLite file `db` (-1 when unreadable).
+pub fn sqlite_count(db: &Path, table: &str) -> i64 {
+    let Ok(c) = rusqlite::Connection::open(db) else {
+        return -1;
+    };
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap_or(-1)
+}
+
+/// Starts `weir pipeline run FILE` in `dir`.
+pub fn start_pipeline(dir: &Path, file: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["pipeline", "run", file])
+        .current_dir(dir)
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM and a clean exit.
+pub fn sigterm(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "pipeline exited with {status}");
 }
