@@ -166,6 +166,8 @@ pub enum Spec {
         /// again are not produced twice.
         exactly_once: bool,
     },
+    /// InfluxDB / CnosDB write endpoint.
+    LineProtocol(crate::sinks::line_protocol::LineProtocolConfig),
     /// A file, appended.
     File {
         /// Path.
@@ -203,8 +205,18 @@ impl Spec {
     pub fn is_sink(&self) -> bool {
         matches!(
             self,
-            Spec::Sqlite { .. } | Spec::Stdout(_) | Spec::File { .. } | Spec::KafkaSink { .. }
+            Spec::Sqlite { .. }
+                | Spec::Stdout(_)
+                | Spec::File { .. }
+                | Spec::KafkaSink { .. }
+                | Spec::LineProtocol(_)
         )
+    }
+
+    /// Components with an `.errors` output (what they reject): transforms
+    /// and the sinks a server can refuse data to.
+    pub fn has_errors_output(&self) -> bool {
+        (!self.is_source() && !self.is_sink()) || matches!(self, Spec::LineProtocol(_))
     }
 }
 
@@ -349,7 +361,7 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             "rename",
             "remove",
         ],
-        _ => &["sqlite", "stdout", "file", "kafka"],
+        _ => &["sqlite", "stdout", "file", "kafka", "line_protocol"],
     };
     if !allowed.contains(&ty) {
         return Err(k.err(format!(
@@ -574,6 +586,27 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             batch: k.number("batch")?.map_or(1000, |b| b.max(1.0) as usize),
         },
         "stdout" => Spec::Stdout(encoding(&mut k)?),
+        "line_protocol" => {
+            let d = crate::sinks::line_protocol::LineProtocolConfig::default();
+            let url = k.required("url")?;
+            crate::http::Url::parse(&url).map_err(|e| k.err(format!("key `url`: {e}")))?;
+            let positive = |k: &mut Keys<'_>, key: &'static str| match k.number(key)? {
+                None => Ok(None),
+                Some(v) if v >= 1.0 => Ok(Some(v)),
+                Some(v) => Err(k.err(format!("key `{key}`: {v} must be positive"))),
+            };
+            Spec::LineProtocol(crate::sinks::line_protocol::LineProtocolConfig {
+                url,
+                username: k.string("username")?,
+                password: k.string("password")?.unwrap_or_default(),
+                batch: positive(&mut k, "batch")?.map_or(d.batch, |v| v as usize),
+                gzip: k.boolean("gzip")?.unwrap_or(d.gzip),
+                timeout: positive(&mut k, "timeout_ms")?
+                    .map_or(d.timeout, |v| Duration::from_millis(v as u64)),
+                flush: positive(&mut k, "flush_ms")?
+                    .map_or(d.flush, |v| Duration::from_millis(v as u64)),
+            })
+        }
         _ => Spec::File {
             path: PathBuf::from(k.required("path")?),
             encoding: encoding(&mut k)?,
@@ -681,10 +714,10 @@ impl PipelineConfig {
                 // `X.errors` is the dead-letter output of transform X.
                 if let Some(base) = i.strip_suffix(".errors") {
                     match comps.iter().find(|x| x.id == base) {
-                        Some(x) if !x.spec.is_source() && !x.spec.is_sink() => continue,
+                        Some(x) if x.spec.has_errors_output() => continue,
                         _ => {
                             return Err(ConfigError::Graph(format!(
-                                "{}: input `{i}`: only transforms have an `.errors` output",
+                                "{}: input `{i}`: only transforms and database sinks have an `.errors` output",
                                 c.id
                             )));
                         }
@@ -818,7 +851,7 @@ mod tests {
         check("[pipeline]\nx = 1", "unknown top-level key `pipeline`");
         check(
             "[sources.a]\ntype = \"stdin\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"a.errors\"]",
-            "only transforms have an `.errors` output",
+            "only transforms and database sinks have an `.errors` output",
         );
         check(
             "[sources.a]\ntype = \"stdin\"\n[transforms.p]\ntype = \"parse_influx\"\ninputs = [\"a\"]\nprecision = \"h\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"p\"]",

@@ -311,6 +311,16 @@ pub fn start(
                 let name = c.id.clone();
                 Box::new(move || sqlite_sink(&name, sink, batch, &pipeline, rx, inputs, &counters))
             }
+            Spec::LineProtocol(lc) => {
+                let sink =
+                    crate::sinks::line_protocol::LineProtocolSink::new(lc.clone()).map_err(err)?;
+                let (rx, stop, name) = (rx.expect("sinks have inputs"), stop.clone(), c.id.clone());
+                let dead = outputs(&format!("{}.errors", c.id));
+                Box::new(move || {
+                    line_protocol_sink(&name, &sink, rx, inputs, &dead, &counters, &stop);
+                    end(&dead);
+                })
+            }
             Spec::Stdout(enc) => {
                 let (enc, rx) = (*enc, rx.expect("sinks have inputs"));
                 Box::new(move || write_sink(std::io::stdout().lock(), enc, rx, inputs, &counters))
@@ -848,6 +858,123 @@ fn kafka_sink(
     counters.errors.fetch_add(failed, Ordering::Relaxed);
 }
 
+/// Batches points to a write endpoint; see [`crate::sinks::line_protocol`].
+fn line_protocol_sink(
+    name: &str,
+    sink: &crate::sinks::line_protocol::LineProtocolSink,
+    rx: Receiver<Msg>,
+    inputs: usize,
+    dead: &[SyncSender<Msg>],
+    counters: &Counters,
+    stop: &AtomicBool,
+) {
+    let cfg = sink.config().clone();
+    let mut pending: Vec<Event> = Vec::new();
+    let mut oldest: Option<Instant> = None;
+    let mut ended = 0;
+    let mut sampler = Sampler {
+        last: None,
+        suppressed: 0,
+    };
+    loop {
+        let wait = oldest.map_or(cfg.flush, |t| cfg.flush.saturating_sub(t.elapsed()));
+        let mut finished = false;
+        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(Msg::Events(b)) => {
+                counters
+                    .events_in
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                oldest.get_or_insert_with(Instant::now);
+                pending.extend(b);
+            }
+            Ok(Msg::End) => {
+                ended += 1;
+                finished = ended == inputs;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => finished = true,
+        }
+        let due = oldest.is_some_and(|t| t.elapsed() >= cfg.flush);
+        while pending.len() >= cfg.batch || (!pending.is_empty() && (due || finished)) {
+            let rest = pending.split_off(pending.len().min(cfg.batch));
+            let batch = std::mem::replace(&mut pending, rest);
+            deliver_points(name, sink, batch, dead, counters, stop, &mut sampler);
+        }
+        if pending.is_empty() {
+            oldest = None;
+        }
+        if finished {
+            break;
+        }
+    }
+}
+
+/// Sends one batch until it is stored; isolates rejected points by halving.
+fn deliver_points(
+    name: &str,
+    sink: &crate::sinks::line_protocol::LineProtocolSink,
+    batch: Vec<Event>,
+    dead: &[SyncSender<Msg>],
+    counters: &Counters,
+    stop: &AtomicBool,
+    sampler: &mut Sampler,
+) {
+    use crate::sinks::line_protocol::Outcome;
+    let mut pause = Duration::from_millis(100);
+    let mut stopped_at: Option<Instant> = None;
+    loop {
+        match sink.send(&batch) {
+            Outcome::Stored => {
+                counters
+                    .events_out
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                return; // dropped: acknowledged
+            }
+            Outcome::Rejected(_) if batch.len() > 1 => {
+                let mut first = batch;
+                let second = first.split_off(first.len() / 2);
+                deliver_points(name, sink, first, dead, counters, stop, sampler);
+                deliver_points(name, sink, second, dead, counters, stop, sampler);
+                return;
+            }
+            Outcome::Rejected(why) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                sampler.bad(name, "point rejected", &why);
+                if !dead.is_empty() {
+                    let mut e = batch;
+                    for x in &mut e {
+                        x.fields.insert("error".into(), Value::from(why.as_str()));
+                    }
+                    fan_out(dead, e);
+                }
+                return;
+            }
+            Outcome::Retry(why) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                sampler.bad(name, "write failed, retrying", &why);
+                if stop.load(Ordering::Relaxed) {
+                    let since = *stopped_at.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(30) {
+                        // Shutting down with the server unreachable: the
+                        // points stay unacknowledged (not dropped, which
+                        // would acknowledge them), so their source resends
+                        // them on the next start.
+                        tracing::error!(
+                            component = name,
+                            points = batch.len(),
+                            "giving up at shutdown; the source will send these again"
+                        );
+                        std::mem::forget(batch);
+                        return;
+                    }
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
 fn write_sink(
     mut w: impl Write,
     enc: Encoding,
@@ -885,4 +1012,85 @@ fn write_sink(
         }
     }
     let _ = w.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Request, Response, Server};
+    use std::sync::Mutex;
+
+    /// A write endpoint that fails the first `fail_first` requests with
+    /// 503, rejects any body holding `reject`, and keeps the lines of the
+    /// bodies it accepts.
+    fn scripted_server(
+        fail_first: usize,
+        reject: &'static str,
+    ) -> (Server, Arc<Mutex<Vec<String>>>) {
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(AtomicU64::new(0));
+        let s = stored.clone();
+        let server = Server::start(
+            "127.0.0.1:0",
+            1 << 24,
+            Arc::new(move |req: Request| {
+                if calls.fetch_add(1, Ordering::SeqCst) < fail_first as u64 {
+                    return Response::empty(503);
+                }
+                let body = String::from_utf8_lossy(&req.body).into_owned();
+                if body.contains(reject) {
+                    return Response::json(400, &serde_json::json!({"error": "unable to parse"}));
+                }
+                s.lock().unwrap().extend(body.lines().map(str::to_owned));
+                Response::empty(204)
+            }),
+        )
+        .unwrap();
+        (server, stored)
+    }
+
+    #[test]
+    fn line_protocol_sink_retries_isolates_rejected_points_and_dead_letters_them() {
+        let (server, stored) = scripted_server(2, "pressure=3.3,");
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("dead.jsonl");
+        let toml = format!(
+            "[sources.gen]\ntype = \"generator\"\nformat = \"sensors\"\ncount = 2000\n\n\
+             [transforms.json]\ntype = \"parse_json\"\ninputs = [\"gen\"]\nhost = \"\"\n\n\
+             [sinks.tsdb]\ntype = \"line_protocol\"\ninputs = [\"json\"]\nurl = \"http://{}/api/v1/write?db=public\"\nbatch = 300\nflush_ms = 50\n\n\
+             [sinks.dead]\ntype = \"file\"\ninputs = [\"tsdb.errors\"]\npath = \"{}\"\n",
+            server.local_addr(),
+            dead.display()
+        );
+        let cfg = PipelineConfig::parse(&toml).unwrap();
+        let running = start(&cfg, "t", Arc::new(AtomicBool::new(false))).unwrap();
+        let counters = running.counters.clone();
+        running.wait();
+        let stored = stored.lock().unwrap();
+        let dead_lines = std::fs::read_to_string(&dead).unwrap();
+        let rejected: Vec<&str> = dead_lines.lines().collect();
+        assert!(
+            !rejected.is_empty(),
+            "the generator makes some pressure=3.3 readings"
+        );
+        assert!(
+            rejected
+                .iter()
+                .all(|l| l.contains("\"pressure\":3.3") && l.contains("unable to parse"))
+        );
+        assert!(stored.iter().all(|l| !l.contains("pressure=3.3,")));
+        assert!(
+            stored.iter().all(|l| l.starts_with("kafka_consumer,host=")),
+            "a host tag is added: {}",
+            stored[0]
+        );
+        assert_eq!(
+            stored.len() + rejected.len(),
+            2000,
+            "each point once: stored or dead-lettered"
+        );
+        let c = &counters["tsdb"];
+        assert_eq!(c.events_out.load(Ordering::Relaxed) as usize, stored.len());
+        assert!(c.errors.load(Ordering::Relaxed) as usize >= rejected.len() + 2);
+    }
 }
