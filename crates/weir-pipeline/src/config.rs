@@ -168,6 +168,8 @@ pub enum Spec {
     },
     /// InfluxDB / CnosDB write endpoint.
     LineProtocol(crate::sinks::line_protocol::LineProtocolConfig),
+    /// MySQL or MariaDB.
+    Mysql(crate::sinks::mysql::MysqlConfig),
     /// A file, appended.
     File {
         /// Path.
@@ -210,13 +212,15 @@ impl Spec {
                 | Spec::File { .. }
                 | Spec::KafkaSink { .. }
                 | Spec::LineProtocol(_)
+                | Spec::Mysql(_)
         )
     }
 
     /// Components with an `.errors` output (what they reject): transforms
     /// and the sinks a server can refuse data to.
     pub fn has_errors_output(&self) -> bool {
-        (!self.is_source() && !self.is_sink()) || matches!(self, Spec::LineProtocol(_))
+        (!self.is_source() && !self.is_sink())
+            || matches!(self, Spec::LineProtocol(_) | Spec::Mysql(_))
     }
 }
 
@@ -361,7 +365,14 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             "rename",
             "remove",
         ],
-        _ => &["sqlite", "stdout", "file", "kafka", "line_protocol"],
+        _ => &[
+            "sqlite",
+            "stdout",
+            "file",
+            "kafka",
+            "line_protocol",
+            "mysql",
+        ],
     };
     if !allowed.contains(&ty) {
         return Err(k.err(format!(
@@ -586,6 +597,34 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             batch: k.number("batch")?.map_or(1000, |b| b.max(1.0) as usize),
         },
         "stdout" => Spec::Stdout(encoding(&mut k)?),
+        "mysql" => {
+            let url = k.required("url")?;
+            mysql::Opts::from_url(&url).map_err(|e| k.err(format!("key `url`: {e}")))?;
+            let table = k.string("table")?;
+            let columns = k.table("columns")?;
+            if !columns.is_empty() && table.is_none() {
+                return Err(
+                    k.err("key `columns` needs key `table` (the existing table they belong to)")
+                );
+            }
+            let batch = match k.number("batch")? {
+                None => 1000,
+                Some(v) if v >= 1.0 => v as usize,
+                Some(v) => return Err(k.err(format!("key `batch`: {v} must be positive"))),
+            };
+            let flush_ms = match k.number("flush_ms")? {
+                None => 1000,
+                Some(v) if v >= 1.0 => v as u64,
+                Some(v) => return Err(k.err(format!("key `flush_ms`: {v} must be positive"))),
+            };
+            Spec::Mysql(crate::sinks::mysql::MysqlConfig {
+                url,
+                table,
+                columns,
+                batch,
+                flush_ms,
+            })
+        }
         "line_protocol" => {
             let d = crate::sinks::line_protocol::LineProtocolConfig::default();
             let url = k.required("url")?;

@@ -316,8 +316,30 @@ pub fn start(
                     crate::sinks::line_protocol::LineProtocolSink::new(lc.clone()).map_err(err)?;
                 let (rx, stop, name) = (rx.expect("sinks have inputs"), stop.clone(), c.id.clone());
                 let dead = outputs(&format!("{}.errors", c.id));
+                let batching = Batching {
+                    size: lc.batch,
+                    flush: lc.flush,
+                };
                 Box::new(move || {
-                    line_protocol_sink(&name, &sink, rx, inputs, &dead, &counters, &stop);
+                    let mut write = |b: &[Event]| sink.send(b);
+                    let mut ctx = SinkCtx::new(&name, &dead, &counters, &stop);
+                    batch_sink(&mut write, &batching, rx, inputs, &mut ctx);
+                    end(&dead);
+                })
+            }
+            Spec::Mysql(mc) => {
+                let mut sink =
+                    crate::sinks::mysql::MysqlSink::new(mc.clone(), pipeline).map_err(err)?;
+                let (rx, stop, name) = (rx.expect("sinks have inputs"), stop.clone(), c.id.clone());
+                let dead = outputs(&format!("{}.errors", c.id));
+                let batching = Batching {
+                    size: mc.batch,
+                    flush: Duration::from_millis(mc.flush_ms),
+                };
+                Box::new(move || {
+                    let mut write = |b: &[Event]| sink.write(b);
+                    let mut ctx = SinkCtx::new(&name, &dead, &counters, &stop);
+                    batch_sink(&mut write, &batching, rx, inputs, &mut ctx);
                     end(&dead);
                 })
             }
@@ -858,30 +880,64 @@ fn kafka_sink(
     counters.errors.fetch_add(failed, Ordering::Relaxed);
 }
 
-/// Batches points to a write endpoint; see [`crate::sinks::line_protocol`].
-fn line_protocol_sink(
-    name: &str,
-    sink: &crate::sinks::line_protocol::LineProtocolSink,
+/// How a batching database sink groups its writes.
+struct Batching {
+    /// Events per write.
+    size: usize,
+    /// How long a partial batch waits for more.
+    flush: Duration,
+}
+
+/// What a batching sink's writes share.
+struct SinkCtx<'a> {
+    name: &'a str,
+    dead: &'a [SyncSender<Msg>],
+    counters: &'a Counters,
+    stop: &'a AtomicBool,
+    sampler: Sampler,
+    /// When retrying began after the stop flag was set.
+    giving_up_since: Option<Instant>,
+}
+
+impl<'a> SinkCtx<'a> {
+    fn new(
+        name: &'a str,
+        dead: &'a [SyncSender<Msg>],
+        counters: &'a Counters,
+        stop: &'a AtomicBool,
+    ) -> Self {
+        Self {
+            name,
+            dead,
+            counters,
+            stop,
+            sampler: Sampler {
+                last: None,
+                suppressed: 0,
+            },
+            giving_up_since: None,
+        }
+    }
+}
+
+/// A database sink: batches events by size or age and writes each batch
+/// until it is stored ([`deliver`]).
+fn batch_sink(
+    write: &mut dyn FnMut(&[Event]) -> crate::sinks::Outcome,
+    cfg: &Batching,
     rx: Receiver<Msg>,
     inputs: usize,
-    dead: &[SyncSender<Msg>],
-    counters: &Counters,
-    stop: &AtomicBool,
+    ctx: &mut SinkCtx<'_>,
 ) {
-    let cfg = sink.config().clone();
     let mut pending: Vec<Event> = Vec::new();
     let mut oldest: Option<Instant> = None;
     let mut ended = 0;
-    let mut sampler = Sampler {
-        last: None,
-        suppressed: 0,
-    };
     loop {
         let wait = oldest.map_or(cfg.flush, |t| cfg.flush.saturating_sub(t.elapsed()));
         let mut finished = false;
         match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
             Ok(Msg::Events(b)) => {
-                counters
+                ctx.counters
                     .events_in
                     .fetch_add(b.len() as u64, Ordering::Relaxed);
                 oldest.get_or_insert_with(Instant::now);
@@ -895,10 +951,10 @@ fn line_protocol_sink(
             Err(RecvTimeoutError::Disconnected) => finished = true,
         }
         let due = oldest.is_some_and(|t| t.elapsed() >= cfg.flush);
-        while pending.len() >= cfg.batch || (!pending.is_empty() && (due || finished)) {
-            let rest = pending.split_off(pending.len().min(cfg.batch));
+        while pending.len() >= cfg.size || (!pending.is_empty() && (due || finished)) {
+            let rest = pending.split_off(pending.len().min(cfg.size));
             let batch = std::mem::replace(&mut pending, rest);
-            deliver_points(name, sink, batch, dead, counters, stop, &mut sampler);
+            deliver(write, batch, ctx);
         }
         if pending.is_empty() {
             oldest = None;
@@ -909,23 +965,35 @@ fn line_protocol_sink(
     }
 }
 
-/// Sends one batch until it is stored; isolates rejected points by halving.
-fn deliver_points(
-    name: &str,
-    sink: &crate::sinks::line_protocol::LineProtocolSink,
+/// Writes one batch until it is stored: retries with a growing pause while
+/// the database is unreachable (the inputs wait); isolates rejected events
+/// by halving, counts them and sends them to the `.errors` output. After a
+/// stop, retrying goes on for 30 s in all; then what is left stays
+/// unacknowledged (not dropped, which would acknowledge it), so its source
+/// sends it again on the next start.
+fn deliver(
+    write: &mut dyn FnMut(&[Event]) -> crate::sinks::Outcome,
     batch: Vec<Event>,
-    dead: &[SyncSender<Msg>],
-    counters: &Counters,
-    stop: &AtomicBool,
-    sampler: &mut Sampler,
+    ctx: &mut SinkCtx<'_>,
 ) {
-    use crate::sinks::line_protocol::Outcome;
+    use crate::sinks::Outcome;
     let mut pause = Duration::from_millis(100);
-    let mut stopped_at: Option<Instant> = None;
     loop {
-        match sink.send(&batch) {
+        if ctx
+            .giving_up_since
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(30))
+        {
+            tracing::error!(
+                component = ctx.name,
+                events = batch.len(),
+                "giving up at shutdown; the source will send these again"
+            );
+            std::mem::forget(batch);
+            return;
+        }
+        match write(&batch) {
             Outcome::Stored => {
-                counters
+                ctx.counters
                     .events_out
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 return; // dropped: acknowledged
@@ -933,40 +1001,27 @@ fn deliver_points(
             Outcome::Rejected(_) if batch.len() > 1 => {
                 let mut first = batch;
                 let second = first.split_off(first.len() / 2);
-                deliver_points(name, sink, first, dead, counters, stop, sampler);
-                deliver_points(name, sink, second, dead, counters, stop, sampler);
+                deliver(write, first, ctx);
+                deliver(write, second, ctx);
                 return;
             }
             Outcome::Rejected(why) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                sampler.bad(name, "point rejected", &why);
-                if !dead.is_empty() {
+                ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
+                ctx.sampler.bad(ctx.name, "event rejected", &why);
+                if !ctx.dead.is_empty() {
                     let mut e = batch;
                     for x in &mut e {
                         x.fields.insert("error".into(), Value::from(why.as_str()));
                     }
-                    fan_out(dead, e);
+                    fan_out(ctx.dead, e);
                 }
                 return;
             }
             Outcome::Retry(why) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                sampler.bad(name, "write failed, retrying", &why);
-                if stop.load(Ordering::Relaxed) {
-                    let since = *stopped_at.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_secs(30) {
-                        // Shutting down with the server unreachable: the
-                        // points stay unacknowledged (not dropped, which
-                        // would acknowledge them), so their source resends
-                        // them on the next start.
-                        tracing::error!(
-                            component = name,
-                            points = batch.len(),
-                            "giving up at shutdown; the source will send these again"
-                        );
-                        std::mem::forget(batch);
-                        return;
-                    }
+                ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
+                ctx.sampler.bad(ctx.name, "write failed, retrying", &why);
+                if ctx.stop.load(Ordering::Relaxed) {
+                    ctx.giving_up_since.get_or_insert_with(Instant::now);
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(10));

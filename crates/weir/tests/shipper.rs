@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Broker, kcat};
+use common::{Broker, Proc, kcat};
 
 /// The end offset of partition 0 of `topic` (0 when it does not exist yet).
 fn end_offset(broker: &Broker, topic: &str) -> u64 {
@@ -36,23 +36,25 @@ fn end_offset(broker: &Broker, topic: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn start_agent(dir: &Path) -> Child {
+fn start_agent(dir: &Path) -> Proc {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("agent.log"))
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["agent", "--config", "agent.toml"])
-        .current_dir(dir)
-        .env("WEIR_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["agent", "--config", "agent.toml"])
+            .current_dir(dir)
+            .env("WEIR_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    )
 }
 
-fn sigterm(child: &mut Child) {
+fn sigterm(child: &mut Proc) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -13,6 +13,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use super::Outcome;
 use crate::event::{Event, Text};
 use crate::http::{Url, base64_encode, request};
 
@@ -47,17 +48,6 @@ impl Default for LineProtocolConfig {
             flush: Duration::from_secs(1),
         }
     }
-}
-
-/// What a write came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Stored.
-    Stored,
-    /// The server refused the data (4xx other than 429), with why.
-    Rejected(String),
-    /// Try again later (429, 5xx, no answer), with why.
-    Retry(String),
 }
 
 /// A connection-less client of one write endpoint.

@@ -17,6 +17,31 @@ pub fn civil_to_unix(year: i64, month: u32, day: u32, h: i64, m: i64, s: i64) ->
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
+/// The UTC calendar time of seconds since the epoch: (year, month, day,
+/// hour, minute, second).
+pub fn unix_to_civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (the inverse of `civil_to_unix`'s algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -75,6 +100,27 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_round_trips() {
+        for secs in [
+            0,
+            951_782_400,
+            1_700_000_000,
+            -1,
+            -86_400 * 365 * 3,
+            4_102_444_800 + 86_399,
+        ] {
+            let (y, mo, d, h, mi, s) = unix_to_civil(secs);
+            assert_eq!(
+                civil_to_unix(y, mo, d, i64::from(h), i64::from(mi), i64::from(s)),
+                Some(secs),
+                "{secs}"
+            );
+        }
+        assert_eq!(unix_to_civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(unix_to_civil(-1), (1969, 12, 31, 23, 59, 59));
+    }
 
     #[test]
     fn calendar() {

@@ -183,20 +183,46 @@ pub fn sqlite_count(db: &Path, table: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// A child process killed when dropped, so a failing test leaves nothing
+/// running.
+pub struct Proc(pub Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `weir pipeline run FILE` in `dir`.
-pub fn start_pipeline(dir: &Path, file: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["pipeline", "run", file])
-        .current_dir(dir)
-        .env("WEIR_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+pub fn start_pipeline(dir: &Path, file: &str) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["pipeline", "run", file])
+            .current_dir(dir)
+            .env("WEIR_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// SIGTERM and a clean exit.
-pub fn sigterm(mut child: Child) {
+pub fn sigterm(mut child: Proc) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
