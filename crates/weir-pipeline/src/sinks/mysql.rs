@@ -104,6 +104,9 @@ fn classify(e: &mysql::Error) -> Outcome {
     }
 }
 
+/// Column names with the SQL type each would be created with.
+type Columns = Vec<(String, &'static str)>;
+
 /// The positions in one batch: (stream, partition) -> next.
 type Positions = BTreeMap<(String, i32), i64>;
 
@@ -228,7 +231,7 @@ impl MysqlSink {
     }
 
     /// The table, columns and values of one event.
-    fn row(&self, e: &Event) -> (String, Vec<(String, &'static str)>, Vec<My>) {
+    fn row(&self, e: &Event) -> (String, Columns, Vec<My>) {
         if let Some(t) = &self.cfg.table
             && !self.cfg.columns.is_empty()
         {
@@ -308,7 +311,7 @@ impl MysqlSink {
             *slot = (*slot).max(o.next);
         }
         // Group rows with the same table and columns, keeping order.
-        let mut groups: Vec<(String, Vec<(String, &'static str)>, Vec<Vec<My>>)> = Vec::new();
+        let mut groups: Vec<(String, Columns, Vec<Vec<My>>)> = Vec::new();
         for e in fresh {
             let (table, cols, vals) = self.row(e);
             match groups
