@@ -196,7 +196,7 @@ impl KafkaSource {
                 let ts = msg
                     .timestamp()
                     .to_millis()
-                    .map_or_else(now_ns, |ms| ms.saturating_mul(1_000_000));
+                    .map_or_else(now_ns, |ms| message_time_ns(ms, partition, offset));
                 let mut e = Event::raw(line, ts);
                 e.origin = Some(Origin {
                     topic,
@@ -329,6 +329,18 @@ fn scan_topic(
         }
     }
     Ok(())
+}
+
+/// An event's time from its message's (millisecond) timestamp. The
+/// nanoseconds below the millisecond come from the offset and partition,
+/// so messages of one millisecond get distinct times (a time-series
+/// database would otherwise keep only the last point of a series per
+/// timestamp) and a message delivered again gets the same time (its point
+/// is overwritten, not duplicated). Distinct for up to 1000 messages per
+/// millisecond per partition and 1000 partitions.
+pub fn message_time_ns(ms: i64, partition: i32, offset: i64) -> i64 {
+    let sub = offset.rem_euclid(1000) * 1000 + i64::from(partition).rem_euclid(1000);
+    ms.saturating_mul(1_000_000).saturating_add(sub)
 }
 
 fn now_ns() -> i64 {
@@ -610,5 +622,39 @@ impl KafkaSink {
     /// Waits for everything in flight.
     pub fn flush(&self, timeout: Duration) -> bool {
         self.producer.flush(timeout).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_times_are_distinct_within_a_millisecond_and_stable() {
+        let t = |p, o| message_time_ns(1_700_000_000_123, p, o);
+        assert_eq!(t(0, 0), 1_700_000_000_123_000_000);
+        let mut seen = std::collections::BTreeSet::new();
+        for p in 0..8 {
+            for o in 0..500 {
+                assert!(seen.insert(t(p, o)), "{p}/{o}");
+                assert!(
+                    t(p, o) / 1_000_000 == 1_700_000_000_123,
+                    "stays in its millisecond"
+                );
+            }
+        }
+        assert_eq!(t(3, 77), t(3, 77));
+    }
+
+    #[test]
+    fn delivered_state_round_trips_and_only_grows() {
+        let mut s = DeliveredState::default();
+        s.delivered(0, 10, Some(("file:a#0".to_owned(), 100)));
+        s.delivered(0, 9, Some(("file:a#0".to_owned(), 50)));
+        s.delivered(1, 3, None);
+        assert_eq!(s.partitions[&0], 10);
+        assert_eq!(s.positions["file:a#0"], 100);
+        assert_eq!(DeliveredState::from_json(&s.to_json()), Some(s));
+        assert_eq!(DeliveredState::from_json("{}"), None);
     }
 }

@@ -258,7 +258,10 @@ fn mariadb_restarted_mid_run_ends_with_exact_rows() {
     }
     let before = db.count("access_log");
     db.stop();
-    assert!(before < total as i64, "the outage must come mid-run ({before} rows already)");
+    assert!(
+        before < total as i64,
+        "the outage must come mid-run ({before} rows already)"
+    );
     std::thread::sleep(Duration::from_secs(3));
     db.spawn();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -420,4 +423,150 @@ fn nginx_access_log_to_mariadb_matches_nginx() {
     );
     let not_found = db.root_sql("SELECT count(*) FROM weir.access_log WHERE status = 404");
     assert_eq!(not_found, "750");
+}
+
+/// An InfluxDB 1.x server with database `telegraf`.
+struct Influx {
+    _server: Term,
+    port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+impl Influx {
+    fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let port = free_port();
+        std::fs::write(
+            d.join("influxdb.conf"),
+            format!(
+                "reporting-disabled = true\nbind-address = \"127.0.0.1:{}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n[http]\n  enabled = true\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n",
+                free_port(),
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("influxd.log")).unwrap();
+        let server = Term(Some(
+            Command::new(program("influxd", "influxdb"))
+                .arg("-config")
+                .arg(d.join("influxdb.conf"))
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap(),
+        ));
+        wait_port(port, "influxd", &d.join("influxd.log"));
+        let i = Influx {
+            _server: server,
+            port,
+            _tmp: tmp,
+        };
+        let (status, body) = i.query("CREATE DATABASE telegraf");
+        assert_eq!(status, 200, "{body}");
+        i
+    }
+
+    fn query(&self, q: &str) -> (u16, String) {
+        let url = weir_pipeline::http::Url::parse(&format!(
+            "http://127.0.0.1:{}/query?db=telegraf",
+            self.port
+        ))
+        .unwrap();
+        let body = format!("q={}", q.replace(' ', "+"));
+        let (status, answer) = weir_pipeline::http::request(
+            "POST",
+            &url,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        (status, String::from_utf8_lossy(&answer).into_owned())
+    }
+}
+
+/// Flow A with the time-series database of the reference: kafka-python
+/// sends sensor JSON to `oceanic` on Weir's broker, a Telegraf-style
+/// pipeline writes line protocol to InfluxDB, and the points query back.
+#[test]
+fn flow_a_kafka_python_to_influxdb() {
+    let ok = Command::new("python3")
+        .args(["-c", "import kafka"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "python3 cannot import kafka: python3 -m pip install kafka-python"
+    );
+    let broker = Broker::start(&[]);
+    let influx = Influx::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let count: i64 = 5000;
+    let out = Command::new("python3")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
+        .args([
+            "seed_producer.py",
+            "--bootstrap",
+            &broker.bootstrap(),
+            "--count",
+            &count.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        tmp.path().join("telegraf.toml"),
+        format!(
+            "data_dir = \"data\"\n[sources.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"oceanic\"]\ngroup = \"telegraf\"\nformat = \"json\"\n\n[sinks.tsdb]\ntype = \"line_protocol\"\ninputs = [\"kafka\"]\nurl = \"http://127.0.0.1:{}/write?db=telegraf\"\ngzip = true\nbatch = 1000\nflush_ms = 200\n",
+            broker.bootstrap(),
+            influx.port
+        ),
+    )
+    .unwrap();
+    let p = start_pipeline(tmp.path(), "telegraf.toml");
+    // Each reading becomes one point (message times are distinct to the
+    // nanosecond, so no point overwrites another).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = influx.query("SELECT count(pressure) FROM kafka_consumer");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let n = v["results"][0]["series"][0]["values"][0][1]
+            .as_i64()
+            .unwrap_or(0);
+        if n >= count {
+            assert_eq!(n, count, "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {count} points in InfluxDB: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sigterm(p);
+    let (_, body) = influx.query("SELECT * FROM kafka_consumer LIMIT 3");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let series = &v["results"][0]["series"][0];
+    assert_eq!(series["name"], "kafka_consumer");
+    let columns: Vec<&str> = series["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    for c in ["time", "host", "pressure", "temperature", "visibility"] {
+        assert!(columns.contains(&c), "{c} missing from {columns:?}");
+    }
+    let (_, body) = influx.query("SELECT max(pressure), max(temperature) FROM kafka_consumer");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let row = &v["results"][0]["series"][0]["values"][0];
+    assert!(
+        row[1].as_f64().unwrap() <= 10.0 && row[2].as_f64().unwrap() <= 100.0,
+        "{body}"
+    );
 }
