@@ -542,8 +542,11 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
         }
         "parse_influx" => {
             let p = k.string("precision")?.unwrap_or_default();
-            let precision = crate::transforms::influx::Precision::parse(&p)
-                .ok_or_else(|| k.err(format!("key `precision`: {p:?} is not ns, us, ms or s")))?;
+            let precision = crate::transforms::influx::Precision::parse(&p).ok_or_else(|| {
+                k.err(format!(
+                    "key `precision`: {p:?} is not ns, us, ms, s, m or h"
+                ))
+            })?;
             Spec::ParseInflux { precision }
         }
         "parse_nginx" => {
@@ -893,9 +896,61 @@ mod tests {
             "only transforms and database sinks have an `.errors` output",
         );
         check(
-            "[sources.a]\ntype = \"stdin\"\n[transforms.p]\ntype = \"parse_influx\"\ninputs = [\"a\"]\nprecision = \"h\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"p\"]",
+            "[sources.a]\ntype = \"stdin\"\n[transforms.p]\ntype = \"parse_influx\"\ninputs = [\"a\"]\nprecision = \"d\"\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"p\"]",
             "transforms.p: key `precision`",
         );
         check("not toml [", "not valid TOML");
+        let sink = "\n[sinks.s]\ntype = \"stdout\"\ninputs = [\"a\"]";
+        check(
+            &format!("[sources.a]\ntype = \"file\"{sink}"),
+            "sources.a: missing key `include`",
+        );
+        check(
+            &format!(
+                "[sources.a]\ntype = \"file\"\ninclude = [\"*.log\"]\nstart_at = \"middle\"{sink}"
+            ),
+            "sources.a: key `start_at`",
+        );
+        check(
+            &format!("[sources.a]\ntype = \"http\"\naddress = \"localhost\"{sink}"),
+            "sources.a: key `address`",
+        );
+        let src = "[sources.a]\ntype = \"stdin\"\n";
+        check(
+            &format!("{src}[sinks.m]\ntype = \"mysql\"\ninputs = [\"a\"]\nurl = \"postgres://x\""),
+            "sinks.m: key `url`",
+        );
+        check(
+            &format!(
+                "{src}[sinks.m]\ntype = \"mysql\"\ninputs = [\"a\"]\nurl = \"mysql://u@h/db\"\ncolumns = {{ c = \"f\" }}"
+            ),
+            "sinks.m: key `columns` needs key `table`",
+        );
+        check(
+            &format!(
+                "{src}[sinks.l]\ntype = \"line_protocol\"\ninputs = [\"a\"]\nurl = \"https://tsdb/write\""
+            ),
+            "sinks.l: key `url`",
+        );
+        check(
+            &format!(
+                "{src}[sinks.k]\ntype = \"kafka\"\ninputs = [\"a\"]\nbrokers = \"b\"\ntopic = \"t\"\nexactly_once = \"yes\""
+            ),
+            "sinks.k: key `exactly_once` must be true or false",
+        );
+        // Database sinks have a dead-letter output; other sinks do not.
+        let lp = "[sinks.l]\ntype = \"line_protocol\"\ninputs = [\"a\"]\nurl = \"http://tsdb:8086/write?db=x\"\n";
+        assert!(
+            PipelineConfig::parse(&format!(
+                "{src}{lp}[sinks.d]\ntype = \"stdout\"\ninputs = [\"l.errors\"]"
+            ))
+            .is_ok()
+        );
+        check(
+            &format!(
+                "{src}[sinks.o]\ntype = \"stdout\"\ninputs = [\"a\"]\n[sinks.d]\ntype = \"stdout\"\ninputs = [\"o.errors\"]"
+            ),
+            "only transforms and database sinks have an `.errors` output",
+        );
     }
 }

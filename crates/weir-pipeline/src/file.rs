@@ -1,10 +1,12 @@
 //! The `file` source: tails files matched by globs, the way Filebeat does.
 //!
 //! * A file's identity is its device and inode plus a CRC-32C fingerprint
-//!   of its first bytes (up to `fingerprint_bytes`; shorter files are read
-//!   at once and their fingerprint grows with them). Each identity gets an
-//!   id when first seen; lines carry it in their origin (`file:<id>`), with
-//!   the byte offset of the line and of the byte after it.
+//!   of its first line (at most `fingerprint_bytes` of it), so a file is
+//!   identified as soon as its first line is complete, however short, and
+//!   the same file gets the same id in every run (`<dev>-<ino>-<crc>-<len>`).
+//!   Lines carry it in their origin (`file:<id>`), with the byte offset of
+//!   the line and of the byte after it, which sinks use to store each line
+//!   once.
 //! * The registry (one JSON file per source) holds, per identity, the
 //!   offset up to which every line has been stored by every sink. It is
 //!   advanced only from the acknowledgement tracker and written atomically
@@ -40,7 +42,7 @@ pub struct FileConfig {
     pub exclude: Vec<String>,
     /// Where files seen at start begin: at their end instead of 0.
     pub start_at_end: bool,
-    /// Bytes of a file's start that identify it.
+    /// At most this many bytes of a file's first line identify it.
     pub fingerprint_bytes: usize,
     /// How often files are checked for growth and globs re-expanded.
     pub poll: Duration,
@@ -277,6 +279,35 @@ struct Tracked {
     last_data: Instant,
 }
 
+/// The identity of a file from its first line (or its first `max` bytes
+/// when that line is longer); `None` while the first line is incomplete.
+fn first_line_identity(
+    file: &File,
+    dev: u64,
+    ino: u64,
+    max: u64,
+) -> std::io::Result<Option<(String, u64, u32)>> {
+    let mut buf = vec![0u8; max as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let len = match buf[..got].iter().position(|&b| b == b'\n') {
+        Some(nl) => nl + 1,
+        None if got == buf.len() && got > 0 => got,
+        None => return Ok(None),
+    };
+    let crc = crc32c::crc32c(&buf[..len]);
+    Ok(Some((
+        format!("{dev:x}-{ino:x}-{crc:08x}-{len:x}"),
+        len as u64,
+        crc,
+    )))
+}
+
 fn fingerprint(file: &File, len: u64) -> std::io::Result<(u64, u32)> {
     let mut buf = vec![0u8; len as usize];
     let mut got = 0;
@@ -440,13 +471,13 @@ impl FileSource {
                 e
             }
             None => {
-                let (fp_len, fp_crc) = fingerprint(&file, self.cfg.fingerprint_bytes as u64)?;
-                let seen = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
+                // Not identified until its first line is complete (id "").
+                let (id, fp_len, fp_crc) =
+                    first_line_identity(&file, dev, ino, self.cfg.fingerprint_bytes as u64)?
+                        .unwrap_or_default();
                 self.registry_dirty = true;
                 Entry {
-                    id: format!("{dev:x}-{ino:x}-{seen:x}"),
+                    id,
                     path: path.to_owned(),
                     dev,
                     ino,
@@ -497,15 +528,38 @@ impl FileSource {
                 restart_truncated(t);
                 self.registry_dirty = true;
             }
-            // Grow the fingerprint of files that were short when first seen.
-            if t.entry.fp_len < self.cfg.fingerprint_bytes as u64
-                && size > t.entry.fp_len
-                && let Ok((len, crc)) =
-                    fingerprint(&t.file, (self.cfg.fingerprint_bytes as u64).min(size))
-            {
-                t.entry.fp_len = len;
-                t.entry.fp_crc = crc;
-                self.registry_dirty = true;
+            if t.entry.id.is_empty() {
+                let gone = !t.present && t.last_data.elapsed() >= self.cfg.rotate_wait;
+                // A file that is gone is identified by all it holds.
+                let max = if gone {
+                    size.max(1)
+                } else {
+                    self.cfg.fingerprint_bytes as u64
+                };
+                match first_line_identity(&t.file, t.entry.dev, t.entry.ino, max) {
+                    Ok(Some((id, len, crc))) => {
+                        let stored = self
+                            .skip_below
+                            .get(&(format!("file:{id}"), 0))
+                            .map_or(0, |&s| s.max(0) as u64);
+                        if stored > t.read_at && t.partial.is_empty() {
+                            t.read_at = stored.min(size);
+                            t.line_start = t.read_at;
+                        }
+                        (t.entry.id, t.entry.fp_len, t.entry.fp_crc) = (id, len, crc);
+                        self.registry_dirty = true;
+                    }
+                    _ if gone => {
+                        // Empty and gone: nothing to read.
+                        let t = self.files.remove(i);
+                        tracing::info!(path = %t.entry.path.display(), "done with empty file");
+                        continue;
+                    }
+                    _ => {
+                        i += 1;
+                        continue; // the first line is not complete yet
+                    }
+                }
             }
             let mut budget = 4usize << 20;
             let mut batch: Vec<Event> = Vec::new();
@@ -637,6 +691,7 @@ impl FileSource {
         let files: Vec<serde_json::Value> = self
             .files
             .iter()
+            .filter(|t| !t.entry.id.is_empty())
             .map(|t| t.entry.to_json())
             .chain(self.known.iter().map(Entry::to_json))
             .collect();
@@ -705,20 +760,18 @@ impl FileSource {
 }
 
 fn fingerprint_holds(t: &Tracked) -> bool {
-    fingerprint(&t.file, t.entry.fp_len)
-        .is_ok_and(|(len, crc)| len == t.entry.fp_len && crc == t.entry.fp_crc)
+    t.entry.id.is_empty()
+        || fingerprint(&t.file, t.entry.fp_len)
+            .is_ok_and(|(len, crc)| len == t.entry.fp_len && crc == t.entry.fp_crc)
 }
 
 /// copytruncate: the file starts again at 0 under a new identity.
 fn restart_truncated(t: &mut Tracked) {
-    let seen = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
     tracing::info!(path = %t.entry.path.display(), "file truncated: reading from the start");
-    t.entry.id = format!("{:x}-{:x}-{seen:x}", t.entry.dev, t.entry.ino);
+    t.entry.id = String::new(); // identified again by its new first line
     t.entry.offset = 0;
     t.entry.fp_len = 0;
-    t.entry.fp_crc = crc32c::crc32c(&[]);
+    t.entry.fp_crc = 0;
     t.read_at = 0;
     t.line_start = 0;
     t.partial.clear();
@@ -1014,6 +1067,25 @@ mod tests {
         let mut got = h.step();
         got.sort();
         assert_eq!(got, ["a2", "b1"]);
+    }
+
+    #[test]
+    fn identities_are_the_same_in_every_run_and_wait_for_a_first_line() {
+        let mut h = Harness::new("*.log", |_| {});
+        let p = h.path("a.log");
+        append(&p, "no newline yet");
+        assert!(h.step().is_empty());
+        append(&p, " done\nsecond\n");
+        assert_eq!(h.step(), ["no newline yet done", "second"]);
+        let id = h.held[0].origin.clone().unwrap().topic;
+        // Killed before the registry was written: the same id again.
+        h.restart();
+        assert_eq!(h.step().len(), 2);
+        assert_eq!(h.held[0].origin.clone().unwrap().topic, id);
+        // Truncated and rewritten: a new first line, a new id.
+        std::fs::write(&p, "other\n").unwrap();
+        assert_eq!(h.step(), ["other"]);
+        assert_ne!(h.held.last().unwrap().origin.clone().unwrap().topic, id);
     }
 
     #[test]
