@@ -570,3 +570,70 @@ fn flow_a_kafka_python_to_influxdb() {
         "{body}"
     );
 }
+
+/// An existing table with a column mapping: rows land in the mapped
+/// columns; a value the table cannot hold is rejected by MariaDB, isolated
+/// from its batch and sent to the dead-letter output, and the rest stored.
+#[test]
+fn mysql_existing_table_mapping_and_rejected_rows() {
+    let db = Mariadb::start();
+    db.root_sql(
+        "CREATE TABLE weir.hits (ts DATETIME(6) NOT NULL, ip VARCHAR(15) NOT NULL, sent INT NOT NULL, page VARCHAR(100))",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("map.toml"),
+        format!(
+            "[sources.in]\ntype = \"stdin\"\n\n[transforms.parse]\ntype = \"parse_nginx\"\ninputs = [\"in\"]\n\n[sinks.mysql]\ntype = \"mysql\"\ninputs = [\"parse\"]\nurl = \"{}\"\ntable = \"hits\"\ncolumns = {{ ts = \"time\", ip = \"client_ip\", sent = \"bytes\", page = \"path\" }}\nbatch = 50\nflush_ms = 50\n\n[sinks.dead]\ntype = \"file\"\ninputs = [\"mysql.errors\"]\npath = \"dead.jsonl\"\n",
+            db.url()
+        ),
+    )
+    .unwrap();
+    let mut lines = String::new();
+    for i in 0..100 {
+        // Every 25th client is an IPv6 address too long for VARCHAR(15).
+        let ip = if i % 25 == 7 {
+            "2001:db8:85a3::8a2e:370:7334".to_owned()
+        } else {
+            format!("1.2.3.{i}")
+        };
+        lines.push_str(&format!(
+            "{ip} - - [10/Oct/2023:13:55:36 +0800] \"GET /p{i} HTTP/1.1\" 200 {} \"-\" \"ua\"\n",
+            1000 + i
+        ));
+    }
+    let out = common::run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["pipeline", "run", "map.toml"])
+            .current_dir(tmp.path())
+            .env("WEIR_LOG", "warn"),
+        Some(&lines),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db.count("hits"), 96);
+    assert_eq!(
+        db.root_sql("SELECT sum(sent) FROM weir.hits"),
+        (0..100)
+            .filter(|i| i % 25 != 7)
+            .map(|i| 1000 + i)
+            .sum::<i64>()
+            .to_string()
+    );
+    assert_eq!(
+        db.root_sql("SELECT ts, ip, page FROM weir.hits WHERE page = '/p0'"),
+        "2023-10-10 05:55:36.000000\t1.2.3.0\t/p0",
+        "time in UTC"
+    );
+    let dead = std::fs::read_to_string(tmp.path().join("dead.jsonl")).unwrap();
+    let dead: Vec<&str> = dead.lines().collect();
+    assert_eq!(dead.len(), 4);
+    assert!(
+        dead.iter()
+            .all(|l| l.contains("2001:db8") && l.contains("1406")),
+        "{dead:?}"
+    );
+}
