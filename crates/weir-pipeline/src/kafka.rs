@@ -85,10 +85,14 @@ impl KafkaSource {
     /// Connects and subscribes. `skip_below` holds positions already stored
     /// by an exactly-once sink.
     pub fn new(cfg: &SourceConfig, skip_below: Positions) -> Result<Self, String> {
-        // Bound what librdkafka prefetches, so memory stays bounded.
+        // Bound what librdkafka prefetches, so memory stays bounded; when
+        // the bound is reached, fetch again soon after it drains instead of
+        // librdkafka's default pause of a second (which alone would cap a
+        // partition at one prefetch queue per second).
         let defaults = [
             ("queued.max.messages.kbytes", "16384"),
-            ("queued.min.messages", "10000"),
+            ("queued.min.messages", "100000"),
+            ("fetch.queue.backoff.ms", "10"),
         ];
         let forced = [
             ("group.id", cfg.group.as_str()),

@@ -115,6 +115,9 @@ pub struct MysqlSink {
     cfg: MysqlConfig,
     pipeline: String,
     pool: Option<Pool>,
+    /// The connection writes go through, kept between batches (returning
+    /// it to the pool would reset it and drop its prepared statements).
+    held: Option<PooledConn>,
     opts: Opts,
     columns: HashMap<String, BTreeSet<String>>,
     stored: Option<Positions>,
@@ -137,6 +140,7 @@ impl MysqlSink {
             cfg,
             pipeline: pipeline.to_owned(),
             pool: None,
+            held: None,
             opts,
             columns: HashMap::new(),
             stored: None,
@@ -144,6 +148,9 @@ impl MysqlSink {
     }
 
     fn conn(&mut self) -> Result<PooledConn, mysql::Error> {
+        if let Some(c) = self.held.take() {
+            return Ok(c);
+        }
         if self.pool.is_none() {
             self.pool = Some(Pool::new(self.opts.clone())?);
         }
@@ -353,6 +360,7 @@ impl MysqlSink {
             )?;
         }
         tx.commit()?;
+        self.held = Some(conn);
         if let Some(s) = self.stored.as_mut() {
             for (k, next) in positions {
                 let slot = s.entry(k).or_insert(next);
