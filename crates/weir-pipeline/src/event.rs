@@ -306,32 +306,75 @@ impl Event {
         out
     }
 
-    /// One JSON object: name, time (ns), tags, fields and any raw line.
+    /// One JSON object: name, time (ns), tags, fields (in event order) and
+    /// any raw line. Written directly, without building a JSON tree.
     pub fn to_json(&self) -> String {
-        let fields: serde_json::Map<String, serde_json::Value> = self
-            .fields
-            .iter()
-            .map(|(k, v)| {
-                let j = match v {
-                    Value::Int(i) => serde_json::Value::from(*i),
-                    Value::Float(f) => serde_json::Value::from(*f),
-                    Value::Bool(b) => serde_json::Value::from(*b),
-                    Value::Str(s) => serde_json::Value::from(s.as_str()),
-                };
-                (k.to_string(), j)
-            })
-            .collect();
-        let mut obj = serde_json::json!({
-            "name": self.name.as_str(),
-            "time": self.timestamp_ns,
-            "tags": self.tags.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
-            "fields": fields,
-        });
-        if let Some(raw) = &self.raw {
-            obj["raw"] = serde_json::Value::from(raw.as_str());
+        let mut out = String::with_capacity(128 + self.raw.as_ref().map_or(0, String::len));
+        out.push_str("{\"name\":");
+        json_str(&mut out, &self.name);
+        out.push_str(",\"time\":");
+        out.push_str(&self.timestamp_ns.to_string());
+        out.push_str(",\"tags\":{");
+        for (i, (k, v)) in self.tags.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_str(&mut out, k);
+            out.push(':');
+            json_str(&mut out, v);
         }
-        obj.to_string()
+        out.push_str("},\"fields\":{");
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_str(&mut out, k);
+            out.push(':');
+            match v {
+                Value::Int(n) => out.push_str(&n.to_string()),
+                Value::Float(f) if f.is_finite() => {
+                    let text = f.to_string();
+                    out.push_str(&text);
+                }
+                Value::Float(_) => out.push_str("null"),
+                Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                Value::Str(s) => json_str(&mut out, s),
+            }
+        }
+        out.push('}');
+        if let Some(raw) = &self.raw {
+            out.push_str(",\"raw\":");
+            json_str(&mut out, raw);
+        }
+        out.push('}');
+        out
     }
+}
+
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -370,6 +413,33 @@ mod tests {
         assert_eq!(m["request"], 99);
         assert_eq!(m[""], 5);
         assert!(!m.contains_key("a") && m.contains_key("request_"));
+    }
+
+    #[test]
+    fn json_is_valid_for_any_text_and_number() {
+        let tricky = "q\"b\\s\n\r\t\u{1}\u{1f}é广东\u{7f}";
+        let e = Event {
+            name: "n\"x".into(),
+            timestamp_ns: -5,
+            raw: Some(tricky.to_owned()),
+            ..Event::default()
+        }
+        .with_tag(tricky, tricky)
+        .with_field("f", 1.5e300)
+        .with_field("nan", f64::NAN)
+        .with_field("i", i64::MIN)
+        .with_field("b", false)
+        .with_field("s", tricky);
+        let j: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(j["name"], "n\"x");
+        assert_eq!(j["time"], -5);
+        assert_eq!(j["tags"][tricky], tricky);
+        assert_eq!(j["fields"]["f"], 1.5e300);
+        assert!(j["fields"]["nan"].is_null());
+        assert_eq!(j["fields"]["i"], i64::MIN);
+        assert_eq!(j["fields"]["b"], false);
+        assert_eq!(j["fields"]["s"], tricky);
+        assert_eq!(j["raw"], tricky);
     }
 
     #[test]
