@@ -74,11 +74,15 @@ fn error(dialect: Dialect, status: u16, message: &str) -> Response {
     }
 }
 
-/// Serves the write endpoints; `emit` hands a batch on (false: the
-/// pipeline is gone).
+/// What a write hands its points to: the database named by the request
+/// (`db`, or `bucket` for `/api/v2/write`; `public` when absent) and the
+/// points; false when the receiver is gone.
+pub type Emit = Box<dyn Fn(&str, Vec<Event>) -> bool + Send + Sync>;
+
+/// Serves the write endpoints through `emit`.
 pub struct Ingest {
     cfg: IngestConfig,
-    emit: Box<dyn Fn(Vec<Event>) -> bool + Send + Sync>,
+    emit: Emit,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -91,7 +95,7 @@ impl Ingest {
     /// A handler for `cfg` emitting through `emit`.
     pub fn new(
         cfg: IngestConfig,
-        emit: impl Fn(Vec<Event>) -> bool + Send + Sync + 'static,
+        emit: impl Fn(&str, Vec<Event>) -> bool + Send + Sync + 'static,
     ) -> Self {
         Self {
             cfg,
@@ -241,7 +245,12 @@ impl Ingest {
                 e.ack = Some(AckRef(ack.clone()));
             }
             drop(ack);
-            if !(self.emit)(events) {
+            let db = req
+                .param("db")
+                .or_else(|| req.param("bucket"))
+                .filter(|d| !d.is_empty())
+                .unwrap_or("public");
+            if !(self.emit)(db, events) {
                 return error(dialect, 503, "the pipeline is shutting down");
             }
             if !tracker.wait_idle(self.cfg.ack_timeout) {
@@ -264,7 +273,7 @@ mod tests {
     fn ingest(cfg: IngestConfig) -> (Ingest, Arc<Mutex<Vec<Event>>>) {
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
-        let i = Ingest::new(cfg, move |batch: Vec<Event>| {
+        let i = Ingest::new(cfg, move |_db: &str, batch: Vec<Event>| {
             // Stored: keep the data, drop the acknowledgements.
             sink.lock().unwrap().extend(batch.into_iter().map(|mut e| {
                 e.ack = None;
@@ -413,14 +422,14 @@ mod tests {
                 ack_timeout: Duration::from_millis(200),
                 ..IngestConfig::default()
             },
-            move |b: Vec<Event>| {
+            move |_db: &str, b: Vec<Event>| {
                 h.lock().unwrap().extend(b); // never stored
                 true
             },
         );
         assert_eq!(i.handle(&post("/write", b"m v=1", &[])).status, 503);
         held.lock().unwrap().clear();
-        let gone = Ingest::new(IngestConfig::default(), |_| false);
+        let gone = Ingest::new(IngestConfig::default(), |_, _| false);
         assert_eq!(gone.handle(&post("/write", b"m v=1", &[])).status, 503);
     }
 }

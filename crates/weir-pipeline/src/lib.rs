@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod runtime;
 pub mod sinks;
+pub mod store;
 pub mod transforms;
 
 pub use event::{Event, Value};

@@ -198,7 +198,7 @@ pub fn start(
             Spec::Http(hc) => {
                 let emit_outs = outs.clone();
                 let emit_counters = counters.clone();
-                let ingest = crate::ingest::Ingest::new(hc.clone(), move |batch| {
+                let ingest = crate::ingest::Ingest::new(hc.clone(), move |_db, batch| {
                     emit_counters
                         .events_out
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);

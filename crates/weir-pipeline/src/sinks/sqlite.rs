@@ -54,6 +54,9 @@ impl SqliteSink {
     /// Opens (or creates) the database file in WAL mode.
     pub fn open(path: &Path) -> Result<Self, SqliteError> {
         let conn = Connection::open(path)?;
+        // Several writers share a store (pipelines, HTTP writes): wait for
+        // the lock rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
