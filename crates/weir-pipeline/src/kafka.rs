@@ -411,6 +411,7 @@ fn origin_key(o: &Origin) -> String {
 #[derive(Debug)]
 pub struct DeliveryContext {
     failures: Arc<std::sync::atomic::AtomicU64>,
+    delivered: Arc<std::sync::atomic::AtomicU64>,
     state: Option<Arc<std::sync::Mutex<DeliveredState>>>,
 }
 
@@ -426,6 +427,7 @@ impl ProducerContext for DeliveryContext {
                 tracing::warn!(error = %e, "kafka delivery failed");
             }
             Ok(msg) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Some(state) = &self.state {
                     let origin = event.origin.as_ref().map(|o| (origin_key(o), o.next));
                     state.lock().unwrap_or_else(|p| p.into_inner()).delivered(
@@ -460,6 +462,8 @@ pub struct KafkaSink {
     exactly_once: Option<ExactlyOnce>,
     /// Deliveries that failed for good.
     pub failures: Arc<std::sync::atomic::AtomicU64>,
+    /// Messages the cluster confirmed.
+    pub delivered: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -481,6 +485,7 @@ impl KafkaSink {
         state: Option<std::path::PathBuf>,
     ) -> Result<Self, String> {
         let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let exactly_once = state.map(|path| ExactlyOnce {
             path,
             state: Arc::default(),
@@ -496,6 +501,7 @@ impl KafkaSink {
         let producer = c
             .create_with_context(DeliveryContext {
                 failures: failures.clone(),
+                delivered: delivered.clone(),
                 state: exactly_once.as_ref().map(|x| x.state.clone()),
             })
             .map_err(|e| format!("creating the producer: {e}"))?;
@@ -506,6 +512,7 @@ impl KafkaSink {
             extra: extra.clone(),
             exactly_once,
             failures,
+            delivered,
         })
     }
 

@@ -309,7 +309,11 @@ pub fn start(
                 let (batch, rx, pipeline) =
                     (*batch, rx.expect("sinks have inputs"), pipeline.to_owned());
                 let name = c.id.clone();
-                Box::new(move || sqlite_sink(&name, sink, batch, &pipeline, rx, inputs, &counters))
+                let stop = stop.clone();
+                Box::new(move || {
+                    let mut ctx = SinkCtx::new(&name, &[], &counters, &stop);
+                    sqlite_sink(sink, batch, &pipeline, rx, inputs, &mut ctx);
+                })
             }
             Spec::LineProtocol(lc) => {
                 let sink =
@@ -707,86 +711,54 @@ fn transform(
     end(dead);
 }
 
+/// The SQLite sink: batches by size or after 200 ms, each batch and the
+/// positions after it in one transaction; events at or below positions an
+/// earlier run stored are dropped (a source sent them again).
 fn sqlite_sink(
-    name: &str,
     mut sink: SqliteSink,
     batch: usize,
     pipeline: &str,
     rx: Receiver<Msg>,
     inputs: usize,
-    counters: &Counters,
+    ctx: &mut SinkCtx<'_>,
 ) {
-    let mut pending: Vec<Event> = Vec::new();
-    let mut ended = 0;
-    let mut sampler = Sampler {
-        last: None,
-        suppressed: 0,
-    };
-    // Positions already stored: events at or below them were stored by an
-    // earlier run (a source resent them) and are dropped, acknowledged.
     let mut stored = sink.offsets(pipeline).unwrap_or_default();
-    let mut flush = |pending: &mut Vec<Event>| {
-        pending.retain(|e| {
-            e.origin.as_ref().is_none_or(|o| {
-                stored
-                    .get(&(o.topic.clone(), o.partition))
-                    .is_none_or(|&s| o.next > s)
+    let mut write = |events: &[Event]| {
+        let fresh: Vec<Event> = events
+            .iter()
+            .filter(|e| {
+                e.origin.as_ref().is_none_or(|o| {
+                    stored
+                        .get(&(o.topic.clone(), o.partition))
+                        .is_none_or(|&s| o.next > s)
+                })
             })
-        });
-        if pending.is_empty() {
-            return;
-        }
-        // Retry a failed write (a locked or full database) until it lands:
-        // the inputs wait meanwhile, so nothing is lost or buffered without bound.
-        // The positions of what this batch stores, committed with the rows.
+            .cloned()
+            .collect();
         let mut positions = Offsets::new();
-        for o in pending.iter().filter_map(|e| e.origin.as_ref()) {
+        for o in events.iter().filter_map(|e| e.origin.as_ref()) {
             let slot = positions
                 .entry((o.topic.clone(), o.partition))
                 .or_insert(o.next);
             *slot = (*slot).max(o.next);
         }
-        loop {
-            match sink.write(pipeline, pending, &positions) {
-                Ok(()) => break,
-                Err(e) => {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    sampler.bad(name, "sqlite write failed, retrying", &e.to_string());
-                    std::thread::sleep(Duration::from_millis(200));
+        match sink.write(pipeline, &fresh, &positions) {
+            Ok(()) => {
+                for (tp, next) in positions {
+                    let slot = stored.entry(tp).or_insert(next);
+                    *slot = (*slot).max(next);
                 }
+                crate::sinks::Outcome::Stored
             }
+            // A locked or full database: the same batch again later.
+            Err(e) => crate::sinks::Outcome::Retry(e.to_string()),
         }
-        counters
-            .events_out
-            .fetch_add(pending.len() as u64, Ordering::Relaxed);
-        for (tp, next) in positions {
-            let slot = stored.entry(tp).or_insert(next);
-            *slot = (*slot).max(next);
-        }
-        pending.clear();
     };
-    loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Msg::Events(b)) => {
-                counters
-                    .events_in
-                    .fetch_add(b.len() as u64, Ordering::Relaxed);
-                pending.extend(b);
-                if pending.len() >= batch {
-                    flush(&mut pending);
-                }
-            }
-            Ok(Msg::End) => {
-                ended += 1;
-                if ended == inputs {
-                    break;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => flush(&mut pending),
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    flush(&mut pending);
+    let batching = Batching {
+        size: batch,
+        flush: Duration::from_millis(200),
+    };
+    batch_sink(&mut write, &batching, rx, inputs, ctx);
 }
 
 /// A parsed message keeps its source message's acknowledgement; a bad one
@@ -834,6 +806,9 @@ fn kafka_sink(
     let mut ended = 0;
     let mut saved = Instant::now();
     loop {
+        counters
+            .events_out
+            .store(sink.delivered.load(Ordering::Relaxed), Ordering::Relaxed);
         if saved.elapsed() >= Duration::from_secs(1) {
             sink.save_state();
             saved = Instant::now();
@@ -876,6 +851,9 @@ fn kafka_sink(
         tracing::warn!("kafka sink: messages still undelivered at shutdown");
     }
     sink.save_state();
+    counters
+        .events_out
+        .store(sink.delivered.load(Ordering::Relaxed), Ordering::Relaxed);
     let failed = sink.failures.load(Ordering::Relaxed);
     counters.errors.fetch_add(failed, Ordering::Relaxed);
 }

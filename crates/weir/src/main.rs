@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod broker;
 mod logtool;
 mod pipeline;
+mod up;
 
 #[global_allocator]
 static ALLOC: weir_broker::alloc::WeirAlloc = weir_broker::alloc::WeirAlloc;
@@ -26,6 +27,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start everything: broker, HTTP (writes, SQL, metrics), the two
+    /// reference flows into the embedded store, with demo data unless
+    /// --no-demo.
+    Up(up::UpArgs),
     /// Run the Kafka-compatible broker.
     Broker(broker::BrokerArgs),
     /// Generate test data for the reference flows, one line each on stdout.
@@ -146,6 +151,10 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Broker(args) => broker::run(args),
+        Command::Up(args) => {
+            drop(out);
+            up::run(args)
+        }
         Command::Gen(args) => generate(&args, &mut out),
         Command::Pipeline(PipelineCommand::Check { file }) => pipeline::check(&file, &mut out),
         Command::Pipeline(PipelineCommand::Run { file }) | Command::Agent { config: file } => {

