@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod broker;
+mod kafka_cli;
 mod logtool;
 mod pipeline;
 mod sql;
@@ -47,6 +48,38 @@ enum Command {
     /// Examples: weir sql "select * from kafka_consumer limit 5";
     /// weir sql --format csv "select province, sum(bytes) from access_log group by 1"
     Sql(sql::SqlArgs),
+    /// Create, list, describe, delete topics and change their configs.
+    Topic {
+        #[command(subcommand)]
+        cmd: kafka_cli::TopicCommand,
+        #[command(flatten)]
+        conn: kafka_cli::Conn,
+    },
+    /// Send lines from stdin or a file to a topic (key separator, headers).
+    ///
+    /// Example: printf 'k1:hello\n' | weir produce oceanic -K :
+    Produce {
+        #[command(flatten)]
+        args: kafka_cli::ProduceArgs,
+        #[command(flatten)]
+        conn: kafka_cli::Conn,
+    },
+    /// Print a topic's messages (from the beginning, an offset or a time).
+    ///
+    /// Example: weir consume oceanic --from-beginning -e -f '%p %o %k %s\n'
+    Consume {
+        #[command(flatten)]
+        args: kafka_cli::ConsumeArgs,
+        #[command(flatten)]
+        conn: kafka_cli::Conn,
+    },
+    /// List, describe (offsets and lag), reset or delete consumer groups.
+    Group {
+        #[command(subcommand)]
+        cmd: kafka_cli::GroupCommand,
+        #[command(flatten)]
+        conn: kafka_cli::Conn,
+    },
     /// Run the Kafka-compatible broker.
     Broker(broker::BrokerArgs),
     /// Generate test data for the reference flows, one line each on stdout.
@@ -156,6 +189,15 @@ fn main() -> ExitCode {
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`weir consume ... | head`) is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // One line, no log decoration: what failed and why.
             let _ = writeln!(std::io::stderr(), "weir: {e:#}");
@@ -169,6 +211,10 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Broker(args) => broker::run(args),
         Command::Sql(args) => sql::run(args, &mut out),
+        Command::Topic { cmd, conn } => kafka_cli::topic(&conn, cmd, &mut out),
+        Command::Produce { args, conn } => kafka_cli::produce(&conn, args, &mut out),
+        Command::Consume { args, conn } => kafka_cli::consume(&conn, args, &mut out),
+        Command::Group { cmd, conn } => kafka_cli::group(&conn, cmd, &mut out),
         Command::Init { path, force } => {
             anyhow::ensure!(
                 force || !path.exists(),
