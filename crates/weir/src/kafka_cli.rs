@@ -91,6 +91,9 @@ pub(crate) enum TopicCommand {
         /// A topic config (repeatable).
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
         configs: Vec<String>,
+        /// Succeed when the topic exists already.
+        #[arg(long)]
+        if_not_exists: bool,
     },
     /// List topics with their partition counts.
     List {
@@ -135,6 +138,7 @@ pub(crate) fn topic(conn: &Conn, cmd: TopicCommand, out: &mut impl Write) -> Res
             partitions,
             replication_factor,
             configs,
+            if_not_exists,
         } => {
             let configs = key_values(&configs, "--config")?;
             let mut t = NewTopic::new(
@@ -151,6 +155,11 @@ pub(crate) fn topic(conn: &Conn, cmd: TopicCommand, out: &mut impl Write) -> Res
             for r in results {
                 match r {
                     Ok(t) => writeln!(out, "Created topic {t}.")?,
+                    Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))
+                        if if_not_exists =>
+                    {
+                        writeln!(out, "Topic {t} exists already.")?;
+                    }
                     Err((t, e)) => bail!("creating topic {t}: {e}"),
                 }
             }

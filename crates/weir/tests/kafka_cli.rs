@@ -54,6 +54,14 @@ fn topics_are_created_described_altered_and_deleted() {
     );
     assert_eq!(out.trim(), "Created topic oceanic.");
     assert!(fails(&broker, &["topic", "create", "oceanic"]).contains("already exists"));
+    assert!(
+        ok(
+            &broker,
+            &["topic", "create", "oceanic", "--if-not-exists"],
+            None
+        )
+        .contains("exists already")
+    );
     assert!(ok(&broker, &["topic", "list"], None).contains("oceanic\t3 partitions"));
     let kcat_meta = kcat(&broker, &["-L", "-t", "oceanic"], None);
     assert!(kcat_meta.contains("3 partitions"), "{kcat_meta}");
