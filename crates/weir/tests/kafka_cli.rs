@@ -171,7 +171,9 @@ fn produce_and_consume_with_keys_headers_offsets_and_formats() {
 #[test]
 fn groups_are_listed_described_reset_and_deleted() {
     let broker = Broker::start(&[]);
-    ok(&broker, &["topic", "create", "g", "-p", "2"], None);
+    // One partition: which partitions a member reads first is up to
+    // librdkafka, and only partitions with commits have a lag to show.
+    ok(&broker, &["topic", "create", "g", "-p", "1"], None);
     let lines: String = (0..10).map(|i| format!("{i}:m{i}\n")).collect();
     ok(&broker, &["produce", "g", "-K", ":"], Some(&lines));
     // A group member reads 6 of 10 and commits.
@@ -205,7 +207,7 @@ fn groups_are_listed_described_reset_and_deleted() {
         ],
         None,
     );
-    assert_eq!(reset.lines().count(), 2);
+    assert_eq!(reset.trim(), "readers\tg\t0\t0");
     assert_eq!(
         ok(&broker, &["consume", "g", "-g", "readers", "-e"], None)
             .lines()
