@@ -32,9 +32,13 @@ enum Command {
     /// Start everything: broker, HTTP (writes, SQL, metrics), the two
     /// reference flows into the embedded store, with demo data unless
     /// --no-demo.
+    #[command(
+        after_help = "Examples:\n  weir up                          both flows with demo data, data in ./weir-data\n  weir up --no-demo --http 0.0.0.0:8902\n  weir up --config weir.toml       (weir init writes one)"
+    )]
     Up(up::UpArgs),
     /// Write a commented weir.toml with every setting `weir up --config`
     /// takes.
+    #[command(after_help = "Example:\n  weir init && weir up --config weir.toml")]
     Init {
         /// Where to write it.
         #[arg(default_value = "weir.toml")]
@@ -44,11 +48,14 @@ enum Command {
         force: bool,
     },
     /// Run SQL on a running Weir's embedded store (no statement: a shell).
-    ///
-    /// Examples: weir sql "select * from kafka_consumer limit 5";
-    /// weir sql --format csv "select province, sum(bytes) from access_log group by 1"
+    #[command(
+        after_help = "Examples:\n  weir sql \"select * from kafka_consumer limit 5\"\n  weir sql --format csv \"select province, isp, sum(bytes) from access_log group by 1, 2\"\n  weir sql                         (a shell: \\c public, \\d, \\l, \\q)"
+    )]
     Sql(sql::SqlArgs),
     /// Create, list, describe, delete topics and change their configs.
+    #[command(
+        after_help = "Examples:\n  weir topic create oceanic --partitions 3 -c retention.ms=86400000\n  weir topic describe oceanic --brokers kafka1:9092\n  weir topic alter-config oceanic --set retention.bytes=1073741824"
+    )]
     Topic {
         #[command(subcommand)]
         cmd: kafka_cli::TopicCommand,
@@ -56,8 +63,9 @@ enum Command {
         conn: kafka_cli::Conn,
     },
     /// Send lines from stdin or a file to a topic (key separator, headers).
-    ///
-    /// Example: printf 'k1:hello\n' | weir produce oceanic -K :
+    #[command(
+        after_help = "Examples:\n  printf 'k1:hello\\n' | weir produce oceanic -K :\n  weir produce nginxlog --file access.log -z lz4 -H source=web1"
+    )]
     Produce {
         #[command(flatten)]
         args: kafka_cli::ProduceArgs,
@@ -65,8 +73,9 @@ enum Command {
         conn: kafka_cli::Conn,
     },
     /// Print a topic's messages (from the beginning, an offset or a time).
-    ///
-    /// Example: weir consume oceanic --from-beginning -e -f '%p %o %k %s\n'
+    #[command(
+        after_help = "Examples:\n  weir consume oceanic --from-beginning -e\n  weir consume oceanic -g readers -c 100 -f '%p %o %k %s\\n'\n  weir consume oceanic --from-time 1700000000000 -e"
+    )]
     Consume {
         #[command(flatten)]
         args: kafka_cli::ConsumeArgs,
@@ -74,6 +83,9 @@ enum Command {
         conn: kafka_cli::Conn,
     },
     /// List, describe (offsets and lag), reset or delete consumer groups.
+    #[command(
+        after_help = "Examples:\n  weir group list\n  weir group describe weir-flow-a\n  weir group reset-offsets readers --topic oceanic --to-earliest"
+    )]
     Group {
         #[command(subcommand)]
         cmd: kafka_cli::GroupCommand,
@@ -81,11 +93,20 @@ enum Command {
         conn: kafka_cli::Conn,
     },
     /// Run the Kafka-compatible broker.
+    #[command(
+        after_help = "Examples:\n  weir broker                      127.0.0.1:9092, data in ./weir-data\n  weir broker --listen 0.0.0.0:9092 --advertised-listener kafka1:9092 --set num.partitions=3"
+    )]
     Broker(broker::BrokerArgs),
     /// Generate test data for the reference flows, one line each on stdout.
+    #[command(
+        after_help = "Examples:\n  weir gen nginx --count 1000 > access.log\n  weir gen sensors --count 100000 --brokers 127.0.0.1:9092 --topic oceanic --rate 1000"
+    )]
     Gen(GenArgs),
     /// Validate or run a pipeline file (sources, transforms, sinks).
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  weir pipeline check etl.toml\n  weir pipeline run etl.toml       (every key: docs/pipelines.md)"
+    )]
     Pipeline(PipelineCommand),
     /// Run only a shipper on a web server (the Filebeat role): a pipeline
     /// whose `file` source tails logs into a `kafka` sink.
@@ -108,6 +129,9 @@ enum Command {
     },
     /// Inspect partition logs on disk.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  weir log dump weir-data/kafka/oceanic-0 --batches\n  weir log check weir-data/kafka/oceanic-0"
+    )]
     Log(LogCommand),
 }
 

@@ -153,3 +153,34 @@ fn gen_prints_parseable_lines_for_both_flows() {
         "{text}"
     );
 }
+
+#[test]
+fn init_writes_a_config_once_and_every_command_has_help_with_examples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("weir.toml");
+    let p = path.to_str().unwrap();
+    let out = weir(&["init", p]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("weir up --config"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("[broker]") && text.contains("[http]") && text.contains("[up]"));
+    let again = weir(&["init", p]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(weir(&["init", p, "--force"]).status.success());
+    let help = stdout(&weir(&["--help"]));
+    for cmd in [
+        "up", "init", "sql", "topic", "produce", "consume", "group", "broker", "gen", "pipeline",
+        "agent", "log",
+    ] {
+        assert!(
+            help.contains(&format!("  {cmd} ")),
+            "{cmd} missing from --help"
+        );
+        let sub = stdout(&weir(&[cmd, "--help"]));
+        assert!(
+            sub.contains("Example"),
+            "weir {cmd} --help has no example:\n{sub}"
+        );
+    }
+}
