@@ -122,19 +122,45 @@ fn shell(client: &Client, mut db: String, format: Format, out: &mut impl Write) 
             .ok()
     });
     let mut pending = String::new();
-    let prompt = |db: &str, cont: bool| {
-        if tty {
-            let mut e = std::io::stderr();
-            let _ = write!(
-                e,
-                "{}",
-                if cont {
-                    "   ...> ".to_owned()
-                } else {
-                    format!("{db} ❯ ")
+    // A terminal gets line editing and the history (arrow keys); piped
+    // input is read line by line.
+    let mut editor = if tty {
+        let mut ed = rustyline::DefaultEditor::new().ok();
+        if let (Some(ed), Some(path)) = (ed.as_mut(), history_file())
+            && let Ok(text) = std::fs::read_to_string(path)
+        {
+            for l in text
+                .lines()
+                .rev()
+                .take(1000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                let _ = ed.add_history_entry(l);
+            }
+        }
+        ed
+    } else {
+        None
+    };
+    let mut lines = stdin.lock().lines();
+    let mut next_line = |db: &str, cont: bool| -> Option<std::io::Result<String>> {
+        let prompt = if cont {
+            "   ...> ".to_owned()
+        } else {
+            format!("{db} ❯ ")
+        };
+        match editor.as_mut() {
+            Some(ed) => match ed.readline(&prompt) {
+                Ok(l) => {
+                    let _ = ed.add_history_entry(l.as_str());
+                    Some(Ok(l))
                 }
-            );
-            let _ = e.flush();
+                Err(rustyline::error::ReadlineError::Interrupted) => Some(Ok(String::new())),
+                Err(_) => None,
+            },
+            None => lines.next(),
         }
     };
     if tty {
@@ -144,8 +170,8 @@ fn shell(client: &Client, mut db: String, format: Format, out: &mut impl Write) 
             client.http
         );
     }
-    prompt(&db, false);
-    for line in stdin.lock().lines() {
+    let mut cont = false;
+    while let Some(line) = next_line(&db, cont) {
         let line = line.context("reading the shell's input")?;
         if let Some(h) = history.as_mut() {
             let _ = writeln!(h, "{line}");
@@ -182,7 +208,7 @@ fn shell(client: &Client, mut db: String, format: Format, out: &mut impl Write) 
             if let Err(e) = result {
                 writeln!(out, "error: {e:#}")?;
             }
-            prompt(&db, false);
+            cont = false;
             continue;
         }
         if !pending.is_empty() {
@@ -196,7 +222,7 @@ fn shell(client: &Client, mut db: String, format: Format, out: &mut impl Write) 
             }
         }
         out.flush()?;
-        prompt(&db, !pending.is_empty());
+        cont = !pending.is_empty();
     }
     if !pending.trim().is_empty() {
         client.print(&db, &pending, format, out)?;
