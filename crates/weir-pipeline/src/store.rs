@@ -282,7 +282,8 @@ impl Answer {
             .iter()
             .map(|r| r.iter().map(Cell::text).collect())
             .collect();
-        let width = |s: &str| s.chars().count();
+        // Display columns: CJK characters take two.
+        let width = |s: &str| unicode_width::UnicodeWidthStr::width(s);
         let mut widths: Vec<usize> = self.columns.iter().map(|c| width(c)).collect();
         for r in &texts {
             for (w, c) in widths.iter_mut().zip(r) {
@@ -401,6 +402,18 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
         assert_eq!(j[0]["pressure"], 3.4);
         assert!(a.to_table().contains("| web,1 |"), "{}", a.to_table());
+        let wide = Answer {
+            columns: vec!["province".to_owned()],
+            rows: vec![
+                vec![Cell::Text("广东".to_owned())],
+                vec![Cell::Text("x".to_owned())],
+            ],
+        };
+        assert!(
+            wide.to_table().contains("| 广东     |\n| x        |"),
+            "{}",
+            wide.to_table()
+        );
         assert!(matches!(
             store.query("nope", "select 1"),
             Err(StoreError::NoDatabase(_))
