@@ -3,6 +3,7 @@
 //! in request order. Anything that cannot be framed or decoded closes that
 //! connection only.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -77,13 +78,30 @@ async fn connection(
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let max = broker.config().socket_request_max_bytes;
+    // acks=all produces whose data is appended and whose answer waits for
+    // the fsync, oldest first. The connection reads and appends the next
+    // requests meanwhile, so one group-committed fsync covers many small
+    // requests; answers still leave in request order.
+    let mut pending: VecDeque<tokio::task::JoinHandle<Result<Bytes, Close>>> = VecDeque::new();
     loop {
         let len = tokio::select! {
             len = rd.read_i32() => match len {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Close::Eof),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    drain(&mut pending, &mut wr).await?;
+                    return Err(Close::Eof);
+                }
                 Err(e) => return Err(e.into()),
             },
+            done = async { pending.front_mut().expect("not empty").await }, if !pending.is_empty() => {
+                pending.pop_front();
+                let frame = done.map_err(|e| Close::Malformed(format!("a produce task failed: {e}")))??;
+                wr.write_all(&frame).await?;
+                if pending.is_empty() {
+                    wr.flush().await?;
+                }
+                continue;
+            }
             _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
         };
         if len < 0 || len as usize > max {
@@ -92,10 +110,34 @@ async fn connection(
         }
         let mut buf = BytesMut::zeroed(len as usize);
         rd.read_exact(&mut buf).await?;
+        let decoded = match decode(buf.freeze())? {
+            Decoded::Request(req) => match *req {
+                Request {
+                    api,
+                    version,
+                    correlation_id,
+                    body: kafka_protocol::messages::RequestKind::Produce(produce),
+                    ..
+                } if produce.acks == -1 => {
+                    pending.push_back(pipelined_produce(
+                        &broker,
+                        api,
+                        version,
+                        correlation_id,
+                        produce,
+                    ));
+                    continue;
+                }
+                other => Decoded::Request(Box::new(other)),
+            },
+            other => other,
+        };
+        // Anything else answers after every earlier request.
+        drain(&mut pending, &mut wr).await?;
         // A request may wait (a parked JoinGroup, a long poll): shutdown
         // must not wait for it.
         let reply = tokio::select! {
-            reply = handle_frame(&broker, buf.freeze(), &client_host) => reply?,
+            reply = run(&broker, decoded, &client_host) => reply?,
             _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
         };
         if let Some(response) = reply {
@@ -108,14 +150,43 @@ async fn connection(
     }
 }
 
-/// Decodes one request frame, runs it and returns the response frame
-/// (length prefix included), or `None` when no response is due (acks=0).
-pub(crate) async fn handle_frame(
-    broker: &Broker,
-    frame: Bytes,
-    client_host: &str,
-) -> Result<Option<Bytes>, Close> {
-    let req = match decode(frame)? {
+/// Writes the answers of the waiting produces, in order.
+async fn drain(
+    pending: &mut VecDeque<tokio::task::JoinHandle<Result<Bytes, Close>>>,
+    wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+) -> Result<(), Close> {
+    while let Some(task) = pending.pop_front() {
+        let frame = task
+            .await
+            .map_err(|e| Close::Malformed(format!("a produce task failed: {e}")))??;
+        wr.write_all(&frame).await?;
+    }
+    wr.flush().await?;
+    Ok(())
+}
+
+/// An acks=all Produce: appends now and returns the task that answers once
+/// the data is durable.
+fn pipelined_produce(
+    broker: &Arc<Broker>,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    produce: kafka_protocol::messages::ProduceRequest,
+) -> tokio::task::JoinHandle<Result<Bytes, Close>> {
+    let (resp, waits) = handlers::produce::append(broker, produce, version);
+    tokio::spawn(async move {
+        let resp = handlers::produce::wait(resp, waits).await;
+        let mut body = BytesMut::new();
+        resp.encode(&mut body, version)
+            .map_err(|e| Close::Malformed(format!("encoding the response failed: {e}")))?;
+        frame_response(correlation_id, api.response_header_version(version), &body)
+    })
+}
+
+/// Runs a decoded request; its response frame, or `None` (acks=0).
+async fn run(broker: &Broker, decoded: Decoded, client_host: &str) -> Result<Option<Bytes>, Close> {
+    let req = match decoded {
         Decoded::ApiVersionsFallback { correlation_id } => {
             // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges,
             // so the client can retry with a version we speak.

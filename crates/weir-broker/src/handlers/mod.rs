@@ -6,7 +6,7 @@ mod fetch;
 mod groups;
 mod metadata;
 mod offsets;
-mod produce;
+pub(crate) mod produce;
 mod producer;
 
 use bytes::BytesMut;

@@ -35,9 +35,33 @@ pub(super) async fn produce(
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let (resp, waits) = append(broker, req, version);
+    if acks == 0 {
+        return None;
+    }
+    Some(wait(resp, waits).await)
+}
+
+/// A partition's response waiting for the log to be durable up to an offset.
+pub(crate) struct Wait {
+    topic: usize,
+    partition: usize,
+    log: Arc<Log>,
+    upto: u64,
+}
+
+/// The first half of a produce: validates and appends every partition's
+/// batches, in order, now. The acks=all durability waits it returns may run
+/// while the connection goes on to its next request (see `server`).
+pub(crate) fn append(
+    broker: &Broker,
+    req: ProduceRequest,
+    version: i16,
+) -> (ProduceResponse, Vec<Wait>) {
+    let acks = req.acks;
     let mut resp = ProduceResponse::default();
     // Appends are done first, then the acks=all waits run concurrently.
-    let mut waits: Vec<(usize, usize, Arc<Log>, u64)> = Vec::new();
+    let mut waits: Vec<Wait> = Vec::new();
     let mut appended = false;
     for topic in req.topic_data {
         let mut tr = TopicProduceResponse::default();
@@ -101,12 +125,12 @@ pub(super) async fn produce(
                     p.log_append_time_ms = info.log_append_time_ms;
                     p.log_start_offset = info.log_start_offset as i64;
                     if acks == -1 {
-                        waits.push((
-                            resp.responses.len(),
-                            tr.partition_responses.len(),
-                            partition.log.clone(),
-                            info.last_offset + 1,
-                        ));
+                        waits.push(Wait {
+                            topic: resp.responses.len(),
+                            partition: tr.partition_responses.len(),
+                            log: partition.log.clone(),
+                            upto: info.last_offset + 1,
+                        });
                     }
                     tr.partition_responses.push(p);
                 }
@@ -125,15 +149,24 @@ pub(super) async fn produce(
     if appended {
         broker.topics().notify_appended();
     }
-    if acks == 0 {
-        return None;
-    }
+    (resp, waits)
+}
+
+/// The second half of an acks=all produce: waits (group commit) until
+/// every appended partition is durable; a failed fsync fails its partition.
+pub(crate) async fn wait(mut resp: ProduceResponse, waits: Vec<Wait>) -> ProduceResponse {
     let flushes: Vec<_> = waits
         .into_iter()
-        .map(|(t, p, log, upto)| {
+        .map(|w| {
+            let Wait {
+                topic,
+                partition,
+                log,
+                upto,
+            } = w;
             (
-                t,
-                p,
+                topic,
+                partition,
                 tokio::task::spawn_blocking(move || log.flush_until(upto)),
             )
         })
@@ -150,5 +183,5 @@ pub(super) async fn produce(
             *pr = partition_error(index, code, Some(message));
         }
     }
-    Some(resp)
+    resp
 }

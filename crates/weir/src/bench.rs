@@ -1,0 +1,573 @@
+//! `weir bench`: load generators that measure Weir, or any Kafka-compatible
+//! broker, the same way (librdkafka clients), and the pipeline's hot path.
+//!
+//! * `produce`: K producer threads send N messages of B bytes; throughput
+//!   and per-message delivery latency (send to acknowledgement).
+//! * `consume`: reads N messages from the beginning of the topic.
+//! * `roundtrip`: produces at a fixed rate and consumes at once; latency
+//!   from the send to the consumer seeing the message.
+//! * `pipeline`: nginx lines through parse_nginx + geoip into nothing, on
+//!   one core.
+//!
+//! Results print as one line each and, with `--json FILE`, are appended
+//! to FILE as JSON lines for comparison between runs and brokers.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+/// `weir bench ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Producer throughput and delivery latency.
+    Produce(Load),
+    /// Consumer throughput from the beginning of the topic.
+    Consume(Load),
+    /// Produce-to-consume latency at a fixed rate.
+    Roundtrip {
+        #[command(flatten)]
+        load: Load,
+        /// Messages per second.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+    },
+    /// nginx lines through parse_nginx (+ geoip with --geoip) on one core.
+    Pipeline {
+        /// Lines.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// IP database (.ipdb, .xdb, .mmdb).
+        #[arg(long)]
+        geoip: Option<PathBuf>,
+        /// Append the result as a JSON line to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+/// What to send and where.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct Load {
+    /// Bootstrap servers.
+    #[arg(long, short = 'b', default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Topic (created with --partitions if missing).
+    #[arg(long, default_value = "weir-bench")]
+    topic: String,
+    /// Messages in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Acknowledgements: 0, 1 or all.
+    #[arg(long, default_value = "1")]
+    acks: String,
+    /// none, gzip, snappy, lz4, zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Producer threads (each its own librdkafka client).
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Partitions of a topic created for the run.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Extra librdkafka setting (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// Append the result as a JSON line to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl Load {
+    fn config(&self) -> Result<ClientConfig> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for kv in &self.settings {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("-X {kv}: expected KEY=VALUE"))?;
+            c.set(k, v);
+        }
+        Ok(c)
+    }
+}
+
+/// Latencies in microseconds, summarised.
+#[derive(Debug, Default)]
+struct Latencies(Vec<u32>);
+
+impl Latencies {
+    fn summary(&mut self) -> serde_json::Value {
+        self.0.sort_unstable();
+        let at = |q: f64| -> f64 {
+            if self.0.is_empty() {
+                return 0.0;
+            }
+            let i = ((self.0.len() as f64 * q).ceil() as usize).clamp(1, self.0.len()) - 1;
+            f64::from(self.0[i]) / 1000.0
+        };
+        serde_json::json!({
+            "p50_ms": at(0.50), "p99_ms": at(0.99), "p999_ms": at(0.999),
+            "max_ms": self.0.last().map_or(0.0, |&m| f64::from(m) / 1000.0),
+        })
+    }
+}
+
+struct Progress {
+    quiet: bool,
+    total: u64,
+    shown: Instant,
+    started: Instant,
+}
+
+impl Progress {
+    fn show(&mut self, done: u64) {
+        if self.quiet || self.shown.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.shown = Instant::now();
+        let frac = done as f64 / self.total.max(1) as f64;
+        let filled = ((frac * 30.0) as usize).min(30);
+        let _ = write!(
+            std::io::stderr(),
+            "\r[{}{}] {:5.1}% {:.0} msg/s",
+            "#".repeat(filled),
+            " ".repeat(30 - filled),
+            frac * 100.0,
+            done as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+        );
+    }
+
+    fn done(&self) {
+        if !self.quiet {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+fn ensure_topic(load: &Load) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = load
+        .config()?
+        .create()
+        .context("creating an admin client")?;
+    let t = NewTopic::new(&load.topic, load.partitions, TopicReplication::Fixed(1));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = rt
+        .block_on(admin.create_topics(
+            [&t],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+        ))
+        .map_err(|e| anyhow::anyhow!("cannot reach a broker at {}: {e}", load.brokers))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("creating topic {t}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Records when each message was acknowledged.
+struct Timing {
+    latencies: std::sync::Mutex<Vec<u32>>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    epoch: Instant,
+}
+
+impl rdkafka::ClientContext for TimingContext {}
+
+struct TimingContext(Arc<Timing>);
+
+impl ProducerContext for TimingContext {
+    /// Micros since `epoch` when sent.
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<u64>) {
+        let t = &self.0;
+        if result.is_err() {
+            t.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let now = t.epoch.elapsed().as_micros() as u64;
+        t.latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(now.saturating_sub(*sent).min(u64::from(u32::MAX)) as u32);
+        t.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+fn report(
+    kind: &str,
+    load: Option<&Load>,
+    extra: serde_json::Value,
+    out: &mut impl Write,
+    json: Option<&PathBuf>,
+) -> Result<()> {
+    let mut v = serde_json::json!({ "bench": kind });
+    if let Some(l) = load {
+        v["brokers"] = l.brokers.clone().into();
+        v["messages"] = l.messages.into();
+        v["size"] = l.size.into();
+        v["acks"] = l.acks.clone().into();
+        v["compression"] = l.compression.clone().into();
+        v["producers"] = l.producers.into();
+        v["partitions"] = l.partitions.into();
+    }
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    let mut line = format!(
+        "{kind}: {:.0} msg/s, {:.1} MB/s",
+        f("msgs_per_s"),
+        f("mb_per_s")
+    );
+    if v.get("p50_ms").is_some() {
+        line.push_str(&format!(
+            ", latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            f("p50_ms"),
+            f("p99_ms"),
+            f("p999_ms"),
+            f("max_ms")
+        ));
+    }
+    writeln!(out, "{line}")?;
+    if let Some(path) = json {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(file, "{v}")?;
+    }
+    Ok(())
+}
+
+fn produce(load: &Load, out: &mut impl Write) -> Result<()> {
+    ensure_topic(load)?;
+    let timing = Arc::new(Timing {
+        latencies: std::sync::Mutex::new(Vec::with_capacity(load.messages as usize)),
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        epoch: Instant::now(),
+    });
+    let body = Arc::new(payload(load.size));
+    let per = load.messages / load.producers.max(1) as u64;
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for k in 0..load.producers.max(1) {
+        let mut c = load.config()?;
+        c.set("acks", &load.acks)
+            .set("compression.type", &load.compression)
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576");
+        let producer: BaseProducer<TimingContext> = c
+            .create_with_context(TimingContext(timing.clone()))
+            .context("creating a producer")?;
+        let (body, topic, timing) = (body.clone(), load.topic.clone(), timing.clone());
+        let count = if k == 0 {
+            load.messages - per * (load.producers.max(1) as u64 - 1)
+        } else {
+            per
+        };
+        threads.push(std::thread::spawn(move || -> Result<()> {
+            for _ in 0..count {
+                let mut sent = Box::new(timing.epoch.elapsed().as_micros() as u64);
+                loop {
+                    let rec = BaseRecord::<(), [u8], Box<u64>>::with_opaque_to(&topic, sent)
+                        .payload(&body[..]);
+                    match producer.send(rec) {
+                        Ok(()) => break,
+                        Err((e, rec))
+                            if e.rdkafka_error_code()
+                                == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                        {
+                            sent = rec.delivery_opaque;
+                            producer.poll(Duration::from_millis(1));
+                        }
+                        Err((e, _)) => bail!("producing: {e}"),
+                    }
+                }
+                producer.poll(Duration::ZERO);
+            }
+            producer
+                .flush(Duration::from_secs(120))
+                .map_err(|e| anyhow::anyhow!("flushing: {e}"))
+        }));
+    }
+    let mut progress = Progress {
+        quiet: load.quiet,
+        total: load.messages,
+        shown: Instant::now(),
+        started,
+    };
+    while threads.iter().any(|t| !t.is_finished()) {
+        progress.show(timing.delivered.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    progress.done();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let delivered = timing.delivered.load(Ordering::Relaxed);
+    let failed = timing.failed.load(Ordering::Relaxed);
+    anyhow::ensure!(failed == 0, "{failed} messages failed");
+    let mut lat = Latencies(std::mem::take(
+        &mut *timing.latencies.lock().unwrap_or_else(|p| p.into_inner()),
+    ));
+    let mut extra = lat.summary();
+    extra["msgs_per_s"] = (delivered as f64 / secs).into();
+    extra["mb_per_s"] = (delivered as f64 * load.size as f64 / secs / 1e6).into();
+    extra["seconds"] = secs.into();
+    report("produce", Some(load), extra, out, load.json.as_ref())
+}
+
+fn consume(load: &Load, out: &mut impl Write) -> Result<()> {
+    let mut c = load.config()?;
+    c.set("group.id", "weir-bench")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.queue.backoff.ms", "10");
+    let consumer: BaseConsumer = c.create().context("creating a consumer")?;
+    let md = consumer
+        .fetch_metadata(Some(&load.topic), Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("cannot reach a broker at {}: {e}", load.brokers))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == load.topic && !t.partitions().is_empty())
+        .with_context(|| format!("unknown topic {}", load.topic))?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in t.partitions() {
+        tpl.add_partition_offset(&load.topic, p.id(), rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut progress = Progress {
+        quiet: load.quiet,
+        total: load.messages,
+        shown: Instant::now(),
+        started,
+    };
+    let (mut got, mut bytes) = (0u64, 0u64);
+    let mut idle = Instant::now();
+    while got < load.messages {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                got += 1;
+                bytes += m.payload_len() as u64;
+                idle = Instant::now();
+            }
+            Some(Err(e)) => bail!("consuming: {e}"),
+            None if idle.elapsed() > Duration::from_secs(10) => {
+                bail!(
+                    "only {got} of {} messages in {}: produce them first (weir bench produce)",
+                    load.messages,
+                    load.topic
+                )
+            }
+            None => {}
+        }
+        if got % 4096 == 0 {
+            progress.show(got);
+        }
+    }
+    progress.done();
+    let secs = started.elapsed().as_secs_f64();
+    let extra = serde_json::json!({
+        "msgs_per_s": got as f64 / secs,
+        "mb_per_s": bytes as f64 / secs / 1e6,
+        "seconds": secs,
+    });
+    report("consume", Some(load), extra, out, load.json.as_ref())
+}
+
+fn roundtrip(load: &Load, rate: u64, out: &mut impl Write) -> Result<()> {
+    ensure_topic(load)?;
+    let mut cc = load.config()?;
+    cc.set("group.id", "weir-bench-roundtrip")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "1")
+        .set("fetch.queue.backoff.ms", "1");
+    let consumer: BaseConsumer = cc.create().context("creating a consumer")?;
+    let md = consumer
+        .fetch_metadata(Some(&load.topic), Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("cannot reach a broker at {}: {e}", load.brokers))?;
+    let parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == load.topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in &parts {
+        tpl.add_partition_offset(&load.topic, *p, rdkafka::Offset::End)?;
+    }
+    consumer.assign(&tpl)?;
+    // Let the consumer find the end before anything is sent.
+    let _ = consumer.poll(Duration::from_millis(500));
+    let mut pc = load.config()?;
+    pc.set("acks", &load.acks)
+        .set("compression.type", &load.compression)
+        .set("linger.ms", "0");
+    let producer: BaseProducer = pc.create().context("creating a producer")?;
+    let epoch = Instant::now();
+    let (topic, messages, size) = (load.topic.clone(), load.messages, load.size.max(8));
+    let sender = std::thread::spawn(move || -> Result<()> {
+        let started = Instant::now();
+        for i in 0..messages {
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let mut body = vec![b'x'; size];
+            body[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_be_bytes());
+            loop {
+                match producer.send(BaseRecord::<(), [u8]>::to(&topic).payload(&body[..])) {
+                    Ok(()) => break,
+                    Err((e, _))
+                        if e.rdkafka_error_code()
+                            == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                    {
+                        producer.poll(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => bail!("producing: {e}"),
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| anyhow::anyhow!("flushing: {e}"))
+    });
+    let started = Instant::now();
+    let mut progress = Progress {
+        quiet: load.quiet,
+        total: load.messages,
+        shown: Instant::now(),
+        started,
+    };
+    let mut lat = Latencies(Vec::with_capacity(load.messages as usize));
+    let mut idle = Instant::now();
+    while (lat.0.len() as u64) < load.messages {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let now = epoch.elapsed().as_micros() as u64;
+                if let Some(p) = m.payload().filter(|p| p.len() >= 8) {
+                    let sent = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
+                    lat.0
+                        .push(now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
+                }
+                idle = Instant::now();
+            }
+            Some(Err(e)) => bail!("consuming: {e}"),
+            None if idle.elapsed() > Duration::from_secs(10) => {
+                bail!("messages stopped arriving after {}", lat.0.len())
+            }
+            None => {}
+        }
+        progress.show(lat.0.len() as u64);
+    }
+    progress.done();
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
+    let secs = started.elapsed().as_secs_f64();
+    let mut extra = lat.summary();
+    extra["rate"] = rate.into();
+    extra["msgs_per_s"] = (load.messages as f64 / secs).into();
+    extra["mb_per_s"] = (load.messages as f64 * load.size as f64 / secs / 1e6).into();
+    report("roundtrip", Some(load), extra, out, load.json.as_ref())
+}
+
+fn pipeline(
+    messages: u64,
+    geoip: Option<&PathBuf>,
+    json: Option<&PathBuf>,
+    out: &mut impl Write,
+) -> Result<()> {
+    use weir_pipeline::generate::{Rng, nginx_line};
+    let mut rng = Rng::new(1);
+    let lines: Vec<String> = (0..messages)
+        .map(|i| nginx_line(&mut rng, 1_700_000_000 + (i / 1000) as i64))
+        .collect();
+    let parser = weir_pipeline::transforms::nginx::NginxParser::new("combined", "access_log")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let geo = match geoip {
+        Some(p) => Some(weir_pipeline::geoip::GeoEnricher::new(
+            weir_pipeline::geoip::GeoDb::open(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+            "client_ip",
+            "",
+        )),
+        None => None,
+    };
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    for line in &lines {
+        bytes += line.len() as u64;
+        let mut e = parser.parse(line).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(g) = &geo {
+            g.apply(&mut e);
+        }
+        std::hint::black_box(e);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let extra = serde_json::json!({
+        "geoip": geo.is_some(),
+        "messages": messages,
+        "msgs_per_s": messages as f64 / secs,
+        "mb_per_s": bytes as f64 / secs / 1e6,
+        "seconds": secs,
+    });
+    report(
+        if geo.is_some() {
+            "pipeline parse_nginx+geoip"
+        } else {
+            "pipeline parse_nginx"
+        },
+        None,
+        extra,
+        out,
+        json,
+    )
+}
+
+pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {
+    match cmd {
+        BenchCommand::Produce(load) => produce(&load, out),
+        BenchCommand::Consume(load) => consume(&load, out),
+        BenchCommand::Roundtrip { load, rate } => roundtrip(&load, rate.max(1), out),
+        BenchCommand::Pipeline {
+            messages,
+            geoip,
+            json,
+        } => pipeline(messages, geoip.as_ref(), json.as_ref(), out),
+    }
+}
