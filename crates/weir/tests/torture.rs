@@ -1,0 +1,215 @@
+//! Torture, bounded for CI: the broker killed with SIGKILL again and again
+//! while an idempotent acks=all producer sends numbered messages. At the end
+//! every acknowledged message is in the topic exactly once, in order.
+//! Also `weir bench`, run small, as a user would.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Broker;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+struct Acked(Arc<Mutex<Vec<u64>>>);
+
+impl rdkafka::ClientContext for Acked {}
+
+impl ProducerContext for Acked {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, n: usize) {
+        if result.is_ok() {
+            self.0.lock().unwrap().push(n as u64);
+        }
+    }
+}
+
+#[test]
+fn acknowledged_messages_survive_repeated_sigkill_exactly_once_in_order() {
+    let mut broker = Broker::start(&[]);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer: BaseProducer<Acked> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "60000")
+        .set("reconnect.backoff.ms", "20")
+        .set("reconnect.backoff.max.ms", "200")
+        .create_with_context(Acked(acked.clone()))
+        .unwrap();
+    let producer = Arc::new(producer);
+    let sender = {
+        let (producer, stop) = (producer.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let body = format!("{n:010}");
+                match producer
+                    .send(BaseRecord::<(), str, usize>::with_opaque_to("numbers", n).payload(&body))
+                {
+                    Ok(()) => n += 1,
+                    Err(_) => {
+                        producer.poll(Duration::from_millis(5));
+                        continue;
+                    }
+                }
+                producer.poll(Duration::ZERO);
+                if n % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            n
+        })
+    };
+    // Kill and restart the broker at uneven moments.
+    let mut cycles = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(25) {
+        std::thread::sleep(Duration::from_millis(700 + 311 * (cycles % 4)));
+        broker.kill9();
+        std::thread::sleep(Duration::from_millis(100 + 50 * (cycles % 3)));
+        broker.spawn();
+        cycles += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    producer
+        .flush(Duration::from_secs(90))
+        .expect("every message delivered or failed");
+    let acked: BTreeSet<u64> = acked.lock().unwrap().iter().copied().collect();
+    assert!(cycles >= 10, "only {cycles} kill cycles");
+    assert!(
+        acked.len() > 1000,
+        "only {} of {sent} acknowledged",
+        acked.len()
+    );
+    // Read everything back.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "torture-check")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("numbers", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut seen: Vec<u64> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "reading back took too long ({} read)",
+            seen.len()
+        );
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => seen.push(
+                std::str::from_utf8(m.payload().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            ),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("reading back: {e}"),
+            None => {}
+        }
+    }
+    let stored: BTreeSet<u64> = seen.iter().copied().collect();
+    assert_eq!(
+        stored.len(),
+        seen.len(),
+        "{} duplicated messages",
+        seen.len() - stored.len()
+    );
+    let lost: Vec<&u64> = acked.difference(&stored).take(5).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost, e.g. {lost:?} ({cycles} kills)"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "out of order");
+    broker.stop();
+}
+
+#[test]
+fn weir_bench_measures_a_broker_and_the_parser() {
+    let broker = Broker::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("results.jsonl");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("bench")
+            .args(args)
+            .args(["--json", json.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let b = broker.bootstrap();
+    let p = run(&[
+        "produce",
+        "-b",
+        &b,
+        "--topic",
+        "bt",
+        "--messages",
+        "20000",
+        "--acks",
+        "all",
+        "--partitions",
+        "2",
+        "--quiet",
+    ]);
+    assert!(
+        p.starts_with("produce: ") && p.contains("msg/s") && p.contains("p99.9"),
+        "{p}"
+    );
+    let c = run(&[
+        "consume",
+        "-b",
+        &b,
+        "--topic",
+        "bt",
+        "--messages",
+        "20000",
+        "--quiet",
+    ]);
+    assert!(c.starts_with("consume: "), "{c}");
+    let r = run(&[
+        "roundtrip",
+        "-b",
+        &b,
+        "--topic",
+        "rt",
+        "--messages",
+        "2000",
+        "--rate",
+        "2000",
+        "--quiet",
+    ]);
+    assert!(r.starts_with("roundtrip: ") && r.contains("p99"), "{r}");
+    let l = run(&["pipeline", "--messages", "10000"]);
+    assert!(l.starts_with("pipeline parse_nginx: "), "{l}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["bench"], "produce");
+    assert_eq!(lines[0]["messages"], 20000);
+    assert!(lines[0]["msgs_per_s"].as_f64().unwrap() > 0.0);
+    assert!(lines[2]["p99_ms"].as_f64().unwrap() > 0.0);
+}
