@@ -61,7 +61,7 @@ fn acknowledged_messages_survive_repeated_sigkill_exactly_once_in_order() {
                     }
                 }
                 producer.poll(Duration::ZERO);
-                if n % 100 == 0 {
+                if n.is_multiple_of(100) {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
