@@ -213,3 +213,136 @@ fn weir_bench_measures_a_broker_and_the_parser() {
     assert!(lines[0]["msgs_per_s"].as_f64().unwrap() > 0.0);
     assert!(lines[2]["p99_ms"].as_f64().unwrap() > 0.0);
 }
+
+/// Unmounts on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn produce_numbers(broker: &Broker, from: u64, count: u64) -> (Vec<u64>, Vec<String>) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    struct Ctx(Arc<Mutex<Vec<u64>>>, Arc<Mutex<Vec<String>>>);
+    impl rdkafka::ClientContext for Ctx {}
+    impl ProducerContext for Ctx {
+        type DeliveryOpaque = usize;
+        fn delivery(&self, result: &DeliveryResult<'_>, n: usize) {
+            match result {
+                Ok(_) => self.0.lock().unwrap().push(n as u64),
+                Err((e, _)) => self.1.lock().unwrap().push(e.to_string()),
+            }
+        }
+    }
+    let producer: BaseProducer<Ctx> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        .set("retries", "0")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "15000")
+        .create_with_context(Ctx(acked.clone(), errors.clone()))
+        .unwrap();
+    let body = "x".repeat(1000);
+    for n in from..from + count {
+        let payload = format!("{n:010}{body}");
+        while producer
+            .send(
+                BaseRecord::<(), str, usize>::with_opaque_to("full", n as usize).payload(&payload),
+            )
+            .is_err()
+        {
+            producer.poll(Duration::from_millis(5));
+        }
+        producer.poll(Duration::ZERO);
+    }
+    let started = Instant::now();
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("every message answered, not hung");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let a = acked.lock().unwrap().clone();
+    let e = errors.lock().unwrap().clone();
+    (a, e)
+}
+
+#[test]
+fn a_full_disk_gives_producers_errors_and_production_resumes_when_space_returns() {
+    if std::env::var_os("WEIR_SKIP_MOUNT_TESTS").is_some() {
+        return; // explicit opt-out where mounting is impossible (README)
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("running mount");
+    assert!(
+        status.success(),
+        "mount -t tmpfs needs root (CI runs as root); WEIR_SKIP_MOUNT_TESTS=1 skips this explicitly"
+    );
+    let guard = Tmpfs(mnt.clone());
+    let mut broker = Broker::start_in(&mnt.join("data"), &["--set", "log.segment.bytes=1048576"]);
+    // 20 MB into 6 MB: the broker must answer with errors, not hang.
+    let (acked, errors) = produce_numbers(&broker, 0, 20_000);
+    assert!(
+        !errors.is_empty(),
+        "no producer saw an error on a full disk"
+    );
+    assert!(acked.len() > 1000, "only {} messages fit", acked.len());
+    // Space comes back: production resumes.
+    let status = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (more, errors) = produce_numbers(&broker, 100_000, 2000);
+    assert!(
+        errors.is_empty(),
+        "errors after space returned: {:?}",
+        &errors[..errors.len().min(3)]
+    );
+    assert_eq!(more.len(), 2000);
+    // Every acknowledged message is readable, once; and after a restart.
+    broker.stop();
+    broker.spawn();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "full-check")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("full", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "reading back took too long");
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => seen.push(
+                std::str::from_utf8(&m.payload().unwrap()[..10])
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            ),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("reading back: {e}"),
+            None => {}
+        }
+    }
+    let stored: BTreeSet<u64> = seen.iter().copied().collect();
+    assert_eq!(stored.len(), seen.len(), "duplicates");
+    for n in acked.iter().chain(more.iter()) {
+        assert!(stored.contains(n), "acknowledged message {n} is missing");
+    }
+    broker.stop();
+    drop(guard);
+}

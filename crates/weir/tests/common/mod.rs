@@ -32,6 +32,7 @@ pub struct Broker {
     pub port: u16,
     /// Its data directory.
     pub dir: PathBuf,
+    log_file: PathBuf,
     args: Vec<String>,
     _tmp: tempfile::TempDir,
 }
@@ -47,10 +48,21 @@ pub fn free_port() -> u16 {
 impl Broker {
     pub fn start(args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        Self::start_with(tmp, dir, args)
+    }
+
+    /// A broker whose data lives in `dir` (its log stays elsewhere).
+    pub fn start_in(dir: &Path, args: &[&str]) -> Self {
+        Self::start_with(tempfile::tempdir().unwrap(), dir.to_owned(), args)
+    }
+
+    fn start_with(tmp: tempfile::TempDir, dir: PathBuf, args: &[&str]) -> Self {
         let mut b = Broker {
             child: None,
             port: free_port(),
-            dir: tmp.path().join("data"),
+            dir,
+            log_file: tmp.path().join("broker.log"),
             args: args.iter().map(|s| s.to_string()).collect(),
             _tmp: tmp,
         };
@@ -62,7 +74,7 @@ impl Broker {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.with_extension("log"))
+            .open(&self.log_file)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("broker")
@@ -93,7 +105,7 @@ impl Broker {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
     /// SIGTERM and wait for a clean exit.
