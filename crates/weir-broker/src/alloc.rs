@@ -88,6 +88,22 @@ unsafe impl GlobalAlloc for WeirAlloc {
     }
 }
 
+/// Keeps allocations up to 64 MiB in glibc's heap instead of a fresh
+/// mapping each: a fetch's megabyte-sized read buffer otherwise maps new
+/// pages, takes a page fault on each, and unmaps them again, every time
+/// (27% of the broker's time while consuming, per `perf record`). Freed
+/// heap memory is kept up to 256 MiB before it is returned to the system.
+/// Call once at start, before threads. Does nothing on other C libraries.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation thresholds; it is
+    // called at start-up, before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

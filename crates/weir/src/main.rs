@@ -210,6 +210,7 @@ enum LogCommand {
 }
 
 fn main() -> ExitCode {
+    weir_broker::alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
