@@ -131,6 +131,37 @@ pub struct Origin {
     pub next: i64,
 }
 
+/// Whether an earlier run already stored `e`: its origin's position is at
+/// or below what `stored` holds for its stream.
+pub fn stored_before(stored: &Positions, e: &crate::event::Event) -> bool {
+    e.origin.as_ref().is_some_and(|o| {
+        stored
+            .get(&(o.topic.clone(), o.partition))
+            .is_some_and(|&s| o.next <= s)
+    })
+}
+
+/// Where each stream resumes after `events`: the highest `next` of its
+/// events.
+pub fn positions_after(events: &[crate::event::Event]) -> Positions {
+    let mut positions = Positions::new();
+    for o in events.iter().filter_map(|e| e.origin.as_ref()) {
+        let slot = positions
+            .entry((o.topic.clone(), o.partition))
+            .or_insert(o.next);
+        *slot = (*slot).max(o.next);
+    }
+    positions
+}
+
+/// Raises every position in `into` to the one in `from` where higher.
+pub fn advance(into: &mut Positions, from: Positions) {
+    for (tp, next) in from {
+        let slot = into.entry(tp).or_insert(next);
+        *slot = (*slot).max(next);
+    }
+}
+
 /// The acknowledgement carried by an event (equal to any other, so events
 /// compare by content).
 #[derive(Debug, Clone)]

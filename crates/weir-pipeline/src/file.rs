@@ -308,6 +308,50 @@ fn first_line_identity(
     )))
 }
 
+impl Tracked {
+    /// Makes the bytes read so far one line, ending `terminator` bytes
+    /// after them (1 for its newline); returns the offset after it.
+    fn take_line(
+        &mut self,
+        terminator: u64,
+        path: &Text,
+        stream: &str,
+        batch: &mut Vec<Event>,
+    ) -> u64 {
+        let next = self.line_start + self.partial.len() as u64 + terminator;
+        batch.push(line_event(
+            &self.partial,
+            path,
+            stream,
+            self.line_start,
+            next,
+        ));
+        self.partial.clear();
+        self.line_start = next;
+        next
+    }
+
+    /// Cuts pieces of `max` bytes off a line longer than that; the offset
+    /// after the last piece, if any.
+    fn cut_long_line(
+        &mut self,
+        max: usize,
+        path: &Text,
+        stream: &str,
+        batch: &mut Vec<Event>,
+    ) -> Option<u64> {
+        let mut end = None;
+        while self.partial.len() > max {
+            let piece: Vec<u8> = self.partial.drain(..max).collect();
+            let next = self.line_start + piece.len() as u64;
+            batch.push(line_event(&piece, path, stream, self.line_start, next));
+            self.line_start = next;
+            end = Some(next);
+        }
+        end
+    }
+}
+
 fn fingerprint(file: &File, len: u64) -> std::io::Result<(u64, u32)> {
     let mut buf = vec![0u8; len as usize];
     let mut got = 0;
@@ -583,23 +627,8 @@ impl FileSource {
                 while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
                     t.partial.extend_from_slice(&rest[..nl]);
                     rest = &rest[nl + 1..];
-                    while t.partial.len() > self.cfg.max_line_bytes {
-                        let piece: Vec<u8> = t.partial.drain(..self.cfg.max_line_bytes).collect();
-                        let next = t.line_start + piece.len() as u64;
-                        batch.push(line_event(&piece, &path_text, &stream, t.line_start, next));
-                        t.line_start = next;
-                    }
-                    let next = t.line_start + t.partial.len() as u64 + 1;
-                    batch.push(line_event(
-                        &t.partial,
-                        &path_text,
-                        &stream,
-                        t.line_start,
-                        next,
-                    ));
-                    t.partial.clear();
-                    t.line_start = next;
-                    positions_end = Some(next);
+                    t.cut_long_line(self.cfg.max_line_bytes, &path_text, &stream, &mut batch);
+                    positions_end = Some(t.take_line(1, &path_text, &stream, &mut batch));
                     if batch.len() >= 256 {
                         report.lines += batch.len() as u64;
                         if !self_emit(&self.tracker, &stream, positions_end, &mut batch, emit) {
@@ -608,29 +637,17 @@ impl FileSource {
                     }
                 }
                 t.partial.extend_from_slice(rest);
-                while t.partial.len() > self.cfg.max_line_bytes {
-                    let piece: Vec<u8> = t.partial.drain(..self.cfg.max_line_bytes).collect();
-                    let next = t.line_start + piece.len() as u64;
-                    batch.push(line_event(&piece, &path_text, &stream, t.line_start, next));
-                    t.line_start = next;
-                    positions_end = Some(next);
+                if let Some(end) =
+                    t.cut_long_line(self.cfg.max_line_bytes, &path_text, &stream, &mut batch)
+                {
+                    positions_end = Some(end);
                 }
             }
             // A file that is gone (deleted, or renamed out of the globs) and
             // idle at its end: its last unterminated line is complete.
             let finished = !t.present && t.last_data.elapsed() >= self.cfg.rotate_wait;
             if finished && !t.partial.is_empty() {
-                let next = t.line_start + t.partial.len() as u64;
-                batch.push(line_event(
-                    &t.partial,
-                    &path_text,
-                    &stream,
-                    t.line_start,
-                    next,
-                ));
-                t.partial.clear();
-                t.line_start = next;
-                positions_end = Some(next);
+                positions_end = Some(t.take_line(0, &path_text, &stream, &mut batch));
             }
             report.lines += batch.len() as u64;
             if !batch.is_empty()

@@ -17,7 +17,7 @@ use crate::config::{Component, Condition, Encoding, GenFormat, PipelineConfig, S
 use crate::event::{Event, Value};
 use crate::generate::{Rng, nginx_line, sensor_line};
 use crate::geoip::{GeoDb, GeoEnricher};
-use crate::sinks::sqlite::{Offsets, SqliteSink};
+use crate::sinks::sqlite::SqliteSink;
 use crate::transforms::json::JsonParser;
 use crate::transforms::nginx::NginxParser;
 
@@ -726,28 +726,13 @@ fn sqlite_sink(
     let mut write = |events: &[Event]| {
         let fresh: Vec<Event> = events
             .iter()
-            .filter(|e| {
-                e.origin.as_ref().is_none_or(|o| {
-                    stored
-                        .get(&(o.topic.clone(), o.partition))
-                        .is_none_or(|&s| o.next > s)
-                })
-            })
+            .filter(|e| !crate::ack::stored_before(&stored, e))
             .cloned()
             .collect();
-        let mut positions = Offsets::new();
-        for o in events.iter().filter_map(|e| e.origin.as_ref()) {
-            let slot = positions
-                .entry((o.topic.clone(), o.partition))
-                .or_insert(o.next);
-            *slot = (*slot).max(o.next);
-        }
+        let positions = crate::ack::positions_after(events);
         match sink.write(pipeline, &fresh, &positions) {
             Ok(()) => {
-                for (tp, next) in positions {
-                    let slot = stored.entry(tp).or_insert(next);
-                    *slot = (*slot).max(next);
-                }
+                crate::ack::advance(&mut stored, positions);
                 crate::sinks::Outcome::Stored
             }
             // A locked or full database: the same batch again later.

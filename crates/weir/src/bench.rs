@@ -94,15 +94,7 @@ pub(crate) struct Load {
 
 impl Load {
     fn config(&self) -> Result<ClientConfig> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers);
-        for kv in &self.settings {
-            let (k, v) = kv
-                .split_once('=')
-                .with_context(|| format!("-X {kv}: expected KEY=VALUE"))?;
-            c.set(k, v);
-        }
-        Ok(c)
+        crate::kafka_cli::client_config(&self.brokers, &self.settings)
     }
 }
 
@@ -361,12 +353,19 @@ fn produce(load: &Load, out: &mut impl Write) -> Result<()> {
     report("produce", Some(load), extra, out, load.json.as_ref())
 }
 
-fn consume(load: &Load, out: &mut impl Write) -> Result<()> {
+/// A consumer reading every partition of the topic from `start`.
+fn assigned_consumer(
+    load: &Load,
+    settings: &[(&str, &str)],
+    start: rdkafka::Offset,
+) -> Result<BaseConsumer> {
     let mut c = load.config()?;
     c.set("group.id", "weir-bench")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("fetch.queue.backoff.ms", "10");
+        .set("enable.partition.eof", "false");
+    for (k, v) in settings {
+        c.set(*k, *v);
+    }
     let consumer: BaseConsumer = c.create().context("creating a consumer")?;
     let md = consumer
         .fetch_metadata(Some(&load.topic), Duration::from_secs(10))
@@ -378,9 +377,18 @@ fn consume(load: &Load, out: &mut impl Write) -> Result<()> {
         .with_context(|| format!("unknown topic {}", load.topic))?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in t.partitions() {
-        tpl.add_partition_offset(&load.topic, p.id(), rdkafka::Offset::Beginning)?;
+        tpl.add_partition_offset(&load.topic, p.id(), start)?;
     }
     consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+fn consume(load: &Load, out: &mut impl Write) -> Result<()> {
+    let consumer = assigned_consumer(
+        load,
+        &[("fetch.queue.backoff.ms", "10")],
+        rdkafka::Offset::Beginning,
+    )?;
     let started = Instant::now();
     let mut progress = Progress {
         quiet: load.quiet,
@@ -423,26 +431,11 @@ fn consume(load: &Load, out: &mut impl Write) -> Result<()> {
 
 fn roundtrip(load: &Load, rate: u64, out: &mut impl Write) -> Result<()> {
     ensure_topic(load)?;
-    let mut cc = load.config()?;
-    cc.set("group.id", "weir-bench-roundtrip")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "1")
-        .set("fetch.queue.backoff.ms", "1");
-    let consumer: BaseConsumer = cc.create().context("creating a consumer")?;
-    let md = consumer
-        .fetch_metadata(Some(&load.topic), Duration::from_secs(10))
-        .map_err(|e| anyhow::anyhow!("cannot reach a broker at {}: {e}", load.brokers))?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == load.topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in &parts {
-        tpl.add_partition_offset(&load.topic, *p, rdkafka::Offset::End)?;
-    }
-    consumer.assign(&tpl)?;
+    let consumer = assigned_consumer(
+        load,
+        &[("fetch.wait.max.ms", "1"), ("fetch.queue.backoff.ms", "1")],
+        rdkafka::Offset::End,
+    )?;
     // Let the consumer find the end before anything is sent.
     let _ = consumer.poll(Duration::from_millis(500));
     let mut pc = load.config()?;

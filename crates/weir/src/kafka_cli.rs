@@ -31,17 +31,22 @@ pub(crate) struct Conn {
     settings: Vec<String>,
 }
 
+/// A librdkafka config for `brokers` with `-X KEY=VALUE` settings.
+pub(crate) fn client_config(brokers: &str, settings: &[String]) -> Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for kv in settings {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("-X {kv}: expected KEY=VALUE"))?;
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
 impl Conn {
     fn config(&self) -> Result<ClientConfig> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers);
-        for kv in &self.settings {
-            let (k, v) = kv
-                .split_once('=')
-                .with_context(|| format!("-X {kv}: expected KEY=VALUE"))?;
-            c.set(k, v);
-        }
-        Ok(c)
+        client_config(&self.brokers, &self.settings)
     }
 
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {

@@ -302,21 +302,9 @@ impl MysqlSink {
         let stored = self.stored.clone().unwrap_or_default();
         let fresh: Vec<&Event> = events
             .iter()
-            .filter(|e| {
-                e.origin.as_ref().is_none_or(|o| {
-                    stored
-                        .get(&(o.topic.clone(), o.partition))
-                        .is_none_or(|&s| o.next > s)
-                })
-            })
+            .filter(|e| !crate::ack::stored_before(&stored, e))
             .collect();
-        let mut positions = Positions::new();
-        for o in events.iter().filter_map(|e| e.origin.as_ref()) {
-            let slot = positions
-                .entry((o.topic.clone(), o.partition))
-                .or_insert(o.next);
-            *slot = (*slot).max(o.next);
-        }
+        let positions = crate::ack::positions_after(events);
         // Group rows with the same table and columns, keeping order.
         let mut groups: Vec<(String, Columns, Vec<Vec<My>>)> = Vec::new();
         for e in fresh {
@@ -362,10 +350,7 @@ impl MysqlSink {
         tx.commit()?;
         self.held = Some(conn);
         if let Some(s) = self.stored.as_mut() {
-            for (k, next) in positions {
-                let slot = s.entry(k).or_insert(next);
-                *slot = (*slot).max(next);
-            }
+            crate::ack::advance(s, positions);
         }
         Ok(())
     }
