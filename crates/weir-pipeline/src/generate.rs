@@ -152,25 +152,10 @@ const MONTHS: [&str; 12] = [
 
 /// `dd/Mon/yyyy:HH:MM:SS +0800` for a Unix time, in China Standard Time.
 pub fn time_local(unix_secs: i64) -> String {
-    let t = unix_secs + 8 * 3600;
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil from days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day, h, m, s) = crate::transforms::time::unix_to_civil(unix_secs + 8 * 3600);
     format!(
-        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0800",
-        MONTHS[(month - 1) as usize],
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
+        "{day:02}/{}/{year}:{h:02}:{m:02}:{s:02} +0800",
+        MONTHS[(month - 1) as usize]
     )
 }
 
