@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Broker;
+use common::{Broker, kcat};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -345,4 +345,199 @@ fn a_full_disk_gives_producers_errors_and_production_resumes_when_space_returns(
     }
     broker.stop();
     drop(guard);
+}
+
+/// A proxy in front of the broker that keeps every client-to-broker frame
+/// (length prefix included). The broker advertises the proxy, so a real
+/// client's whole session, bootstrap and leader connections alike, goes
+/// through it.
+struct Recorder {
+    addr: String,
+    frames: Arc<Mutex<Vec<Vec<u8>>>>,
+    upstream: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Recorder {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let r = Recorder {
+            addr: listener.local_addr().unwrap().to_string(),
+            frames: Arc::default(),
+            upstream: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (frames, upstream, stop) = (r.frames.clone(), r.upstream.clone(), r.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(upstream.lock().unwrap().as_str()) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_read, mut c_write) = (server, client);
+                let frames = frames.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        let mut len = [0u8; 4];
+                        if c_read.read_exact(&mut len).is_err() {
+                            break;
+                        }
+                        let mut body = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+                        if c_read.read_exact(&mut body).is_err() {
+                            break;
+                        }
+                        let mut frame = len.to_vec();
+                        frame.extend_from_slice(&body);
+                        frames.lock().unwrap().push(frame.clone());
+                        if s_write.write_all(&frame).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        r
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Real librdkafka frames (ApiVersions, Metadata, Produce with real
+/// batches, Fetch, group and offset requests), mutated (bit flips, bytes
+/// overwritten, truncation, lengths that lie) and thrown at the broker,
+/// which must keep serving well-behaved clients and never panic.
+#[test]
+fn mutated_real_frames_never_disturb_the_broker() {
+    let recorder = Recorder::start();
+    let broker = Broker::start(&[
+        "--set",
+        "socket.request.max.bytes=1048576",
+        "--advertised-listener",
+        &recorder.addr,
+    ]);
+    *recorder.upstream.lock().unwrap() = broker.bootstrap();
+    let proxy = recorder.addr.as_str();
+    {
+        let run = |args: &[&str], stdin: Option<&str>| {
+            let out = common::run_with_stdin(
+                std::process::Command::new("kcat")
+                    .args(["-b", proxy])
+                    .args(args),
+                stdin,
+            );
+            assert!(
+                out.status.success(),
+                "kcat {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(
+            &["-P", "-t", "fuzzed", "-k", "key", "-z", "lz4"],
+            Some("one\ntwo\nthree\n"),
+        );
+        run(&["-C", "-t", "fuzzed", "-e", "-q"], None);
+        run(&["-G", "fuzzers", "-e", "-q", "fuzzed"], None);
+    }
+    let frames = recorder.frames.lock().unwrap().clone();
+    let keys: BTreeSet<i16> = frames
+        .iter()
+        .filter(|f| f.len() >= 6)
+        .map(|f| i16::from_be_bytes([f[4], f[5]]))
+        .collect();
+    for api in [0i16, 1, 3, 18] {
+        assert!(
+            keys.contains(&api),
+            "no frame of API {api} recorded: {keys:?}"
+        );
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    use std::io::{Read, Write};
+    for round in 0..1500u32 {
+        let mut f = frames[(rand() % frames.len() as u64) as usize].clone();
+        match rand() % 5 {
+            0 => {
+                // Flip a few bits after the length prefix.
+                for _ in 0..1 + rand() % 4 {
+                    let i = 4 + (rand() as usize % (f.len() - 4).max(1));
+                    if i < f.len() {
+                        f[i] ^= 1 << (rand() % 8);
+                    }
+                }
+            }
+            1 => {
+                // Overwrite a run of bytes with random ones.
+                let start = 4 + (rand() as usize % (f.len() - 4).max(1));
+                let end = (start + 1 + rand() as usize % 16).min(f.len());
+                for b in &mut f[start.min(end)..end] {
+                    *b = rand() as u8;
+                }
+            }
+            2 => {
+                // Truncate, keeping the declared length (the rest never comes).
+                let keep = 4 + rand() as usize % (f.len() - 4).max(1);
+                f.truncate(keep);
+            }
+            3 => {
+                // Truncate and declare the shorter length.
+                let keep = 4 + rand() as usize % (f.len() - 4).max(1);
+                f.truncate(keep);
+                let len = (keep - 4) as i32;
+                f[..4].copy_from_slice(&len.to_be_bytes());
+            }
+            _ => {
+                // A length that lies upwards, then garbage.
+                let len = i32::from_be_bytes([f[0], f[1], f[2], f[3]]) + (rand() % 1000) as i32;
+                f[..4].copy_from_slice(&len.to_be_bytes());
+                f.extend((0..rand() % 64).map(|_| rand() as u8));
+            }
+        }
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", broker.port))
+            .unwrap_or_else(|e| panic!("broker gone at round {round}: {e}\n{}", broker.log()));
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let _ = s.write_all(&f);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        if round % 500 == 499 {
+            // A well-behaved client is still served.
+            kcat(
+                &broker,
+                &["-P", "-t", "steady"],
+                Some(&format!("r{round}\n")),
+            );
+        }
+    }
+    let out = kcat(
+        &broker,
+        &["-C", "-t", "steady", "-e", "-q", "-f", "%s\n"],
+        None,
+    );
+    assert_eq!(out, "r499\nr999\nr1499\n");
+    let log = broker.log();
+    assert!(!log.contains("panicked"), "{log}");
 }
