@@ -93,7 +93,12 @@ async fn connection(
                 }
                 Err(e) => return Err(e.into()),
             },
-            done = async { pending.front_mut().expect("not empty").await }, if !pending.is_empty() => {
+            done = async {
+                match pending.front_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if !pending.is_empty() => {
                 pending.pop_front();
                 let frame = done.map_err(|e| Close::Malformed(format!("a produce task failed: {e}")))??;
                 wr.write_all(&frame).await?;

@@ -162,6 +162,9 @@ pub fn start(
             component: id.clone(),
             message: m,
         };
+        // Every sink and transform has its channel (the config checked).
+        let input =
+            |rx: Option<Receiver<Msg>>| rx.ok_or_else(|| err("has no input channel".to_owned()));
         let job: Box<dyn FnOnce() + Send> = match &c.spec {
             Spec::Generator {
                 format,
@@ -283,7 +286,7 @@ pub fn start(
                 let sink = crate::kafka::KafkaSink::new(brokers, topic, compression, extra, state)
                     .map_err(err)?;
                 let (rx, encoding, key_field, stop) = (
-                    rx.expect("sinks have inputs"),
+                    input(rx)?,
                     encoding.clone(),
                     key_field.clone(),
                     stop.clone(),
@@ -306,8 +309,7 @@ pub fn start(
                         .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
                 }
                 let sink = SqliteSink::open(path).map_err(|e| err(e.to_string()))?;
-                let (batch, rx, pipeline) =
-                    (*batch, rx.expect("sinks have inputs"), pipeline.to_owned());
+                let (batch, rx, pipeline) = (*batch, input(rx)?, pipeline.to_owned());
                 let name = c.id.clone();
                 let stop = stop.clone();
                 Box::new(move || {
@@ -318,7 +320,7 @@ pub fn start(
             Spec::LineProtocol(lc) => {
                 let sink =
                     crate::sinks::line_protocol::LineProtocolSink::new(lc.clone()).map_err(err)?;
-                let (rx, stop, name) = (rx.expect("sinks have inputs"), stop.clone(), c.id.clone());
+                let (rx, stop, name) = (input(rx)?, stop.clone(), c.id.clone());
                 let dead = outputs(&format!("{}.errors", c.id));
                 let batching = Batching {
                     size: lc.batch,
@@ -334,7 +336,7 @@ pub fn start(
             Spec::Mysql(mc) => {
                 let mut sink =
                     crate::sinks::mysql::MysqlSink::new(mc.clone(), pipeline).map_err(err)?;
-                let (rx, stop, name) = (rx.expect("sinks have inputs"), stop.clone(), c.id.clone());
+                let (rx, stop, name) = (input(rx)?, stop.clone(), c.id.clone());
                 let dead = outputs(&format!("{}.errors", c.id));
                 let batching = Batching {
                     size: mc.batch,
@@ -348,7 +350,7 @@ pub fn start(
                 })
             }
             Spec::Stdout(enc) => {
-                let (enc, rx) = (*enc, rx.expect("sinks have inputs"));
+                let (enc, rx) = (*enc, input(rx)?);
                 Box::new(move || write_sink(std::io::stdout().lock(), enc, rx, inputs, &counters))
             }
             Spec::File { path, encoding } => {
@@ -357,14 +359,14 @@ pub fn start(
                     .append(true)
                     .open(path)
                     .map_err(|e| err(format!("opening {}: {e}", path.display())))?;
-                let (enc, rx) = (*encoding, rx.expect("sinks have inputs"));
+                let (enc, rx) = (*encoding, input(rx)?);
                 Box::new(move || {
                     write_sink(std::io::BufWriter::new(file), enc, rx, inputs, &counters)
                 })
             }
             spec => {
                 let t = Transform::build(spec).map_err(err)?;
-                let (rx, name) = (rx.expect("transforms have inputs"), c.id.clone());
+                let (rx, name) = (input(rx)?, c.id.clone());
                 let dead = outputs(&format!("{}.errors", c.id));
                 Box::new(move || transform(&name, t, rx, inputs, &outs, &dead, &counters))
             }
@@ -642,6 +644,25 @@ impl Transform {
     }
 }
 
+/// The batches arriving on `rx` until each of its `inputs` has ended (or
+/// every sender is gone).
+fn batches(rx: &Receiver<Msg>, inputs: usize) -> impl Iterator<Item = Vec<Event>> + '_ {
+    let mut ended = 0;
+    std::iter::from_fn(move || {
+        loop {
+            match rx.recv().ok()? {
+                Msg::End => {
+                    ended += 1;
+                    if ended == inputs {
+                        return None;
+                    }
+                }
+                Msg::Events(b) => return Some(b),
+            }
+        }
+    })
+}
+
 /// Runs a transform. Bad events are counted, sampled in the log and, when
 /// something reads this transform's `.errors` output, sent there with an
 /// `error` field saying why.
@@ -654,57 +675,46 @@ fn transform(
     dead: &[SyncSender<Msg>],
     counters: &Counters,
 ) {
-    let mut ended = 0;
     let mut sampler = Sampler {
         last: None,
         suppressed: 0,
     };
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            Msg::End => {
-                ended += 1;
-                if ended == inputs {
-                    break;
-                }
-            }
-            Msg::Events(batch) => {
-                counters
-                    .events_in
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                let mut out = Vec::with_capacity(batch.len());
-                let mut bad = Vec::new();
-                for e in batch {
-                    let original = (!dead.is_empty()).then(|| e.clone());
-                    let (ack, origin) = (e.ack.clone(), e.origin.clone());
-                    match t.apply(e) {
-                        Ok(v) => out.extend(v.into_iter().map(|mut x| {
-                            // Derived events keep the source batch's acknowledgement.
-                            if x.ack.is_none() {
-                                x.ack.clone_from(&ack);
-                                x.origin.clone_from(&origin);
-                            }
-                            x
-                        })),
-                        Err(why) => {
-                            counters.errors.fetch_add(1, Ordering::Relaxed);
-                            sampler.bad(name, "bad event skipped", &why);
-                            if let Some(mut o) = original {
-                                o.fields.insert("error".into(), Value::from(why));
-                                bad.push(o);
-                            }
-                        }
+    for batch in batches(&rx, inputs) {
+        counters
+            .events_in
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(batch.len());
+        let mut bad = Vec::new();
+        for e in batch {
+            let original = (!dead.is_empty()).then(|| e.clone());
+            let (ack, origin) = (e.ack.clone(), e.origin.clone());
+            match t.apply(e) {
+                Ok(v) => out.extend(v.into_iter().map(|mut x| {
+                    // Derived events keep the source batch's acknowledgement.
+                    if x.ack.is_none() {
+                        x.ack.clone_from(&ack);
+                        x.origin.clone_from(&origin);
+                    }
+                    x
+                })),
+                Err(why) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    sampler.bad(name, "bad event skipped", &why);
+                    if let Some(mut o) = original {
+                        o.fields.insert("error".into(), Value::from(why));
+                        bad.push(o);
                     }
                 }
-                if !bad.is_empty() {
-                    fan_out(dead, bad);
-                }
-                counters
-                    .events_out
-                    .fetch_add(out.len() as u64, Ordering::Relaxed);
-                if !out.is_empty() {
-                    fan_out(outs, out);
-                }
             }
+        }
+        if !bad.is_empty() {
+            fan_out(dead, bad);
+        }
+        counters
+            .events_out
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        if !out.is_empty() {
+            fan_out(outs, out);
         }
     }
     end(outs);
@@ -1000,34 +1010,23 @@ fn write_sink(
     inputs: usize,
     counters: &Counters,
 ) {
-    let mut ended = 0;
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            Msg::End => {
-                ended += 1;
-                if ended == inputs {
-                    break;
-                }
-            }
-            Msg::Events(b) => {
-                counters
-                    .events_in
-                    .fetch_add(b.len() as u64, Ordering::Relaxed);
-                for e in &b {
-                    let line = match enc {
-                        Encoding::Json => e.to_json(),
-                        Encoding::LineProtocol => e.to_line_protocol(),
-                    };
-                    if writeln!(w, "{line}").is_err() {
-                        counters.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                counters
-                    .events_out
-                    .fetch_add(b.len() as u64, Ordering::Relaxed);
-                let _ = w.flush();
+    for b in batches(&rx, inputs) {
+        counters
+            .events_in
+            .fetch_add(b.len() as u64, Ordering::Relaxed);
+        for e in &b {
+            let line = match enc {
+                Encoding::Json => e.to_json(),
+                Encoding::LineProtocol => e.to_line_protocol(),
+            };
+            if writeln!(w, "{line}").is_err() {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+        counters
+            .events_out
+            .fetch_add(b.len() as u64, Ordering::Relaxed);
+        let _ = w.flush();
     }
     let _ = w.flush();
 }

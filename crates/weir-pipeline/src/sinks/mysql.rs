@@ -151,10 +151,10 @@ impl MysqlSink {
         if let Some(c) = self.held.take() {
             return Ok(c);
         }
-        if self.pool.is_none() {
-            self.pool = Some(Pool::new(self.opts.clone())?);
-        }
-        let pool = self.pool.as_ref().expect("just set");
+        let pool = match &mut self.pool {
+            Some(p) => p,
+            slot => slot.insert(Pool::new(self.opts.clone())?),
+        };
         pool.get_conn()
     }
 

@@ -85,6 +85,7 @@ impl SqliteSink {
     }
 
     fn known_columns(&mut self, table: &str) -> Result<&mut BTreeSet<String>, SqliteError> {
+        // Looked up without allocating: this runs for every row.
         if !self.columns.contains_key(table) {
             let mut cols = BTreeSet::new();
             let mut stmt = self
@@ -95,9 +96,11 @@ impl SqliteSink {
                 cols.insert(n?);
             }
             drop(stmt);
-            self.columns.insert(table.to_owned(), cols);
+            return Ok(self.columns.entry(table.to_owned()).or_insert(cols));
         }
-        Ok(self.columns.get_mut(table).expect("just inserted"))
+        self.columns
+            .get_mut(table)
+            .ok_or_else(|| SqliteError(rusqlite::Error::InvalidParameterName(table.to_owned())))
     }
 
     /// Writes events and the offsets they came from in one transaction.
