@@ -17,6 +17,7 @@ pub mod error;
 pub mod groups;
 mod handlers;
 mod meta;
+pub mod null;
 mod producers;
 mod server;
 pub mod topics;

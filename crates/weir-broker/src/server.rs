@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -145,8 +145,10 @@ async fn connection(
             reply = run(&broker, decoded, &client_host) => reply?,
             _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
         };
-        if let Some(response) = reply {
-            wr.write_all(&response).await?;
+        if let Some(chunks) = reply {
+            for chunk in &chunks {
+                wr.write_all(chunk).await?;
+            }
             // Answer now unless the client has already sent the next request.
             if rd.buffer().is_empty() {
                 wr.flush().await?;
@@ -182,21 +184,31 @@ fn pipelined_produce(
     let (resp, waits) = handlers::produce::append(broker, produce, version);
     tokio::spawn(async move {
         let resp = handlers::produce::wait(resp, waits).await;
-        let mut body = BytesMut::new();
-        resp.encode(&mut body, version)
-            .map_err(|e| Close::Malformed(format!("encoding the response failed: {e}")))?;
-        frame_response(correlation_id, api.response_header_version(version), &body)
+        frame_response(
+            correlation_id,
+            api.response_header_version(version),
+            |out| resp.encode(out, version),
+        )
     })
 }
 
-/// Runs a decoded request; its response frame, or `None` (acks=0).
-async fn run(broker: &Broker, decoded: Decoded, client_host: &str) -> Result<Option<Bytes>, Close> {
+/// Runs a decoded request; its response frame in one or more pieces, or
+/// `None` (acks=0).
+async fn run(
+    broker: &Broker,
+    decoded: Decoded,
+    client_host: &str,
+) -> Result<Option<Vec<Bytes>>, Close> {
     let req = match decoded {
         Decoded::ApiVersionsFallback { correlation_id } => {
             // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges,
             // so the client can retry with a version we speak.
             let body = handlers::api_versions_unsupported();
-            return Ok(Some(frame_response(correlation_id, 0, &body)?));
+            let frame = frame_response(correlation_id, 0, |out| {
+                out.put_slice(&body);
+                Ok(())
+            })?;
+            return Ok(Some(vec![frame]));
         }
         Decoded::Request(req) => *req,
     };
@@ -210,17 +222,33 @@ async fn run(broker: &Broker, decoded: Decoded, client_host: &str) -> Result<Opt
     match handlers::dispatch(broker, &header, request, client_host).await {
         Reply::None => Ok(None),
         Reply::Response(response) => {
-            let mut body = BytesMut::new();
-            response
-                .encode(&mut body, version)
-                .map_err(|e| Close::Malformed(format!("encoding the response failed: {e}")))?;
-            Ok(Some(frame_response(
-                correlation_id,
-                api.response_header_version(version),
-                &body,
-            )?))
+            encode_reply(api, version, correlation_id, &response).map(Some)
         }
     }
+}
+
+/// A response frame in one or more pieces. Fetch responses carry the
+/// stored record sets as they were read, without copying them into the
+/// encoded frame.
+pub(crate) fn encode_reply(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<Vec<Bytes>, Close> {
+    let header_version = api.response_header_version(version);
+    if let ResponseKind::Fetch(fetch) = response
+        && let Some(body) = handlers::fetch_chunks(fetch, version)
+    {
+        let size: usize = body.iter().map(Bytes::len).sum();
+        let mut frame = vec![frame_header(correlation_id, header_version, size)?];
+        frame.extend(body);
+        return Ok(frame);
+    }
+    let frame = frame_response(correlation_id, header_version, |out| {
+        response.encode(out, version)
+    })?;
+    Ok(vec![frame])
 }
 
 /// A decoded request.
@@ -287,15 +315,38 @@ fn decode_guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Close> 
     }
 }
 
-fn frame_response(correlation_id: i32, header_version: i16, body: &[u8]) -> Result<Bytes, Close> {
-    let mut header = BytesMut::new();
+/// A whole response frame: length, header and the body `encode` writes,
+/// encoded in place.
+fn frame_response(
+    correlation_id: i32,
+    header_version: i16,
+    encode: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> Result<Bytes, Close> {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    put_header(&mut out, correlation_id, header_version)?;
+    encode(&mut out).map_err(|e| Close::Malformed(format!("encoding the response failed: {e}")))?;
+    let len = i32::try_from(out.len() - 4)
+        .map_err(|_| Close::Malformed("response larger than 2 GiB".to_owned()))?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// The length and header of a response whose body of `body_len` bytes is
+/// sent separately.
+fn frame_header(correlation_id: i32, header_version: i16, body_len: usize) -> Result<Bytes, Close> {
+    let mut out = BytesMut::with_capacity(16);
+    out.put_i32(0);
+    put_header(&mut out, correlation_id, header_version)?;
+    let len = i32::try_from(out.len() - 4 + body_len)
+        .map_err(|_| Close::Malformed("response larger than 2 GiB".to_owned()))?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out.freeze())
+}
+
+fn put_header(out: &mut BytesMut, correlation_id: i32, header_version: i16) -> Result<(), Close> {
     let mut h = ResponseHeader::default();
     h.correlation_id = correlation_id;
-    h.encode(&mut header, header_version)
-        .map_err(|e| Close::Malformed(format!("encoding the response header: {e}")))?;
-    let mut out = BytesMut::with_capacity(4 + header.len() + body.len());
-    out.put_i32((header.len() + body.len()) as i32);
-    out.put_slice(&header);
-    out.put_slice(body);
-    Ok(out.freeze())
+    h.encode(out, header_version)
+        .map_err(|e| Close::Malformed(format!("encoding the response header: {e}")))
 }

@@ -7,7 +7,14 @@
 //! * `roundtrip`: produces at a fixed rate and consumes at once; latency
 //!   from the send to the consumer seeing the message.
 //! * `pipeline`: nginx lines through parse_nginx + geoip into nothing, on
-//!   one core.
+//!   one core; with `--brokers`, end to end: the lines produced to a topic,
+//!   then a real pipeline (kafka source, parse_nginx, geoip, SQLite sink)
+//!   timed until every row is stored.
+//! * `limits`: the machine's own ceilings measured the same way every
+//!   time: loopback TCP, writing to the page cache, writing with
+//!   fdatasync, memory copy.
+//! * `null-broker`: a broker that stores nothing, so `produce` and
+//!   `consume` against it measure the client's own ceiling.
 //!
 //! Results print as one line each and, with `--json FILE`, are appended
 //! to FILE as JSON lines for comparison between runs and brokers.
@@ -40,7 +47,8 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         rate: u64,
     },
-    /// nginx lines through parse_nginx (+ geoip with --geoip) on one core.
+    /// nginx lines through parse_nginx (+ geoip with --geoip) on one core,
+    /// or with --brokers from a topic into SQLite.
     Pipeline {
         /// Lines.
         #[arg(long, default_value_t = 1_000_000)]
@@ -48,10 +56,47 @@ pub(crate) enum BenchCommand {
         /// IP database (.ipdb, .xdb, .mmdb).
         #[arg(long)]
         geoip: Option<PathBuf>,
+        /// End to end: produce the lines to --topic on these brokers, then
+        /// time a pipeline from the topic into SQLite.
+        #[arg(long, short = 'b')]
+        brokers: Option<String>,
+        /// Topic for the end-to-end run (should be new or empty).
+        #[arg(long, default_value = "weir-bench-nginx")]
+        topic: String,
         /// Append the result as a JSON line to this file.
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The machine's ceilings: loopback TCP, disk writes, memory copy.
+    Limits {
+        /// Directory to write the test files in (put it where the broker's
+        /// data directory is).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Bytes for each measurement.
+        #[arg(long, default_value_t = 1 << 30)]
+        bytes: u64,
+        /// Append the result as a JSON line to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// A broker that acknowledges and discards every produce and answers
+    /// fetches from one in-memory batch: the client's ceiling.
+    NullBroker(NullBroker),
+}
+
+/// `weir bench null-broker`.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct NullBroker {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:19092")]
+    listen: std::net::SocketAddr,
+    /// Partitions of a topic first named in Metadata.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Bytes per message in what fetches return.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
 }
 
 /// What to send and where.
@@ -254,7 +299,12 @@ fn report(
         ));
     }
     writeln!(out, "{line}")?;
-    if let Some(path) = json {
+    append_json(json, &v)
+}
+
+/// Appends a result as one JSON line, if a file was named.
+fn append_json(path: Option<&PathBuf>, v: &serde_json::Value) -> Result<()> {
+    if let Some(path) = path {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -564,6 +614,134 @@ fn pipeline(
     )
 }
 
+/// Produces `messages` nginx lines to `topic`, then times a pipeline
+/// (kafka -> parse_nginx -> geoip -> SQLite, batches of 5000) until every
+/// row is stored.
+fn pipeline_to_sqlite(
+    messages: u64,
+    geoip: Option<&PathBuf>,
+    brokers: &str,
+    topic: &str,
+    json: Option<&PathBuf>,
+    out: &mut impl Write,
+) -> Result<()> {
+    use std::sync::atomic::AtomicBool;
+    use weir_pipeline::generate::{Rng, nginx_line};
+    let producer: BaseProducer = crate::kafka_cli::client_config(brokers, &[])?
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .create()
+        .context("creating a producer")?;
+    let mut rng = Rng::new(1);
+    let mut bytes = 0u64;
+    for i in 0..messages {
+        let line = nginx_line(&mut rng, 1_700_000_000 + (i / 1000) as i64);
+        bytes += line.len() as u64;
+        loop {
+            match producer.send(BaseRecord::<(), str>::to(topic).payload(&line)) {
+                Ok(()) => break,
+                Err((e, _))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => bail!("producing to {topic} on {brokers}: {e}"),
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .with_context(|| format!("producing to {topic} on {brokers}"))?;
+
+    let dir = std::env::temp_dir().join(format!("weir-bench-pipeline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let (geo, last) = match geoip {
+        Some(db) => (
+            format!(
+                "[transforms.geo]\ntype = \"geoip\"\ninputs = [\"parse\"]\ndatabase = {}\n",
+                quote(&db.to_string_lossy())
+            ),
+            "geo",
+        ),
+        None => (String::new(), "parse"),
+    };
+    let config = format!(
+        "data_dir = {dir}\n\
+         [sources.kafka]\ntype = \"kafka\"\nbrokers = {brokers}\ntopics = [{topic}]\n\
+         group = {group}\nstart = \"earliest\"\n\
+         [transforms.parse]\ntype = \"parse_nginx\"\ninputs = [\"kafka\"]\nformat = \"combined\"\n\
+         {geo}\
+         [sinks.store]\ntype = \"sqlite\"\ninputs = [\"{last}\"]\npath = {db}\nbatch = 5000\n",
+        dir = quote(&dir.to_string_lossy()),
+        brokers = quote(brokers),
+        topic = quote(topic),
+        group = quote(&format!("weir-bench-{}", std::process::id())),
+        db = quote(&dir.join("bench.db").to_string_lossy()),
+    );
+    let result = (|| -> Result<(f64, u64)> {
+        let cfg = weir_pipeline::config::PipelineConfig::parse(&config)
+            .context("the benchmark's pipeline")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let running = weir_pipeline::runtime::start(&cfg, "bench", stop.clone())
+            .context("starting the pipeline")?;
+        let stored = running
+            .counters
+            .get("store")
+            .cloned()
+            .context("the pipeline has no store sink")?;
+        let mut progress = Progress {
+            quiet: false,
+            total: messages,
+            shown: Instant::now(),
+            started,
+        };
+        let (mut last, mut moved) = (0, Instant::now());
+        let rows = loop {
+            let rows = stored.events_out.load(Ordering::Relaxed);
+            progress.show(rows);
+            if rows >= messages {
+                break rows;
+            }
+            if rows != last {
+                (last, moved) = (rows, Instant::now());
+            } else if moved.elapsed() > Duration::from_secs(30) {
+                stop.store(true, Ordering::Relaxed);
+                bail!("only {rows} of {messages} rows stored after 30 s without progress");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let secs = started.elapsed().as_secs_f64();
+        progress.done();
+        stop.store(true, Ordering::Relaxed);
+        running.wait();
+        Ok((secs, rows))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (secs, rows) = result?;
+    let extra = serde_json::json!({
+        "geoip": geoip.is_some(),
+        "messages": rows,
+        "msgs_per_s": rows as f64 / secs,
+        "mb_per_s": bytes as f64 / secs / 1e6,
+        "seconds": secs,
+    });
+    report(
+        if geoip.is_some() {
+            "pipeline topic -> parse_nginx+geoip -> sqlite"
+        } else {
+            "pipeline topic -> parse_nginx -> sqlite"
+        },
+        None,
+        extra,
+        out,
+        json,
+    )
+}
+
 pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {
     match cmd {
         BenchCommand::Produce(load) => produce(&load, out),
@@ -572,7 +750,140 @@ pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {
         BenchCommand::Pipeline {
             messages,
             geoip,
+            brokers: Some(brokers),
+            topic,
             json,
+        } => pipeline_to_sqlite(
+            messages,
+            geoip.as_ref(),
+            &brokers,
+            &topic,
+            json.as_ref(),
+            out,
+        ),
+        BenchCommand::Pipeline {
+            messages,
+            geoip,
+            brokers: None,
+            json,
+            ..
         } => pipeline(messages, geoip.as_ref(), json.as_ref(), out),
+        BenchCommand::Limits { dir, bytes, json } => limits(&dir, bytes, json.as_ref(), out),
+        BenchCommand::NullBroker(args) => null_broker(&args, out),
     }
+}
+
+/// Serves the null broker until SIGINT or SIGTERM.
+fn null_broker(args: &NullBroker, out: &mut impl Write) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        writeln!(
+            out,
+            "null broker on {}: acknowledges and discards produces, serves {}-byte messages; Ctrl-C stops",
+            listener.local_addr()?,
+            args.size
+        )?;
+        out.flush()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let config = weir_broker::null::NullConfig {
+            partitions: args.partitions,
+            message_bytes: args.size,
+        };
+        let server = tokio::spawn(weir_broker::null::serve_null(listener, config, stopped));
+        crate::broker::wait_for_signal().await;
+        let _ = stop.send(true);
+        server.await??;
+        Ok(())
+    })
+}
+
+/// Measures loopback TCP, page-cache writes, writes with fdatasync and
+/// memory copy, `bytes` each.
+fn limits(
+    dir: &std::path::Path,
+    bytes: u64,
+    json: Option<&PathBuf>,
+    out: &mut impl Write,
+) -> Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let chunks = bytes.div_ceil(CHUNK as u64).max(1);
+    let rate = |secs: f64| (chunks * CHUNK as u64) as f64 / secs.max(1e-9) / 1e6;
+
+    // Loopback TCP: one thread writes 1 MiB chunks, another reads them.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = std::thread::spawn(move || -> std::io::Result<u64> {
+        use std::io::Read;
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = 0u64;
+        loop {
+            match s.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
+    });
+    let started = Instant::now();
+    {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        let buf = vec![b'x'; CHUNK];
+        for _ in 0..chunks {
+            s.write_all(&buf)?;
+        }
+    }
+    let received = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the TCP reader panicked"))??;
+    let tcp = rate(started.elapsed().as_secs_f64());
+    anyhow::ensure!(received == chunks * CHUNK as u64, "loopback lost data");
+
+    // Disk: a fresh file, once into the page cache only, once synced.
+    let write_file = |sync: bool| -> Result<f64> {
+        let path = dir.join(format!(".weir-bench-limits-{}", std::process::id()));
+        let buf = vec![b'x'; CHUNK];
+        let started = Instant::now();
+        let result = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&path)?;
+            for _ in 0..chunks {
+                f.write_all(&buf)?;
+            }
+            if sync {
+                f.sync_data()?;
+            }
+            Ok(())
+        })();
+        let secs = started.elapsed().as_secs_f64();
+        let _ = std::fs::remove_file(&path);
+        result.with_context(|| format!("writing {}", path.display()))?;
+        Ok(rate(secs))
+    };
+    let cached = write_file(false)?;
+    let synced = write_file(true)?;
+
+    // Memory copy between two 64 MiB buffers.
+    let (src, mut dst) = (vec![1u8; 64 << 20], vec![0u8; 64 << 20]);
+    let rounds = bytes.div_ceil(src.len() as u64).max(1);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+    }
+    let memcpy = (rounds * src.len() as u64) as f64 / started.elapsed().as_secs_f64() / 1e6;
+
+    writeln!(
+        out,
+        "limits: loopback TCP {tcp:.0} MB/s, write to page cache {cached:.0} MB/s, write + fdatasync {synced:.0} MB/s, memory copy {memcpy:.0} MB/s"
+    )?;
+    let v = serde_json::json!({
+        "bench": "limits", "bytes": chunks * CHUNK as u64,
+        "tcp_mb_per_s": tcp, "page_cache_mb_per_s": cached,
+        "fdatasync_mb_per_s": synced, "memcpy_mb_per_s": memcpy,
+    });
+    append_json(json, &v)
 }

@@ -202,16 +202,109 @@ fn weir_bench_measures_a_broker_and_the_parser() {
     assert!(r.starts_with("roundtrip: ") && r.contains("p99"), "{r}");
     let l = run(&["pipeline", "--messages", "10000"]);
     assert!(l.starts_with("pipeline parse_nginx: "), "{l}");
+    // End to end: the lines go through the broker into SQLite.
+    let e = run(&[
+        "pipeline",
+        "-b",
+        &b,
+        "--topic",
+        "nginx",
+        "--messages",
+        "5000",
+    ]);
+    assert!(
+        e.starts_with("pipeline topic -> parse_nginx -> sqlite: "),
+        "{e}"
+    );
+    let m = run(&[
+        "limits",
+        "--dir",
+        tmp.path().to_str().unwrap(),
+        "--bytes",
+        "20000000",
+    ]);
+    assert!(m.starts_with("limits: loopback TCP "), "{m}");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&json)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["bench"], "produce");
     assert_eq!(lines[0]["messages"], 20000);
     assert!(lines[0]["msgs_per_s"].as_f64().unwrap() > 0.0);
     assert!(lines[2]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(lines[4]["messages"], 5000, "every row stored");
+    for k in [
+        "tcp_mb_per_s",
+        "page_cache_mb_per_s",
+        "fdatasync_mb_per_s",
+        "memcpy_mb_per_s",
+    ] {
+        assert!(lines[5][k].as_f64().unwrap() > 0.0, "{k}: {}", lines[5]);
+    }
+}
+
+/// The null broker acknowledges everything and stores nothing: librdkafka
+/// produces to it and consumes from it as from a real broker.
+#[test]
+fn the_null_broker_serves_librdkafka_producers_and_consumers() {
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let null = common::Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "bench",
+                "null-broker",
+                "--listen",
+                &addr,
+                "--partitions",
+                "2",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_port(port);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("bench")
+            .args(args)
+            .args(["-b", &addr, "--quiet"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let p = run(&[
+        "produce",
+        "--topic",
+        "n",
+        "--messages",
+        "50000",
+        "--acks",
+        "all",
+    ]);
+    assert!(p.starts_with("produce: "), "{p}");
+    let p = run(&[
+        "produce",
+        "--topic",
+        "n",
+        "--messages",
+        "50000",
+        "--acks",
+        "all",
+        "-X",
+        "enable.idempotence=true",
+    ]);
+    assert!(p.starts_with("produce: "), "{p}");
+    let c = run(&["consume", "--topic", "n", "--messages", "200000"]);
+    assert!(c.starts_with("consume: "), "{c}");
+    common::sigterm(null);
 }
 
 /// Unmounts on drop.

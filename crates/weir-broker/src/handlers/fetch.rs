@@ -114,3 +114,209 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
     }
     (resp, total)
 }
+
+/// Record sets at least this long are sent from their own buffer instead
+/// of being copied into the encoded response.
+const ZERO_COPY_MIN: usize = 4096;
+
+/// Encodes a Fetch response body as a list of chunks whose concatenation is
+/// exactly what `FetchResponse::encode` writes, except that large record
+/// sets are handed on as the buffers read from the log rather than copied:
+/// the connection writes them to the socket directly. `None` when the
+/// response uses a field this encoder does not write (tagged fields), so
+/// the caller falls back to the generic encoder.
+pub(crate) fn encode_chunks(resp: &FetchResponse, version: i16) -> Option<Vec<Bytes>> {
+    use bytes::BufMut;
+    if !(4..=18).contains(&version) || !plain(resp, version) {
+        return None;
+    }
+    let flexible = version >= 12;
+    let mut chunks = Vec::new();
+    let mut head = bytes::BytesMut::with_capacity(256);
+    head.put_i32(resp.throttle_time_ms);
+    if version >= 7 {
+        head.put_i16(resp.error_code);
+        head.put_i32(resp.session_id);
+    }
+    put_len(&mut head, flexible, Some(resp.responses.len()));
+    for t in &resp.responses {
+        if version <= 12 {
+            let name = t.topic.0.as_bytes();
+            if flexible {
+                put_uvarint(&mut head, name.len() as u64 + 1);
+            } else {
+                head.put_i16(i16::try_from(name.len()).ok()?);
+            }
+            head.put_slice(name);
+        }
+        if version >= 13 {
+            head.put_slice(t.topic_id.as_bytes());
+        }
+        put_len(&mut head, flexible, Some(t.partitions.len()));
+        for p in &t.partitions {
+            head.put_i32(p.partition_index);
+            head.put_i16(p.error_code);
+            head.put_i64(p.high_watermark);
+            head.put_i64(p.last_stable_offset);
+            if version >= 5 {
+                head.put_i64(p.log_start_offset);
+            }
+            let aborted = p.aborted_transactions.as_ref();
+            put_len(&mut head, flexible, aborted.map(Vec::len));
+            for a in aborted.into_iter().flatten() {
+                head.put_i64(a.producer_id.0);
+                head.put_i64(a.first_offset);
+                if flexible {
+                    head.put_u8(0);
+                }
+            }
+            if version >= 11 {
+                head.put_i32(p.preferred_read_replica.0);
+            }
+            let records = p.records.as_ref();
+            put_len(&mut head, flexible, records.map(Bytes::len));
+            if let Some(records) = records {
+                if records.len() >= ZERO_COPY_MIN {
+                    chunks.push(head.split().freeze());
+                    chunks.push(records.clone());
+                } else {
+                    head.put_slice(records);
+                }
+            }
+            if flexible {
+                head.put_u8(0);
+            }
+        }
+        if flexible {
+            head.put_u8(0);
+        }
+    }
+    if flexible {
+        head.put_u8(0);
+    }
+    chunks.push(head.freeze());
+    Some(chunks)
+}
+
+/// Whether the response only uses fields `encode_chunks` writes.
+fn plain(resp: &FetchResponse, version: i16) -> bool {
+    resp.unknown_tagged_fields.is_empty()
+        && resp.node_endpoints.is_empty()
+        && (version >= 7 || resp.session_id == 0)
+        && resp.responses.iter().all(|t| {
+            t.unknown_tagged_fields.is_empty()
+                && t.partitions.iter().all(|p| {
+                    p.unknown_tagged_fields.is_empty()
+                        && p.diverging_epoch == Default::default()
+                        && p.current_leader == Default::default()
+                        && p.snapshot_id == Default::default()
+                        && (version >= 11 || p.preferred_read_replica.0 == -1)
+                        && p.aborted_transactions
+                            .iter()
+                            .flatten()
+                            .all(|a| a.unknown_tagged_fields.is_empty())
+                })
+        })
+}
+
+/// An array or bytes length: INT32 (-1 for null), or in flexible versions
+/// an unsigned varint of length + 1 (0 for null).
+fn put_len(buf: &mut bytes::BytesMut, flexible: bool, len: Option<usize>) {
+    use bytes::BufMut;
+    match (flexible, len) {
+        (true, Some(n)) => put_uvarint(buf, n as u64 + 1),
+        (true, None) => buf.put_u8(0),
+        (false, Some(n)) => buf.put_i32(n as i32),
+        (false, None) => buf.put_i32(-1),
+    }
+}
+
+fn put_uvarint(buf: &mut bytes::BytesMut, mut v: u64) {
+    use bytes::BufMut;
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::AbortedTransaction;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn sample(records: &[usize]) -> FetchResponse {
+        let mut resp = FetchResponse::default();
+        resp.throttle_time_ms = 7;
+        for (t, name) in ["a", "topic-two"].iter().enumerate() {
+            let mut tr = FetchableTopicResponse::default();
+            tr.topic = TopicName(StrBytes::from_static_str(name));
+            tr.topic_id = uuid::Uuid::from_u128(0x1234_5678_9abc_def0_u128 + t as u128);
+            for (i, &len) in records.iter().enumerate() {
+                let mut pd = PartitionData::default();
+                pd.partition_index = i as i32;
+                pd.error_code = if len == 0 { 3 } else { 0 };
+                pd.high_watermark = 1_000_000 + i as i64;
+                pd.last_stable_offset = 999_999;
+                pd.log_start_offset = 12;
+                pd.aborted_transactions = match i % 3 {
+                    0 => Some(Vec::new()),
+                    1 => None,
+                    _ => Some(vec![AbortedTransaction::default(); 2]),
+                };
+                pd.records = if i % 4 == 3 {
+                    None
+                } else {
+                    Some(Bytes::from(
+                        (0..len).map(|b| (b * 31 + i) as u8).collect::<Vec<_>>(),
+                    ))
+                };
+                tr.partitions.push(pd);
+            }
+            resp.responses.push(tr);
+        }
+        resp
+    }
+
+    #[test]
+    fn chunks_equal_the_generic_encoding_in_every_version() {
+        for version in 4..=18 {
+            for sizes in [vec![], vec![0], vec![10, 5000, 0, 200_000, 4096, 4095]] {
+                let resp = sample(&sizes);
+                let mut want = bytes::BytesMut::new();
+                resp.encode(&mut want, version).unwrap();
+                let chunks = encode_chunks(&resp, version).unwrap();
+                let got: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+                assert_eq!(got, want.to_vec(), "version {version}, sizes {sizes:?}");
+                // Large record sets are shared, not copied.
+                let shared = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter_map(|p| p.records.as_ref())
+                    .filter(|r| r.len() >= ZERO_COPY_MIN)
+                    .count();
+                let passed = chunks
+                    .iter()
+                    .filter(|c| {
+                        resp.responses
+                            .iter()
+                            .flat_map(|t| &t.partitions)
+                            .filter_map(|p| p.records.as_ref())
+                            .any(|r| r.as_ptr() == c.as_ptr() && !r.is_empty())
+                    })
+                    .count();
+                assert_eq!(passed, shared, "version {version}");
+            }
+        }
+    }
+
+    #[test]
+    fn tagged_fields_fall_back_to_the_generic_encoder() {
+        let mut resp = sample(&[10]);
+        resp.responses[0].partitions[0].diverging_epoch.epoch = 4;
+        assert!(encode_chunks(&resp, 12).is_none());
+        assert!(encode_chunks(&sample(&[10]), 3).is_none());
+    }
+}

@@ -63,7 +63,7 @@ pub(crate) fn supported(api: ApiKey) -> Option<VersionRange> {
     APIS.iter().find(|(k, _)| *k == api).map(|(_, r)| *r)
 }
 
-fn api_versions_body(error: i16) -> ApiVersionsResponse {
+pub(crate) fn api_versions_body(error: i16) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.error_code = error;
     r.api_keys = APIS
@@ -182,6 +182,12 @@ pub(crate) async fn dispatch(
         _ => return Reply::None,
     };
     Reply::Response(Box::new(response))
+}
+
+/// A Fetch response body in pieces, the stored record sets not copied
+/// (`None`: encode it the generic way).
+pub(crate) fn fetch_chunks(resp: &FetchResponse, version: i16) -> Option<Vec<bytes::Bytes>> {
+    fetch::encode_chunks(resp, version)
 }
 
 /// A string for a response.

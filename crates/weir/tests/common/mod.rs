@@ -45,6 +45,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until something accepts connections on the port (at most 10 s).
+pub fn wait_port(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port} after 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 impl Broker {
     pub fn start(args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
