@@ -31,7 +31,8 @@ impl ProducerContext for Acked {
 
 #[test]
 fn acknowledged_messages_survive_repeated_sigkill_exactly_once_in_order() {
-    let mut broker = Broker::start(&[]);
+    // The group member must be able to join between two kills.
+    let mut broker = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0"]);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let producer: BaseProducer<Acked> = ClientConfig::new()
@@ -68,10 +69,16 @@ fn acknowledged_messages_survive_repeated_sigkill_exactly_once_in_order() {
             n
         })
     };
+    // A group member reads along and commits what it has read; after every
+    // restart it must resume from its committed offset: never skip ahead.
+    let group = {
+        let (bootstrap, stop) = (broker.bootstrap(), stop.clone());
+        std::thread::spawn(move || group_member_under_kills(&bootstrap, &stop))
+    };
     // Kill and restart the broker at uneven moments.
     let mut cycles = 0;
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(25) {
+    while started.elapsed() < Duration::from_secs(torture_secs()) {
         std::thread::sleep(Duration::from_millis(700 + 311 * (cycles % 4)));
         broker.kill9();
         std::thread::sleep(Duration::from_millis(100 + 50 * (cycles % 3)));
@@ -80,6 +87,7 @@ fn acknowledged_messages_survive_repeated_sigkill_exactly_once_in_order() {
     }
     stop.store(true, Ordering::Relaxed);
     let sent = sender.join().unwrap();
+    let (read, committed) = group.join().unwrap();
     producer
         .flush(Duration::from_secs(90))
         .expect("every message delivered or failed");
@@ -135,7 +143,81 @@ fn acknowledged_messages_survive_repeated_sigkill_exactly_once_in_order() {
         "acknowledged but lost, e.g. {lost:?} ({cycles} kills)"
     );
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "out of order");
+    // The group's committed offset survived every kill.
+    assert!(
+        read > 100 && committed > 0,
+        "the group member read {read}, committed {committed}"
+    );
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "torture-group")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition("numbers", 0);
+    let stored = member
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    let offset = stored.elements()[0].offset().to_raw().unwrap_or(-1);
+    assert!(
+        offset >= committed,
+        "committed offset went back from {committed} to {offset} ({cycles} kills)"
+    );
+    // Clients close while the broker still answers (a consumer closing
+    // against a stopped broker waits for its coordinator for ~40 s).
+    drop((member, consumer, producer));
     broker.stop();
+}
+
+/// How long the crash torture runs: 25 s in CI, longer with
+/// WEIR_TORTURE_SECS (see scripts/torture-long.sh).
+fn torture_secs() -> u64 {
+    std::env::var("WEIR_TORTURE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25)
+}
+
+/// Consumes "numbers" in group torture-group, committing synchronously every
+/// 200 messages, until `stop`. Asserts that no offset is skipped (each
+/// message is at most one past the highest seen). Returns how many were
+/// read and the highest offset whose commit the broker acknowledged.
+fn group_member_under_kills(bootstrap: &str, stop: &AtomicBool) -> (u64, i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "torture-group")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("reconnect.backoff.ms", "20")
+        .set("reconnect.backoff.max.ms", "200")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["numbers"]).unwrap();
+    let (mut read, mut next, mut committed) = (0u64, 0i64, 0i64);
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            assert!(
+                m.offset() <= next,
+                "the group member skipped from {next} to {} after a restart",
+                m.offset()
+            );
+            next = next.max(m.offset() + 1);
+            read += 1;
+            if read % 200 == 0 {
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                tpl.add_partition_offset("numbers", 0, rdkafka::Offset::Offset(m.offset() + 1))
+                    .unwrap();
+                if consumer
+                    .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+                    .is_ok()
+                {
+                    committed = committed.max(m.offset() + 1);
+                }
+            }
+        }
+    }
+    (read, committed)
 }
 
 #[test]
@@ -569,7 +651,8 @@ fn mutated_real_frames_never_disturb_the_broker() {
         seed
     };
     use std::io::{Read, Write};
-    for round in 0..1500u32 {
+    let rounds = (1500 * torture_secs() / 25) as u32;
+    for round in 0..rounds {
         let mut f = frames[(rand() % frames.len() as u64) as usize].clone();
         match rand() % 5 {
             0 => {
