@@ -81,7 +81,8 @@ pub(crate) enum BenchCommand {
         json: Option<PathBuf>,
     },
     /// A broker that acknowledges and discards every produce and answers
-    /// fetches from one in-memory batch: the client's ceiling.
+    /// fetches from one in-memory batch: the client's ceiling for produce
+    /// and consume (roundtrip has no meaning against it).
     NullBroker(NullBroker),
 }
 
