@@ -17,6 +17,7 @@ pub mod error;
 pub mod groups;
 mod handlers;
 mod meta;
+pub mod metrics;
 pub mod null;
 mod producers;
 mod server;
@@ -43,6 +44,7 @@ pub struct Broker {
     topics: Registry,
     producer_ids: producers::ProducerIds,
     coordinator: Arc<groups::coordinator::Coordinator>,
+    metrics: metrics::BrokerMetrics,
 }
 
 /// Consumer lag of one partition.
@@ -96,7 +98,13 @@ impl Broker {
             topics,
             producer_ids,
             coordinator,
+            metrics: metrics::BrokerMetrics::default(),
         })
+    }
+
+    /// Request, connection and per-topic counters.
+    pub fn metrics(&self) -> &metrics::BrokerMetrics {
+        &self.metrics
     }
 
     /// The topic registry.

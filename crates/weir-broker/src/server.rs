@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, ResponseKind};
@@ -31,10 +33,14 @@ pub(crate) async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let shutdown = shutdown.clone();
+                    let m = broker.metrics();
+                    m.connections.fetch_add(1, Ordering::Relaxed);
+                    m.connections_total.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
-                        if let Err(reason) = connection(broker, stream, shutdown).await {
+                        if let Err(reason) = connection(broker.clone(), stream, shutdown).await {
                             debug!(%peer, %reason, "connection closed");
                         }
+                        broker.metrics().connections.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 Err(e) => {
@@ -115,6 +121,7 @@ async fn connection(
         }
         let mut buf = BytesMut::zeroed(len as usize);
         rd.read_exact(&mut buf).await?;
+        let arrived = Instant::now();
         let decoded = match decode(buf.freeze())? {
             Decoded::Request(req) => match *req {
                 Request {
@@ -130,6 +137,7 @@ async fn connection(
                         version,
                         correlation_id,
                         produce,
+                        arrived,
                     ));
                     continue;
                 }
@@ -141,10 +149,15 @@ async fn connection(
         drain(&mut pending, &mut wr).await?;
         // A request may wait (a parked JoinGroup, a long poll): shutdown
         // must not wait for it.
+        let api = match &decoded {
+            Decoded::Request(r) => r.api,
+            Decoded::ApiVersionsFallback { .. } => ApiKey::ApiVersions,
+        };
         let reply = tokio::select! {
             reply = run(&broker, decoded, &client_host) => reply?,
             _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
         };
+        broker.metrics().request(api, arrived.elapsed());
         if let Some(chunks) = reply {
             for chunk in &chunks {
                 wr.write_all(chunk).await?;
@@ -180,10 +193,13 @@ fn pipelined_produce(
     version: i16,
     correlation_id: i32,
     produce: kafka_protocol::messages::ProduceRequest,
+    arrived: Instant,
 ) -> tokio::task::JoinHandle<Result<Bytes, Close>> {
     let (resp, waits) = handlers::produce::append(broker, produce, version);
+    let broker = broker.clone();
     tokio::spawn(async move {
         let resp = handlers::produce::wait(resp, waits).await;
+        broker.metrics().request(api, arrived.elapsed());
         frame_response(
             correlation_id,
             api.response_header_version(version),

@@ -30,6 +30,7 @@ mod error;
 mod flusher;
 mod index;
 mod log;
+pub mod metrics;
 mod producer;
 mod segment;
 pub mod storage;

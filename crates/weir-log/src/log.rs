@@ -144,6 +144,8 @@ pub struct Log {
     /// Completed sync rounds and the time they took, for metrics.
     sync_rounds: AtomicU64,
     sync_nanos: AtomicU64,
+    /// How long each sync round took.
+    sync_latency: crate::metrics::Histogram,
 }
 
 /// Counters of the log's syncs (for metrics).
@@ -488,6 +490,7 @@ impl Log {
             oldest_unflushed_ms: AtomicI64::new(NONE),
             sync_rounds: AtomicU64::new(0),
             sync_nanos: AtomicU64::new(0),
+            sync_latency: crate::metrics::Histogram::default(),
         };
         if !clean {
             // What recovery kept is now made durable, so a second crash
@@ -950,9 +953,11 @@ impl Log {
                 Ordering::SeqCst,
             );
         }
+        let took = started.elapsed();
         self.sync_rounds.fetch_add(1, Ordering::Relaxed);
         self.sync_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        self.sync_latency.observe(took);
         if force || end_segment > checkpointed {
             write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, end)?;
             return Ok((end, Some(end_segment)));
@@ -966,6 +971,11 @@ impl Log {
             rounds: self.sync_rounds.load(Ordering::Relaxed),
             total: std::time::Duration::from_nanos(self.sync_nanos.load(Ordering::Relaxed)),
         }
+    }
+
+    /// The latency of every sync round (fsync of the data files) so far.
+    pub fn sync_latency(&self) -> crate::metrics::Snapshot {
+        self.sync_latency.snapshot()
     }
 
     /// Syncs everything appended so far.

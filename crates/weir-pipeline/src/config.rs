@@ -216,6 +216,30 @@ impl Spec {
         )
     }
 
+    /// The `type` this component has in a pipeline file.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Spec::Generator { .. } => "generator",
+            Spec::Stdin => "stdin",
+            Spec::FileSource(_) => "file",
+            Spec::Http(_) => "http",
+            Spec::Kafka { .. } | Spec::KafkaSink { .. } => "kafka",
+            Spec::ParseJson { .. } => "parse_json",
+            Spec::ParseInflux { .. } => "parse_influx",
+            Spec::ParseNginx { .. } => "parse_nginx",
+            Spec::Geoip { .. } => "geoip",
+            Spec::Filter { .. } => "filter",
+            Spec::Set(_) => "set",
+            Spec::Rename(_) => "rename",
+            Spec::Remove(_) => "remove",
+            Spec::Sqlite { .. } => "sqlite",
+            Spec::Stdout(_) => "stdout",
+            Spec::LineProtocol(_) => "line_protocol",
+            Spec::Mysql(_) => "mysql",
+            Spec::File { .. } => "file",
+        }
+    }
+
     /// Components with an `.errors` output (what they reject): transforms
     /// and the sinks a server can refuse data to.
     pub fn has_errors_output(&self) -> bool {

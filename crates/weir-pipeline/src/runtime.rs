@@ -39,6 +39,29 @@ pub struct Counters {
     pub bytes: AtomicU64,
     /// Messages behind the end of the assigned partitions (Kafka sources).
     pub lag: AtomicU64,
+    /// The latest bad events or failed writes (at most one a second is
+    /// kept, the last 20): Unix milliseconds and what was wrong.
+    pub recent_errors: std::sync::Mutex<std::collections::VecDeque<(i64, String)>>,
+}
+
+impl Counters {
+    /// The latest error samples, oldest first.
+    pub fn error_samples(&self) -> Vec<(i64, String)> {
+        self.recent_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn sample_error(&self, text: String) {
+        let mut r = self.recent_errors.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() == 20 {
+            r.pop_front();
+        }
+        r.push_back((now_ns() / 1_000_000, text));
+    }
 }
 
 enum Msg {
@@ -86,7 +109,8 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn bad(&mut self, component: &str, what: &str, detail: &str) {
+    /// Logs (and keeps as a sample in `counters`) at most once a second.
+    fn bad(&mut self, counters: &Counters, component: &str, what: &str, detail: &str) {
         let now = Instant::now();
         if self
             .last
@@ -96,6 +120,7 @@ impl Sampler {
             return;
         }
         tracing::warn!(component, suppressed = self.suppressed, "{what}: {detail}");
+        counters.sample_error(format!("{what}: {detail:.1000}"));
         self.last = Some(now);
         self.suppressed = 0;
     }
@@ -699,7 +724,7 @@ fn transform(
                 })),
                 Err(why) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
-                    sampler.bad(name, "bad event skipped", &why);
+                    sampler.bad(counters, name, "bad event skipped", &why);
                     if let Some(mut o) = original {
                         o.fields.insert("error".into(), Value::from(why));
                         bad.push(o);
@@ -776,7 +801,7 @@ fn carry(
             .collect(),
         Err(why) => {
             counters.errors.fetch_add(1, Ordering::Relaxed);
-            sampler.bad(name, "bad message skipped", &why);
+            sampler.bad(counters, name, "bad message skipped", &why);
             Vec::new()
         }
     }
@@ -980,7 +1005,8 @@ fn deliver(
             }
             Outcome::Rejected(why) => {
                 ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
-                ctx.sampler.bad(ctx.name, "event rejected", &why);
+                ctx.sampler
+                    .bad(ctx.counters, ctx.name, "event rejected", &why);
                 if !ctx.dead.is_empty() {
                     let mut e = batch;
                     for x in &mut e {
@@ -992,7 +1018,8 @@ fn deliver(
             }
             Outcome::Retry(why) => {
                 ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
-                ctx.sampler.bad(ctx.name, "write failed, retrying", &why);
+                ctx.sampler
+                    .bad(ctx.counters, ctx.name, "write failed, retrying", &why);
                 if ctx.stop.load(Ordering::Relaxed) {
                     ctx.giving_up_since.get_or_insert_with(Instant::now);
                 }

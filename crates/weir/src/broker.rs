@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -27,6 +29,13 @@ pub(crate) struct BrokerArgs {
     /// --set num.partitions=3 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Serve the web console (/console/) and Prometheus metrics (/metrics)
+    /// on this address, e.g. 127.0.0.1:9644 (off by default).
+    #[arg(long)]
+    http: Option<String>,
+    /// Let the console create and delete topics and reset group offsets.
+    #[arg(long)]
+    console_admin: bool,
 }
 
 /// Builds the broker configuration: defaults, then the file, then `--set`,
@@ -63,6 +72,30 @@ pub(crate) fn run(args: BrokerArgs) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let running = RunningBroker::bind(cfg).await?;
+        let sampling = Arc::new(AtomicBool::new(false));
+        let _http = match &args.http {
+            Some(addr) => {
+                let console = crate::console::Console::new(
+                    running.broker().clone(),
+                    running.addr.to_string(),
+                    args.console_admin,
+                );
+                console.start_sampler(sampling.clone());
+                let handler: weir_pipeline::http::Handler = Arc::new(move |req| {
+                    crate::console::guarded(&console, &req, None).unwrap_or_else(|| {
+                        weir_pipeline::http::Response::json(
+                            404,
+                            &serde_json::json!({"error_code": "404", "error_message": "not found; the console is at /console/"}),
+                        )
+                    })
+                });
+                let server = weir_pipeline::http::Server::start(addr, 1 << 20, handler)
+                    .with_context(|| format!("starting the HTTP server on {addr}"))?;
+                tracing::info!(address = %server.local_addr(), "console at /console/, metrics at /metrics");
+                Some(server)
+            }
+            None => None,
+        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -70,6 +103,7 @@ pub(crate) fn run(args: BrokerArgs) -> Result<()> {
             let _ = stop_tx.send(true);
         });
         running.serve(stop_rx).await?;
+        sampling.store(true, Ordering::Relaxed);
         Ok(())
     })
 }

@@ -45,6 +45,14 @@ pub(crate) fn client_config(brokers: &str, settings: &[String]) -> Result<Client
 }
 
 impl Conn {
+    /// A connection to `brokers` with no extra settings.
+    pub(crate) fn to(brokers: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            settings: Vec::new(),
+        }
+    }
+
     fn config(&self) -> Result<ClientConfig> {
         client_config(&self.brokers, &self.settings)
     }

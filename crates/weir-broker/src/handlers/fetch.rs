@@ -2,6 +2,7 @@
 //! appends (never busy-polling) until `min_bytes` or `max_wait_ms`.
 //! Fetch sessions (KIP-227) are answered as full fetches (session id 0).
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,6 +57,7 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
         let mut tr = FetchableTopicResponse::default();
         tr.topic = ft.topic.clone();
         tr.topic_id = ft.topic_id;
+        let mut sent = 0u64;
         for fp in &ft.partitions {
             let mut pd = PartitionData::default();
             pd.partition_index = fp.partition;
@@ -100,6 +102,7 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                 Ok(r) => {
                     pd.log_start_offset = r.log_start_offset as i64;
                     total += r.records.len();
+                    sent += r.records.len() as u64;
                     remaining = remaining.saturating_sub(r.records.len());
                     pd.records = Some(Bytes::from(r.records));
                 }
@@ -109,6 +112,13 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                 }
             }
             tr.partitions.push(pd);
+        }
+        if let (Some(t), true) = (&topic, sent > 0) {
+            broker
+                .metrics()
+                .topic(&t.name)
+                .bytes_out
+                .fetch_add(sent, Ordering::Relaxed);
         }
         resp.responses.push(tr);
     }

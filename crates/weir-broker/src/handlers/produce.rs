@@ -2,6 +2,7 @@
 //! answer only after the data is fsynced (group-committed per partition).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -115,6 +116,15 @@ pub(crate) fn append(
             let mut data = records.to_vec();
             match partition.log.append(&mut data, now_ms()) {
                 Ok(info) => {
+                    if !info.duplicate {
+                        let stats = broker.metrics().topic(topic.name.0.as_str());
+                        stats
+                            .bytes_in
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                        stats
+                            .messages_in
+                            .fetch_add(info.last_offset + 1 - info.base_offset, Ordering::Relaxed);
+                    }
                     if info.duplicate {
                         debug!(topic = %topic.name.0.as_str(), partition = index, offset = info.base_offset, "duplicate batch from an idempotent producer");
                     }

@@ -1,0 +1,338 @@
+//! Broker metrics: requests and their latency per API, connections, bytes
+//! and messages per topic, and the Prometheus text of everything the broker
+//! knows (partition sizes and offsets, group offsets and lag, fsync
+//! latency). Recording is a few relaxed atomic adds; nothing here takes a
+//! lock on the produce or fetch path except the first time a topic is seen.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use weir_log::metrics::{Histogram, Snapshot};
+
+use crate::Broker;
+
+/// API keys are below this (the table is indexed by key).
+const MAX_API_KEY: usize = 96;
+
+/// Counters of one API.
+#[derive(Debug, Default)]
+struct ApiStats {
+    requests: AtomicU64,
+    latency: Histogram,
+}
+
+/// Counters of one topic.
+#[derive(Debug, Default)]
+pub struct TopicStats {
+    /// Record-set bytes accepted by Produce.
+    pub bytes_in: AtomicU64,
+    /// Record-set bytes sent by Fetch.
+    pub bytes_out: AtomicU64,
+    /// Messages (offsets) appended.
+    pub messages_in: AtomicU64,
+}
+
+/// Everything the broker counts.
+#[derive(Debug)]
+pub struct BrokerMetrics {
+    apis: Vec<ApiStats>,
+    topics: RwLock<HashMap<String, Arc<TopicStats>>>,
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_total: AtomicU64,
+}
+
+impl Default for BrokerMetrics {
+    fn default() -> Self {
+        Self {
+            apis: (0..MAX_API_KEY).map(|_| ApiStats::default()).collect(),
+            topics: RwLock::default(),
+            connections: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Totals over every topic, for rates.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Bytes produced.
+    pub bytes_in: u64,
+    /// Bytes fetched.
+    pub bytes_out: u64,
+    /// Messages produced.
+    pub messages_in: u64,
+}
+
+impl BrokerMetrics {
+    /// Counts one answered request and how long it took.
+    pub fn request(&self, api: ApiKey, took: Duration) {
+        if let Some(a) = self.apis.get(api as i16 as usize) {
+            a.requests.fetch_add(1, Ordering::Relaxed);
+            a.latency.observe(took);
+        }
+    }
+
+    /// A topic's counters, created on first use.
+    pub fn topic(&self, name: &str) -> Arc<TopicStats> {
+        if let Some(t) = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return t.clone();
+        }
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Sums over every topic.
+    pub fn totals(&self) -> Totals {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let mut t = Totals::default();
+        for s in topics.values() {
+            t.bytes_in += s.bytes_in.load(Ordering::Relaxed);
+            t.bytes_out += s.bytes_out.load(Ordering::Relaxed);
+            t.messages_in += s.messages_in.load(Ordering::Relaxed);
+        }
+        t
+    }
+
+    /// Requests answered per API since start, for APIs used at least once.
+    pub fn requests(&self) -> Vec<(String, u64)> {
+        self.apis
+            .iter()
+            .enumerate()
+            .filter_map(|(key, a)| {
+                let n = a.requests.load(Ordering::Relaxed);
+                let api = ApiKey::try_from(key as i16).ok()?;
+                (n > 0).then(|| (format!("{api:?}"), n))
+            })
+            .collect()
+    }
+}
+
+/// Escapes a label value for the Prometheus text format.
+pub fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The broker's metrics in the Prometheus text exposition format.
+pub fn render(broker: &Broker) -> String {
+    let m = broker.metrics();
+    let mut out = String::with_capacity(16 * 1024);
+
+    header(
+        &mut out,
+        "weir_broker_requests_total",
+        "counter",
+        "Kafka requests answered, by API.",
+    );
+    for (key, a) in m.apis.iter().enumerate() {
+        let n = a.requests.load(Ordering::Relaxed);
+        if let (true, Ok(api)) = (n > 0, ApiKey::try_from(key as i16)) {
+            let _ = writeln!(out, "weir_broker_requests_total{{api=\"{api:?}\"}} {n}");
+        }
+    }
+    header(
+        &mut out,
+        "weir_broker_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival to its answer, by API (long-polling fetches include their wait).",
+    );
+    for (key, a) in m.apis.iter().enumerate() {
+        if let (true, Ok(api)) = (
+            a.requests.load(Ordering::Relaxed) > 0,
+            ApiKey::try_from(key as i16),
+        ) {
+            a.latency.snapshot().render(
+                "weir_broker_request_duration_seconds",
+                &format!("api=\"{api:?}\""),
+                &mut out,
+            );
+        }
+    }
+    header(
+        &mut out,
+        "weir_broker_connections",
+        "gauge",
+        "Client connections open now.",
+    );
+    let _ = writeln!(
+        out,
+        "weir_broker_connections {}",
+        m.connections.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        "weir_broker_connections_total",
+        "counter",
+        "Client connections accepted since start.",
+    );
+    let _ = writeln!(
+        out,
+        "weir_broker_connections_total {}",
+        m.connections_total.load(Ordering::Relaxed)
+    );
+
+    let mut stats: Vec<(String, Arc<TopicStats>)> = m
+        .topics
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, help, get) in [
+        (
+            "weir_topic_bytes_in_total",
+            "Record bytes produced to a topic.",
+            (|s: &TopicStats| s.bytes_in.load(Ordering::Relaxed)) as fn(&TopicStats) -> u64,
+        ),
+        (
+            "weir_topic_bytes_out_total",
+            "Record bytes fetched from a topic.",
+            |s: &TopicStats| s.bytes_out.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_topic_messages_in_total",
+            "Messages produced to a topic.",
+            |s: &TopicStats| s.messages_in.load(Ordering::Relaxed),
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        for (topic, s) in &stats {
+            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", label(topic), get(s));
+        }
+    }
+
+    let mut topics = broker.topics().all();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut fsync = Snapshot::default();
+    let mut sizes = String::new();
+    let mut starts = String::new();
+    let mut ends = String::new();
+    for t in &topics {
+        for p in &t.partitions {
+            let labels = format!("topic=\"{}\",partition=\"{}\"", label(&t.name), p.index);
+            let _ = writeln!(
+                sizes,
+                "weir_partition_size_bytes{{{labels}}} {}",
+                p.log.size_bytes()
+            );
+            let _ = writeln!(
+                starts,
+                "weir_partition_log_start_offset{{{labels}}} {}",
+                p.log.log_start_offset()
+            );
+            let _ = writeln!(
+                ends,
+                "weir_partition_log_end_offset{{{labels}}} {}",
+                p.log.log_end_offset()
+            );
+            fsync.add(&p.log.sync_latency());
+        }
+    }
+    header(
+        &mut out,
+        "weir_partition_size_bytes",
+        "gauge",
+        "Bytes stored by a partition.",
+    );
+    out.push_str(&sizes);
+    header(
+        &mut out,
+        "weir_partition_log_start_offset",
+        "gauge",
+        "First offset a partition still holds.",
+    );
+    out.push_str(&starts);
+    header(
+        &mut out,
+        "weir_partition_log_end_offset",
+        "gauge",
+        "Offset the next message of a partition will get.",
+    );
+    out.push_str(&ends);
+    header(
+        &mut out,
+        "weir_log_fsync_duration_seconds",
+        "histogram",
+        "Time of each group-commit round (fsync of the partition's data files), all partitions.",
+    );
+    fsync.render("weir_log_fsync_duration_seconds", "", &mut out);
+
+    let mut groups: Vec<String> = broker
+        .coordinator()
+        .list()
+        .into_iter()
+        .map(|g| g.0)
+        .collect();
+    groups.sort();
+    let mut committed = String::new();
+    let mut lags = String::new();
+    let mut members = String::new();
+    for g in &groups {
+        let n = broker
+            .coordinator()
+            .describe(g)
+            .map_or(0, |v| v.members.len());
+        let _ = writeln!(members, "weir_group_members{{group=\"{}\"}} {n}", label(g));
+        for l in broker.group_lag(g) {
+            let labels = format!(
+                "group=\"{}\",topic=\"{}\",partition=\"{}\"",
+                label(g),
+                label(&l.topic),
+                l.partition
+            );
+            let _ = writeln!(
+                committed,
+                "weir_group_committed_offset{{{labels}}} {}",
+                l.committed
+            );
+            if let Some(lag) = l.lag {
+                let _ = writeln!(lags, "weir_group_lag{{{labels}}} {lag}");
+            }
+        }
+    }
+    header(
+        &mut out,
+        "weir_group_members",
+        "gauge",
+        "Members of a consumer group.",
+    );
+    out.push_str(&members);
+    header(
+        &mut out,
+        "weir_group_committed_offset",
+        "gauge",
+        "Offset a consumer group committed for a partition.",
+    );
+    out.push_str(&committed);
+    header(
+        &mut out,
+        "weir_group_lag",
+        "gauge",
+        "Messages between a group's committed offset and the partition's end.",
+    );
+    out.push_str(&lags);
+    out
+}
