@@ -549,3 +549,55 @@ fn headless_chromium_renders_the_overview_a_topic_and_the_flow_b_chart() {
     assert!(dom.contains("Status codes"), "{dom}");
     up.stop();
 }
+
+#[test]
+fn weir_broker_serves_the_console_and_metrics_with_http() {
+    let http = free_port();
+    let mut broker = common::Broker::start(&["--http", &format!("127.0.0.1:{http}")]);
+    common::wait_port(http);
+    let out = common::run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_weir")).args([
+            "produce",
+            "-b",
+            &broker.bootstrap(),
+            "standalone",
+        ]),
+        Some("one\ntwo\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = |path: &str| {
+        let url = Url::parse(&format!("http://127.0.0.1:{http}{path}")).unwrap();
+        let (status, body) = request("GET", &url, &[], b"", Duration::from_secs(20)).unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (status, body) = get("/api/v1/console/topics");
+    assert_eq!(status, 200, "{body}");
+    let t: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        find(&t["topics"], "name", "standalone")["messages"],
+        2,
+        "{t}"
+    );
+    let (status, body) = get("/api/v1/console/overview");
+    assert_eq!(status, 200, "{body}");
+    let o: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(o["pipelines"].as_array().map(Vec::len), Some(0), "{o}");
+    let (status, text) = get("/metrics");
+    assert_eq!(status, 200);
+    let samples = prometheus_parse(&text);
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.name == "weir_topic_messages_in_total"
+                && s.labels.get("topic").map(String::as_str) == Some("standalone")
+                && s.value == 2.0),
+        "{text}"
+    );
+    assert_eq!(get("/console/").0, 200);
+    assert_eq!(get("/elsewhere").0, 404);
+    broker.stop();
+}
