@@ -34,6 +34,8 @@ pub struct TopicStats {
     pub bytes_out: AtomicU64,
     /// Messages (offsets) appended.
     pub messages_in: AtomicU64,
+    /// Messages (offsets) sent by Fetch.
+    pub messages_out: AtomicU64,
 }
 
 /// Everything the broker counts.
@@ -67,6 +69,8 @@ pub struct Totals {
     pub bytes_out: u64,
     /// Messages produced.
     pub messages_in: u64,
+    /// Messages fetched.
+    pub messages_out: u64,
 }
 
 impl BrokerMetrics {
@@ -104,6 +108,7 @@ impl BrokerMetrics {
             t.bytes_in += s.bytes_in.load(Ordering::Relaxed);
             t.bytes_out += s.bytes_out.load(Ordering::Relaxed);
             t.messages_in += s.messages_in.load(Ordering::Relaxed);
+            t.messages_out += s.messages_out.load(Ordering::Relaxed);
         }
         t
     }
@@ -216,6 +221,11 @@ pub fn render(broker: &Broker) -> String {
             "weir_topic_messages_in_total",
             "Messages produced to a topic.",
             |s: &TopicStats| s.messages_in.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_topic_messages_out_total",
+            "Messages fetched from a topic (consumers and replays count each time).",
+            |s: &TopicStats| s.messages_out.load(Ordering::Relaxed),
         ),
     ] {
         header(&mut out, name, "counter", help);

@@ -595,24 +595,32 @@ fn pipeline(
         std::hint::black_box(e);
     }
     let secs = started.elapsed().as_secs_f64();
+    let kind = if geo.is_some() {
+        "pipeline parse_nginx+geoip"
+    } else {
+        "pipeline parse_nginx"
+    };
+    report_lines(kind, geo.is_some(), messages, bytes, secs, out, json)
+}
+
+/// Reports a pipeline run: lines, their bytes and the seconds they took.
+fn report_lines(
+    kind: &str,
+    geoip: bool,
+    lines: u64,
+    bytes: u64,
+    secs: f64,
+    out: &mut impl Write,
+    json: Option<&PathBuf>,
+) -> Result<()> {
     let extra = serde_json::json!({
-        "geoip": geo.is_some(),
-        "messages": messages,
-        "msgs_per_s": messages as f64 / secs,
+        "geoip": geoip,
+        "messages": lines,
+        "msgs_per_s": lines as f64 / secs,
         "mb_per_s": bytes as f64 / secs / 1e6,
         "seconds": secs,
     });
-    report(
-        if geo.is_some() {
-            "pipeline parse_nginx+geoip"
-        } else {
-            "pipeline parse_nginx"
-        },
-        None,
-        extra,
-        out,
-        json,
-    )
+    report(kind, None, extra, out, json)
 }
 
 /// Produces `messages` nginx lines to `topic`, then times a pipeline
@@ -723,24 +731,12 @@ fn pipeline_to_sqlite(
     })();
     let _ = std::fs::remove_dir_all(&dir);
     let (secs, rows) = result?;
-    let extra = serde_json::json!({
-        "geoip": geoip.is_some(),
-        "messages": rows,
-        "msgs_per_s": rows as f64 / secs,
-        "mb_per_s": bytes as f64 / secs / 1e6,
-        "seconds": secs,
-    });
-    report(
-        if geoip.is_some() {
-            "pipeline topic -> parse_nginx+geoip -> sqlite"
-        } else {
-            "pipeline topic -> parse_nginx -> sqlite"
-        },
-        None,
-        extra,
-        out,
-        json,
-    )
+    let kind = if geoip.is_some() {
+        "pipeline topic -> parse_nginx+geoip -> sqlite"
+    } else {
+        "pipeline topic -> parse_nginx -> sqlite"
+    };
+    report_lines(kind, geoip.is_some(), rows, bytes, secs, out, json)
 }
 
 pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {

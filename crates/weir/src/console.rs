@@ -57,12 +57,13 @@ struct PipelineView {
 struct Sample {
     at_ms: i64,
     messages_in: u64,
+    messages_out: u64,
     bytes_in: u64,
     bytes_out: u64,
     /// Per pipeline: events stored by its sinks, errors, lag.
     pipelines: BTreeMap<String, (u64, u64, u64)>,
-    /// Per group: total lag.
-    groups: BTreeMap<String, u64>,
+    /// Per group: lag per topic-partition.
+    groups: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// What the console serves.
@@ -161,6 +162,7 @@ impl Console {
         let mut s = Sample {
             at_ms: now_ms(),
             messages_in: t.messages_in,
+            messages_out: t.messages_out,
             bytes_in: t.bytes_in,
             bytes_out: t.bytes_out,
             ..Sample::default()
@@ -182,8 +184,13 @@ impl Console {
             s.pipelines.insert(p.name.clone(), v);
         }
         for (g, _, _) in self.broker.coordinator().list() {
-            let lag = self.broker.group_lag(&g).iter().filter_map(|l| l.lag).sum();
-            s.groups.insert(g, lag);
+            let lags = self
+                .broker
+                .group_lag(&g)
+                .into_iter()
+                .filter_map(|l| Some((format!("{}/{}", l.topic, l.partition), l.lag?)))
+                .collect();
+            s.groups.insert(g, lags);
         }
         s
     }
@@ -256,6 +263,7 @@ impl Console {
                 json!({
                     "t": b.at_ms,
                     "messages_in_per_s": rate(a.messages_in, b.messages_in),
+                    "messages_out_per_s": rate(a.messages_out, b.messages_out),
                     "bytes_in_per_s": rate(a.bytes_in, b.bytes_in),
                     "bytes_out_per_s": rate(a.bytes_out, b.bytes_out),
                     "events_per_s": events,
@@ -299,6 +307,7 @@ impl Console {
                 "connections": self.broker.metrics().connections.load(Ordering::Relaxed),
                 "groups": self.broker.coordinator().list().len(),
                 "messages_in_per_s": latest["messages_in_per_s"].as_f64().unwrap_or(0.0),
+                "messages_out_per_s": latest["messages_out_per_s"].as_f64().unwrap_or(0.0),
                 "bytes_in_per_s": latest["bytes_in_per_s"].as_f64().unwrap_or(0.0),
                 "bytes_out_per_s": latest["bytes_out_per_s"].as_f64().unwrap_or(0.0),
             },
@@ -469,7 +478,10 @@ impl Console {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter_map(|s| Some(json!({"t": s.at_ms, "lag": s.groups.get(id)?})))
+            .filter_map(|s| {
+                let lags = s.groups.get(id)?;
+                Some(json!({"t": s.at_ms, "lag": lags.values().sum::<u64>(), "partitions": lags}))
+            })
             .collect();
         Response::json(
             200,

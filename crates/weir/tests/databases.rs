@@ -491,14 +491,7 @@ impl Influx {
 /// pipeline writes line protocol to InfluxDB, and the points query back.
 #[test]
 fn flow_a_kafka_python_to_influxdb() {
-    let ok = Command::new("python3")
-        .args(["-c", "import kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "python3 cannot import kafka: python3 -m pip install kafka-python"
-    );
+    common::need_python_module("kafka", "python3 -m pip install kafka-python");
     let broker = Broker::start(&[]);
     let influx = Influx::start();
     let tmp = tempfile::tempdir().unwrap();

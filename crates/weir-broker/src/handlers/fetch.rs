@@ -57,7 +57,7 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
         let mut tr = FetchableTopicResponse::default();
         tr.topic = ft.topic.clone();
         tr.topic_id = ft.topic_id;
-        let mut sent = 0u64;
+        let (mut sent, mut messages) = (0u64, 0u64);
         for fp in &ft.partitions {
             let mut pd = PartitionData::default();
             pd.partition_index = fp.partition;
@@ -103,6 +103,7 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                     pd.log_start_offset = r.log_start_offset as i64;
                     total += r.records.len();
                     sent += r.records.len() as u64;
+                    messages += offsets_in(&r.records);
                     remaining = remaining.saturating_sub(r.records.len());
                     pd.records = Some(Bytes::from(r.records));
                 }
@@ -114,15 +115,29 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
             tr.partitions.push(pd);
         }
         if let (Some(t), true) = (&topic, sent > 0) {
-            broker
-                .metrics()
-                .topic(&t.name)
-                .bytes_out
-                .fetch_add(sent, Ordering::Relaxed);
+            let stats = broker.metrics().topic(&t.name);
+            stats.bytes_out.fetch_add(sent, Ordering::Relaxed);
+            stats.messages_out.fetch_add(messages, Ordering::Relaxed);
         }
         resp.responses.push(tr);
     }
     (resp, total)
+}
+
+/// Offsets covered by the whole batches in `records` (stored batches, so
+/// their headers were validated on append): last offset delta + 1 each.
+fn offsets_in(records: &[u8]) -> u64 {
+    let (mut pos, mut n) = (0usize, 0u64);
+    while let Some(h) = records.get(pos..pos + 27) {
+        let len = i32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+        let delta = i32::from_be_bytes([h[23], h[24], h[25], h[26]]);
+        if len <= 0 {
+            break;
+        }
+        n += u64::try_from(delta).map_or(0, |d| d + 1);
+        pos += 12 + len as usize;
+    }
+    n
 }
 
 /// Record sets at least this long are sent from their own buffer instead

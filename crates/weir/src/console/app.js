@@ -125,13 +125,14 @@ async function overview() {
     ${card("Partitions", esc(b.partitions))}
     ${card("Messages stored", esc(fmtNum(b.messages)))}
     ${card("Messages in / s", esc(fmtNum(b.messages_in_per_s)))}
+    ${card("Messages out / s", esc(fmtNum(b.messages_out_per_s)))}
     ${card("Bytes in / s", esc(fmtBytes(b.bytes_in_per_s)))}
     ${card("Bytes out / s", esc(fmtBytes(b.bytes_out_per_s)))}
     ${card("Connections", esc(b.connections))}
     ${card("Consumer groups", esc(b.groups))}
   </div>
   <div class="grid2" style="margin-top:16px">
-    ${panel("Messages in per second", lineChart([{ name: "messages in / s", points: pts("messages_in_per_s") }], { title: "messages in per second" }))}
+    ${panel("Messages in and out per second", lineChart([{ name: "in", points: pts("messages_in_per_s") }, { name: "out", points: pts("messages_out_per_s") }], { title: "messages per second" }))}
     ${panel("Bytes in and out per second", lineChart([{ name: "in", points: pts("bytes_in_per_s") }, { name: "out", points: pts("bytes_out_per_s") }], { bytes: true }))}
     ${panel("Pipeline events stored per second", lineChart(pipelineSeries))}
   </div>
@@ -265,7 +266,9 @@ async function group(id) {
     col("Topic", "topic"), col("Partition", "partition", { num: true }),
     col("Committed", "committed", { num: true }), col("End", "end", { num: true }), col("Lag", "lag", { num: true }),
   ], g.offsets, { id: "offsets-table", empty: "nothing committed" }) +
-    panel("Lag over time", lineChart([{ name: "lag", points: g.lag_history.map(h => [h.t, h.lag]) }]));
+    panel("Lag over time, per partition", lineChart(
+      [...new Set(g.lag_history.flatMap(h => Object.keys(h.partitions)))].map(k => ({ name: k, points: g.lag_history.filter(h => k in h.partitions).map(h => [h.t, h.partitions[k]]) })),
+      { empty: "no lag history yet (sampled every 2 s)" }));
   const f = $("#reset");
   if (f) f.onsubmit = async e => {
     e.preventDefault();

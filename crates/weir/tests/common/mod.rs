@@ -165,6 +165,15 @@ impl Drop for Broker {
     }
 }
 
+/// Fails with how to install it unless `python3` can import `module`.
+pub fn need_python_module(module: &str, install: &str) {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "python3 cannot import {module}: {install}");
+}
+
 pub fn need_command(cmd: &str, install: &str) {
     let found = Command::new("sh")
         .arg("-c")
