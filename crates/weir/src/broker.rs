@@ -83,9 +83,16 @@ pub(crate) fn run(args: BrokerArgs) -> Result<()> {
                 console.start_sampler(sampling.clone());
                 let handler: weir_pipeline::http::Handler = Arc::new(move |req| {
                     crate::console::guarded(&console, &req, None).unwrap_or_else(|| {
+                        let message = if req.path.starts_with("/api/v1/sql")
+                            || req.path.starts_with("/api/v1/databases")
+                        {
+                            "no embedded store in weir broker: SQL and the console's Data view come with weir up"
+                        } else {
+                            "not found; the console is at /console/"
+                        };
                         weir_pipeline::http::Response::json(
                             404,
-                            &serde_json::json!({"error_code": "404", "error_message": "not found; the console is at /console/"}),
+                            &serde_json::json!({"error_code": "404", "error_message": message}),
                         )
                     })
                 });

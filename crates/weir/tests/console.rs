@@ -601,5 +601,7 @@ fn weir_broker_serves_the_console_and_metrics_with_http() {
     );
     assert_eq!(get("/console/").0, 200);
     assert_eq!(get("/elsewhere").0, 404);
+    let (status, body) = get("/api/v1/sql?q=select%201");
+    assert!(status == 404 && body.contains("weir up"), "{status} {body}");
     broker.stop();
 }
