@@ -1,13 +1,12 @@
 //! Broker metrics: requests and their latency per API, connections, bytes
 //! and messages per topic, and the Prometheus text of everything the broker
 //! knows (partition sizes and offsets, group offsets and lag, fsync
-//! latency). Recording is a few relaxed atomic adds; nothing here takes a
-//! lock on the produce or fetch path except the first time a topic is seen.
+//! latency). Recording is a few relaxed atomic adds on counters the
+//! request already holds (per-topic counters live in the topic itself);
+//! nothing here takes a lock on the produce or fetch path.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
@@ -42,7 +41,6 @@ pub struct TopicStats {
 #[derive(Debug)]
 pub struct BrokerMetrics {
     apis: Vec<ApiStats>,
-    topics: RwLock<HashMap<String, Arc<TopicStats>>>,
     /// Connections open now.
     pub connections: AtomicU64,
     /// Connections accepted since start.
@@ -53,7 +51,6 @@ impl Default for BrokerMetrics {
     fn default() -> Self {
         Self {
             apis: (0..MAX_API_KEY).map(|_| ApiStats::default()).collect(),
-            topics: RwLock::default(),
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
         }
@@ -82,37 +79,6 @@ impl BrokerMetrics {
         }
     }
 
-    /// A topic's counters, created on first use.
-    pub fn topic(&self, name: &str) -> Arc<TopicStats> {
-        if let Some(t) = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
-            return t.clone();
-        }
-        self.topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    /// Sums over every topic.
-    pub fn totals(&self) -> Totals {
-        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
-        let mut t = Totals::default();
-        for s in topics.values() {
-            t.bytes_in += s.bytes_in.load(Ordering::Relaxed);
-            t.bytes_out += s.bytes_out.load(Ordering::Relaxed);
-            t.messages_in += s.messages_in.load(Ordering::Relaxed);
-            t.messages_out += s.messages_out.load(Ordering::Relaxed);
-        }
-        t
-    }
-
     /// Requests answered per API since start, for APIs used at least once.
     pub fn requests(&self) -> Vec<(String, u64)> {
         self.apis
@@ -125,6 +91,19 @@ impl BrokerMetrics {
             })
             .collect()
     }
+}
+
+/// Traffic summed over every topic, for rates.
+pub fn totals(broker: &Broker) -> Totals {
+    let mut t = Totals::default();
+    for topic in broker.topics().all() {
+        let s = &topic.stats;
+        t.bytes_in += s.bytes_in.load(Ordering::Relaxed);
+        t.bytes_out += s.bytes_out.load(Ordering::Relaxed);
+        t.messages_in += s.messages_in.load(Ordering::Relaxed);
+        t.messages_out += s.messages_out.load(Ordering::Relaxed);
+    }
+    t
 }
 
 /// Escapes a label value for the Prometheus text format.
@@ -177,13 +156,13 @@ pub fn render(broker: &Broker) -> String {
     }
     header(
         &mut out,
-        "weir_broker_connections",
+        "weir_broker_connections_open",
         "gauge",
         "Client connections open now.",
     );
     let _ = writeln!(
         out,
-        "weir_broker_connections {}",
+        "weir_broker_connections_open {}",
         m.connections.load(Ordering::Relaxed)
     );
     header(
@@ -198,14 +177,8 @@ pub fn render(broker: &Broker) -> String {
         m.connections_total.load(Ordering::Relaxed)
     );
 
-    let mut stats: Vec<(String, Arc<TopicStats>)> = m
-        .topics
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut topics = broker.topics().all();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
     for (name, help, get) in [
         (
             "weir_topic_bytes_in_total",
@@ -229,14 +202,17 @@ pub fn render(broker: &Broker) -> String {
         ),
     ] {
         header(&mut out, name, "counter", help);
-        for (topic, s) in &stats {
-            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", label(topic), get(s));
+        for t in &topics {
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\"}} {}",
+                label(&t.name),
+                get(&t.stats)
+            );
         }
     }
 
-    let mut topics = broker.topics().all();
-    topics.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut fsync = Snapshot::default();
+    let mut fsync = Snapshot::empty();
     let mut sizes = String::new();
     let mut starts = String::new();
     let mut ends = String::new();

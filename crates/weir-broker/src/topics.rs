@@ -37,6 +37,9 @@ pub struct Topic {
     pub overrides: BTreeMap<String, String>,
     /// Effective log config (broker defaults + overrides).
     pub config: LogConfig,
+    /// Traffic counters, shared by every version of this topic and gone
+    /// with it when it is deleted.
+    pub stats: Arc<crate::metrics::TopicStats>,
 }
 
 /// What `topics.toml` holds per topic.
@@ -200,6 +203,7 @@ impl Registry {
                     partitions,
                     overrides: t.configs,
                     config,
+                    stats: Arc::default(),
                 }),
             );
         }
@@ -306,6 +310,7 @@ impl Registry {
             partitions: Vec::new(),
             overrides,
             config,
+            stats: Arc::default(),
         };
         if validate_only {
             return Ok(Arc::new(topic));
@@ -352,6 +357,7 @@ impl Registry {
             partitions: Vec::new(),
             overrides,
             config,
+            stats: Arc::default(),
         };
         let topic = self.with_partitions(topic, partitions)?;
         self.write().insert(name.to_owned(), topic.clone());

@@ -53,6 +53,14 @@ impl Histogram {
 }
 
 impl Snapshot {
+    /// A histogram with no observations (every bucket present, at 0).
+    pub fn empty() -> Self {
+        Self {
+            counts: vec![0; BUCKETS.len() + 1],
+            sum_seconds: 0.0,
+        }
+    }
+
     /// Adds another histogram's counts to this one.
     pub fn add(&mut self, other: &Snapshot) {
         if self.counts.len() < other.counts.len() {

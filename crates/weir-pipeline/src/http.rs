@@ -248,13 +248,14 @@ fn read_body(
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes; in a query `+` is a space, in a path it is `+`.
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < b.len() => {
                 let hex = |c: u8| (c as char).to_digit(16);
                 match (hex(b[i + 1]), hex(b[i + 2])) {
@@ -281,10 +282,10 @@ pub fn split_target(target: &str) -> (String, Vec<(String, String)>) {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
+            (percent_decode(k, true), percent_decode(v, true))
         })
         .collect();
-    (percent_decode(path), params)
+    (percent_decode(path, false), params)
 }
 
 /// Reads one request from a connection (`Ok(None)`: closed cleanly).
@@ -336,6 +337,15 @@ pub fn write_response(
 /// What serves requests.
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
 
+/// One of the server's connection slots, given back when dropped.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A running server; stops when dropped.
 pub struct Server {
     addr: SocketAddr,
@@ -373,8 +383,9 @@ impl Server {
                     let spawned = std::thread::Builder::new()
                         .name("weir-http-conn".to_owned())
                         .spawn(move || {
+                            // Released even if the handler panics.
+                            let _slot = Slot(count);
                             serve_connection(conn, max_body, &handler, &flag);
-                            count.fetch_sub(1, Ordering::Relaxed);
                         });
                     if spawned.is_err() {
                         active.fetch_sub(1, Ordering::Relaxed);

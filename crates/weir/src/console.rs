@@ -158,7 +158,7 @@ impl Console {
     }
 
     fn sample(&self) -> Sample {
-        let t = self.broker.metrics().totals();
+        let t = weir_broker::metrics::totals(&self.broker);
         let mut s = Sample {
             at_ms: now_ms(),
             messages_in: t.messages_in,
@@ -196,10 +196,16 @@ impl Console {
     }
 
     /// Answers a console, API or metrics request; `None` if the path is
-    /// not the console's.
+    /// not the console's. `req.path` is already percent-decoded.
     pub(crate) fn route(&self, req: &Request) -> Option<Response> {
         let path = req.path.as_str();
         let method = req.method.as_str();
+        if matches!(method, "POST" | "DELETE")
+            && path.starts_with("/api/v1/console/")
+            && let Some(r) = cross_site(req)
+        {
+            return Some(r);
+        }
         Some(match (method, path) {
             ("GET", "/") => Response::empty(302).with_header("Location", "/console/"),
             ("GET", "/console") => Response::empty(302).with_header("Location", "/console/"),
@@ -214,20 +220,22 @@ impl Console {
             ("POST", "/api/v1/console/topics") => self.create_topic(req),
             ("GET", "/api/v1/console/groups") => Response::json(200, &self.groups()),
             ("GET", "/api/v1/console/pipelines") => Response::json(200, &self.pipelines_json()),
+            // Topic names cannot hold '/'; group names can, so a group is
+            // everything after the prefix (less a final "/reset").
             (_, p) if p.starts_with("/api/v1/console/topics/") => {
                 let rest = &p["/api/v1/console/topics/".len()..];
                 match (method, rest.split_once('/')) {
-                    ("GET", Some((name, "messages"))) => self.messages(&decode(name), req),
-                    ("GET", None) => self.topic(&decode(rest)),
-                    ("DELETE", None) => self.delete_topic(&decode(rest)),
+                    ("GET", Some((name, "messages"))) => self.messages(name, req),
+                    ("GET", None) => self.topic(rest),
+                    ("DELETE", None) => self.delete_topic(rest),
                     _ => error(404, format!("no such console endpoint: {method} {p}")),
                 }
             }
             (_, p) if p.starts_with("/api/v1/console/groups/") => {
                 let rest = &p["/api/v1/console/groups/".len()..];
-                match (method, rest.split_once('/')) {
-                    ("GET", None) => self.group(&decode(rest)),
-                    ("POST", Some((name, "reset"))) => self.reset_group(&decode(name), req),
+                match (method, rest.strip_suffix("/reset")) {
+                    ("GET", _) => self.group(rest),
+                    ("POST", Some(name)) => self.reset_group(name, req),
                     _ => error(404, format!("no such console endpoint: {method} {p}")),
                 }
             }
@@ -245,7 +253,7 @@ impl Console {
             partitions += t.partitions.len();
             for p in &t.partitions {
                 size += p.log.size_bytes();
-                messages += p.log.log_end_offset() - p.log.log_start_offset();
+                messages += held(&p.log);
             }
         }
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -326,10 +334,10 @@ impl Console {
                 let (mut size, mut messages, mut end) = (0u64, 0u64, 0u64);
                 for p in &t.partitions {
                     size += p.log.size_bytes();
-                    messages += p.log.log_end_offset() - p.log.log_start_offset();
+                    messages += held(&p.log);
                     end += p.log.log_end_offset();
                 }
-                let stats = self.broker.metrics().topic(&t.name);
+                let stats = &t.stats;
                 json!({
                     "name": t.name,
                     "id": t.id.to_string(),
@@ -413,7 +421,10 @@ impl Console {
             (None, None) => Start::Latest,
         };
         match browse(&self.bootstrap, name, &partitions, start, limit as usize) {
-            Ok(messages) => Response::json(200, &json!({ "topic": name, "messages": messages })),
+            Ok((messages, complete)) => Response::json(
+                200,
+                &json!({ "topic": name, "messages": messages, "complete": complete }),
+            ),
             Err(e) => error(502, format!("{e:#}")),
         }
     }
@@ -566,9 +577,16 @@ impl Console {
                     .collect()
             })
             .unwrap_or_default();
+        let partitions = match &body["partitions"] {
+            Value::Null => 1,
+            v => match v.as_i64().and_then(|n| i32::try_from(n).ok()) {
+                Some(n @ 1..=10_000) => n,
+                _ => return error(400, format!("partitions must be 1 to 10000, got {v}")),
+            },
+        };
         let cmd = crate::kafka_cli::TopicCommand::Create {
             name: name.to_owned(),
-            partitions: body["partitions"].as_i64().unwrap_or(1) as i32,
+            partitions,
             replication_factor: 1,
             configs,
             if_not_exists: false,
@@ -721,20 +739,36 @@ pub(crate) fn guarded(
     console.route(req)
 }
 
-/// Resident memory of this process (Linux).
+/// Resident memory of this process (Linux: VmRSS in /proc/self/status).
 fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
-/// Percent-decodes a path segment.
-fn decode(s: &str) -> String {
-    weir_pipeline::http::split_target(&format!("/?x={s}"))
-        .1
-        .into_iter()
-        .next()
-        .map_or_else(|| s.to_owned(), |(_, v)| v)
+/// Messages a partition holds (its offsets are read one after the other,
+/// so a concurrent DeleteRecords must not underflow this).
+fn held(log: &weir_log::Log) -> u64 {
+    let start = log.log_start_offset();
+    log.log_end_offset().saturating_sub(start)
+}
+
+/// Changes must come from the console's own page: a JSON body (which a
+/// cross-site form cannot send without a preflight this server never
+/// grants) and no cross-site fetch metadata.
+fn cross_site(req: &Request) -> Option<Response> {
+    if req
+        .header("sec-fetch-site")
+        .is_some_and(|s| s.eq_ignore_ascii_case("cross-site"))
+    {
+        return Some(error(403, "cross-site requests cannot change anything"));
+    }
+    let json = req
+        .header("content-type")
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"));
+    (req.method == "POST" && !json)
+        .then(|| error(415, "send the body as Content-Type: application/json"))
 }
 
 /// A consumer-protocol assignment (version, then topics with partitions),
@@ -783,7 +817,7 @@ fn browse(
     partitions: &[i32],
     start: Start,
     limit: usize,
-) -> Result<Vec<Value>> {
+) -> Result<(Vec<Value>, bool)> {
     let consumer: BaseConsumer = crate::kafka_cli::client_config(bootstrap, &[])?
         .set("group.id", "weir-console")
         .set("enable.auto.commit", "false")
@@ -798,8 +832,8 @@ fn browse(
             .fetch_watermarks(topic, p, timeout)
             .with_context(|| format!("reading the offsets of {topic}/{p}"))?;
         let from = match start {
-            Start::Latest => (high - limit as i64).max(low),
-            Start::Offset(o) => o.clamp(low, high),
+            Start::Latest => high.saturating_sub(limit as i64).max(low),
+            Start::Offset(o) => o.max(low).min(high),
             Start::Time(_) => low,
         };
         if from < high {
@@ -827,7 +861,7 @@ fn browse(
         wanted = found_at;
     }
     if wanted.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), true));
     }
     consumer.assign(&tpl)?;
     let mut out = Vec::new();
@@ -868,15 +902,27 @@ fn browse(
             out.truncate(limit);
         }
     }
-    Ok(out)
+    // Partitions still open at the deadline: what came back is partial.
+    Ok((out, open.is_empty()))
 }
+
+/// Values longer than this are cut in the browser's answer.
+const SHOWN_BYTES: usize = 64 * 1024;
 
 fn bytes_json(b: Option<&[u8]>) -> Value {
     match b {
         None => Value::Null,
         Some(b) => match std::str::from_utf8(b) {
-            Ok(s) => Value::String(s.to_owned()),
-            Err(_) => json!({ "base64": weir_pipeline::http::base64_encode(b) }),
+            Ok(s) => {
+                let mut end = s.len().min(SHOWN_BYTES);
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Value::String(s[..end].to_owned())
+            }
+            Err(_) => json!({
+                "base64": weir_pipeline::http::base64_encode(&b[..b.len().min(SHOWN_BYTES)])
+            }),
         },
     }
 }
@@ -891,7 +937,9 @@ fn message_json(m: &rdkafka::message::BorrowedMessage<'_>) -> Value {
         })
         .unwrap_or_default();
     let value = m.payload();
-    let parsed = value.and_then(|v| serde_json::from_slice::<Value>(v).ok());
+    let parsed = value
+        .filter(|v| v.len() <= SHOWN_BYTES)
+        .and_then(|v| serde_json::from_slice::<Value>(v).ok());
     json!({
         "partition": m.partition(),
         "offset": m.offset(),
@@ -901,6 +949,7 @@ fn message_json(m: &rdkafka::message::BorrowedMessage<'_>) -> Value {
         "value": bytes_json(value),
         "json": parsed.filter(|v| v.is_object() || v.is_array()),
         "size": value.map_or(0, <[u8]>::len),
+        "truncated": value.is_some_and(|v| v.len() > SHOWN_BYTES),
     })
 }
 
@@ -920,8 +969,17 @@ mod tests {
     }
 
     #[test]
-    fn path_segments_are_percent_decoded() {
-        assert_eq!(decode("a%20b"), "a b");
-        assert_eq!(decode("plain"), "plain");
+    fn long_values_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(SHOWN_BYTES);
+        let v = bytes_json(Some(text.as_bytes()));
+        let s = v.as_str().unwrap();
+        assert!(
+            s.len() <= SHOWN_BYTES && s.len() >= SHOWN_BYTES - 1,
+            "{}",
+            s.len()
+        );
+        let binary = vec![0xff; SHOWN_BYTES * 2];
+        let v = bytes_json(Some(&binary));
+        assert!(v["base64"].as_str().unwrap().len() <= SHOWN_BYTES * 4 / 3 + 4);
     }
 }

@@ -59,9 +59,25 @@ impl Up {
         std::fs::read_to_string(self._tmp.path().join("up.log")).unwrap_or_default()
     }
 
+    /// A request; bodies go as JSON, as the console's page sends them.
     fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let json: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("Content-Type", "application/json")]
+        };
+        self.call_with(method, path, json, body)
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
         let url = Url::parse(&format!("http://127.0.0.1:{}{path}", self.http)).unwrap();
-        match request(method, &url, &[], body, Duration::from_secs(20)) {
+        match request(method, &url, headers, body, Duration::from_secs(20)) {
             Ok((status, body)) => (status, String::from_utf8_lossy(&body).into_owned()),
             Err(e) => (0, e),
         }
@@ -260,6 +276,31 @@ fn admin_console_creates_and_deletes_topics_and_resets_offsets() {
     assert_eq!(topic["overrides"]["retention.ms"], "3600000");
     let (status, body) = up.call("POST", "/api/v1/console/topics", br#"{"name":"made-here"}"#);
     assert_eq!(status, 400, "{body}");
+    for bad in [
+        r#"{"name":"p","partitions":0}"#,
+        r#"{"name":"p","partitions":4294967297}"#,
+        "not json",
+    ] {
+        let (status, body) = up.call("POST", "/api/v1/console/topics", bad.as_bytes());
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // Only the console's own page may change things: JSON bodies, not
+    // cross-site requests.
+    let (status, body) = up.call_with(
+        "POST",
+        "/api/v1/console/topics",
+        &[("Content-Type", "text/plain")],
+        br#"{"name":"csrf"}"#,
+    );
+    assert_eq!(status, 415, "{body}");
+    let (status, body) = up.call_with(
+        "DELETE",
+        "/api/v1/console/topics/made-here",
+        &[("Sec-Fetch-Site", "cross-site")],
+        b"",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(up.get("/api/v1/console/topics/csrf").0, 404);
 
     // A group with committed offsets, then reset to the beginning.
     let brokers = format!("127.0.0.1:{}", up.kafka);
@@ -286,7 +327,7 @@ fn admin_console_creates_and_deletes_topics_and_resets_offsets() {
             &brokers,
             "made-here",
             "-g",
-            "readers",
+            "readers+1&x/y",
             "--from-beginning",
             "-c",
             "3",
@@ -298,7 +339,7 @@ fn admin_console_creates_and_deletes_topics_and_resets_offsets() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let g = up.json("/api/v1/console/groups/readers");
+    let g = up.json("/api/v1/console/groups/readers%2B1%26x%2Fy");
     assert_eq!(
         find(&g["offsets"], "topic", "made-here")["committed"],
         3,
@@ -306,11 +347,11 @@ fn admin_console_creates_and_deletes_topics_and_resets_offsets() {
     );
     let (status, body) = up.call(
         "POST",
-        "/api/v1/console/groups/readers/reset",
+        "/api/v1/console/groups/readers%2B1%26x%2Fy/reset",
         br#"{"topic":"made-here","to":"earliest"}"#,
     );
     assert_eq!(status, 200, "{body}");
-    let g = up.json("/api/v1/console/groups/readers");
+    let g = up.json("/api/v1/console/groups/readers%2B1%26x%2Fy");
     let p0 = g["offsets"]
         .as_array()
         .unwrap()
@@ -414,7 +455,7 @@ fn metrics_parse_with_the_prometheus_parser_and_cover_broker_topics_groups_pipel
         "weir_broker_request_duration_seconds_bucket",
         &[("api", "Metadata"), ("le", "+Inf")],
     );
-    assert!(one("weir_broker_connections", &[]).value >= 1.0);
+    assert!(one("weir_broker_connections_open", &[]).value >= 1.0);
     assert!(one("weir_topic_bytes_in_total", &[("topic", "oceanic")]).value > 0.0);
     assert!(one("weir_topic_bytes_out_total", &[("topic", "nginxlog")]).value > 0.0);
     assert!(one("weir_topic_messages_in_total", &[("topic", "oceanic")]).value > 0.0);
@@ -431,7 +472,7 @@ fn metrics_parse_with_the_prometheus_parser_and_cover_broker_topics_groups_pipel
         "weir_partition_log_end_offset",
         &[("topic", "nginxlog"), ("partition", "0")],
     );
-    one("weir_log_fsync_duration_seconds_count", &[]);
+    one("weir_log_fsync_duration_seconds_bucket", &[("le", "+Inf")]);
     one(
         "weir_group_lag",
         &[
@@ -462,10 +503,22 @@ fn metrics_parse_with_the_prometheus_parser_and_cover_broker_topics_groups_pipel
     );
     one("weir_pipeline_lag", &[("component", "oceanic")]);
     assert!(one("process_resident_memory_bytes", &[]).value > 1e6);
-    // Counters are named *_total and typed counter; histograms have buckets.
+    // Counters are named *_total; every histogram ends in a +Inf bucket
+    // equal to its count.
     for s in &samples {
         if s.kind == "counter" {
             assert!(s.name.ends_with("_total"), "{s:?}");
+        }
+        if s.kind == "histogram" && s.name.ends_with("_count") {
+            let inf = samples
+                .iter()
+                .find(|b| {
+                    b.name == format!("{}_bucket", s.family)
+                        && b.labels.get("le").map(String::as_str) == Some("+Inf")
+                        && s.labels.iter().all(|(k, v)| b.labels.get(k) == Some(v))
+                })
+                .unwrap_or_else(|| panic!("no +Inf bucket for {s:?}"));
+            assert_eq!(inf.value, s.value, "{s:?}");
         }
     }
     up.stop();

@@ -18,9 +18,10 @@ pub(super) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> F
     let mut appended = broker.topics().subscribe();
     loop {
         appended.borrow_and_update();
-        let (resp, bytes) = read_once(broker, &req, version);
+        let (resp, bytes, sent) = read_once(broker, &req, version);
         let now = Instant::now();
         if bytes >= req.min_bytes.max(0) as usize || now >= deadline || has_error(&resp) {
+            count(&sent);
             return resp;
         }
         // Wait for the next append anywhere (or the deadline), then reread.
@@ -28,8 +29,21 @@ pub(super) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> F
             .await
             .is_err()
         {
-            return read_once(broker, &req, version).0;
+            let (resp, _, sent) = read_once(broker, &req, version);
+            count(&sent);
+            return resp;
         }
+    }
+}
+
+/// What a read sent per topic: the topic's counters, bytes, messages.
+type Sent = Vec<(std::sync::Arc<crate::metrics::TopicStats>, u64, u64)>;
+
+/// Counts the reads that are answered (not the ones a long poll dropped).
+fn count(sent: &Sent) {
+    for (stats, bytes, messages) in sent {
+        stats.bytes_out.fetch_add(*bytes, Ordering::Relaxed);
+        stats.messages_out.fetch_add(*messages, Ordering::Relaxed);
     }
 }
 
@@ -40,8 +54,9 @@ fn has_error(resp: &FetchResponse) -> bool {
         .any(|p| p.error_code != 0)
 }
 
-fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, usize) {
+fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, usize, Sent) {
     let mut resp = FetchResponse::default();
+    let mut counted = Sent::new();
     let mut remaining = if req.max_bytes <= 0 {
         i32::MAX as usize
     } else {
@@ -115,13 +130,11 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
             tr.partitions.push(pd);
         }
         if let (Some(t), true) = (&topic, sent > 0) {
-            let stats = broker.metrics().topic(&t.name);
-            stats.bytes_out.fetch_add(sent, Ordering::Relaxed);
-            stats.messages_out.fetch_add(messages, Ordering::Relaxed);
+            counted.push((t.stats.clone(), sent, messages));
         }
         resp.responses.push(tr);
     }
-    (resp, total)
+    (resp, total, counted)
 }
 
 /// Offsets covered by the whole batches in `records` (stored batches, so

@@ -116,8 +116,8 @@ pub(crate) fn append(
             let mut data = records.to_vec();
             match partition.log.append(&mut data, now_ms()) {
                 Ok(info) => {
-                    if !info.duplicate {
-                        let stats = broker.metrics().topic(topic.name.0.as_str());
+                    if let (false, Some(t)) = (info.duplicate, &found) {
+                        let stats = &t.stats;
                         stats
                             .bytes_in
                             .fetch_add(data.len() as u64, Ordering::Relaxed);

@@ -29,17 +29,29 @@ function fmtBytes(n) {
   return (i ? v.toFixed(1) : String(v)) + " " + u[i];
 }
 function fmtTime(ms) {
-  if (ms === null || ms === undefined || ms < 0) return "";
-  return new Date(ms).toISOString().replace("T", " ").replace("Z", "");
+  const d = new Date(ms);
+  if (ms === null || ms === undefined || ms < 0 || isNaN(d.getTime())) return "";
+  return d.toISOString().replace("T", " ").replace("Z", "");
 }
 function fmtDuration(s) {
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
   return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
 }
 
+// Each route() bumps `generation`; an answer that arrives after the user
+// moved on throws `Stale`, so an old view never overwrites the new one.
+let generation = 0;
+class Stale extends Error {}
+
+// Changes send JSON: the server refuses other bodies for them.
 async function api(path, opts) {
+  const gen = generation;
+  if (opts && opts.body && opts.method !== undefined && !/\/api\/v1\/sql/.test(path)) {
+    opts = { ...opts, headers: { "Content-Type": "application/json", ...(opts.headers || {}) } };
+  }
   const r = await fetch(path, opts);
   const text = await r.text();
+  if (gen !== generation) throw new Stale("stale");
   let body;
   try { body = JSON.parse(text); } catch (_) { body = text; }
   if (!r.ok) throw new Error((body && body.error_message) || `${r.status} ${text}`);
@@ -217,17 +229,19 @@ async function browse(name, f) {
   const q = new URLSearchParams({ limit: f.limit.value || "20" });
   if (f.partition.value !== "") q.set("partition", f.partition.value);
   if (f.mode.value === "offset" && f.at.value) q.set("offset", f.at.value);
+  const el = $("#messages");
   if (f.mode.value === "time" && f.at.value) {
     const t = /^\d+$/.test(f.at.value) ? Number(f.at.value) : Date.parse(f.at.value.replace(" ", "T") + (f.at.value.includes("Z") ? "" : "Z"));
+    if (isNaN(t)) { el.innerHTML = `<p class="bad">not a time: ${esc(f.at.value)} (use 2026-11-22 10:00:00, UTC, or milliseconds)</p>`; return; }
     q.set("time", String(t));
   }
-  const el = $("#messages");
   el.innerHTML = `<p class="muted">reading…</p>`;
   try {
     const m = await api(`/api/v1/console/topics/${encodeURIComponent(name)}/messages?${q}`);
     if (f.mode.value === "latest") m.messages.reverse();
     const show = v => v === null ? `<span class="muted">null</span>` : typeof v === "object" ? `<span class="muted">base64</span> ${esc(v.base64)}` : esc(v);
-    el.innerHTML = table([
+    const partial = m.complete === false ? `<p class="muted">partial: some partitions did not answer in time</p>` : "";
+    el.innerHTML = partial + table([
       col("Partition", "partition", { num: true }),
       col("Offset", "offset", { num: true }),
       col("Time", r => fmtTime(r.timestamp)),
@@ -357,7 +371,10 @@ async function data() {
     <div class="panel" id="top-ips"></div><div class="panel" id="status-codes"></div>
   </div>`;
   const put = (id, title, html) => { $(id).innerHTML = `<h2>${esc(title)}</h2>${html}`; };
-  const fail = (id, title, err) => put(id, title, `<p class="muted">${esc(err.message)}</p>`);
+  const fail = (id, title, err) => {
+    if (err instanceof Stale) throw err;
+    put(id, title, `<p class="muted">${esc(err.message)}</p>`);
+  };
   try {
     const rows = await sql("select time / 1000000 as t, temperature, pressure, visibility from kafka_consumer order by time desc limit 300");
     for (const k of ["temperature", "pressure", "visibility"]) {
@@ -369,7 +386,7 @@ async function data() {
     try {
       const rows = await sql(`select (time / 60000000000) * 60000 as t, ${key} as k, sum(bytes) as v from access_log ${window} group by 1, 2 order by 1`);
       put(`#chart-${key}`, title + " (per minute, last hour)", lineChart(seriesBy(rows), { bytes: true, title }));
-    } catch (err) { fail(`#chart-${key}`, title, new Error(`${err.message} (province and ISP need an IP database: weir up --geoip FILE)`)); }
+    } catch (err) { fail(`#chart-${key}`, title, err instanceof Stale ? err : new Error(`${err.message} (province and ISP need an IP database: weir up --geoip FILE)`)); }
   }
   try {
     const rows = await sql("select client_ip, count(*) as requests, sum(bytes) as bytes from access_log group by client_ip order by bytes desc limit 10");
@@ -412,7 +429,12 @@ async function sqlView() {
 
 async function route() {
   clearTimeout(timer);
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const mine = ++generation;
+  let parts;
+  try { parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent); }
+  catch (_) { parts = []; }
+  // Group names may hold "/": everything after "groups/" is the name.
+  if (parts[0] === "groups" && parts.length > 2) parts = ["groups", parts.slice(1).join("/")];
   const view = parts[0] || "overview";
   document.querySelectorAll("header nav a").forEach(a => a.classList.toggle("active", a.dataset.view === view));
   const views = {
@@ -422,8 +444,12 @@ async function route() {
   };
   const [fn, every] = views[view] || views.overview;
   try { await fn(); }
-  catch (err) { main().innerHTML = `<p class="bad">${esc(err.message)}</p>`; }
-  if (every) timer = setTimeout(route, every);
+  catch (err) {
+    if (err instanceof Stale || mine !== generation) return;
+    main().innerHTML = `<p class="bad">${esc(err.message)}</p>`;
+  }
+  // A newer route started meanwhile: it owns the page and the timer.
+  if (every && mine === generation) timer = setTimeout(route, every);
 }
 
 window.addEventListener("hashchange", route);
