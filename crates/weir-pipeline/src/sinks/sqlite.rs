@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use rusqlite::{Connection, params_from_iter, types::Value as Sql};
+use rusqlite::Connection;
 
 use crate::event::{Event, Value};
 
@@ -33,13 +33,32 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn sql_value(v: &Value) -> Sql {
-    match v {
-        Value::Int(i) => Sql::Integer(*i),
-        Value::Float(f) => Sql::Real(*f),
-        Value::Bool(b) => Sql::Integer(i64::from(*b)),
-        Value::Str(s) => Sql::Text(s.to_string()),
-    }
+/// One row's value for a column.
+enum Column<'a> {
+    Tag(&'a str),
+    Field(&'a Value),
+}
+
+/// An event's columns besides `time`, in order: its tags, then its fields
+/// (a field named like a tag is left out: the tag wins).
+fn columns(e: &Event) -> impl Iterator<Item = (&str, Column<'_>)> {
+    e.tags
+        .iter()
+        .filter(|(k, _)| k.as_str() != "time")
+        .map(|(k, v)| (k.as_str(), Column::Tag(v.as_str())))
+        .chain(
+            e.fields
+                .iter()
+                .filter(|(k, _)| k.as_str() != "time" && !e.tags.contains_key(k))
+                .map(|(k, v)| (k.as_str(), Column::Field(v))),
+        )
+}
+
+/// A table, the columns of its rows (besides `time`) and the INSERT for them.
+struct Shape {
+    table: String,
+    columns: Vec<String>,
+    insert: String,
 }
 
 fn sql_type(v: &Value) -> &'static str {
@@ -134,59 +153,39 @@ impl SqliteSink {
         events: &[Event],
         offsets: &Offsets,
     ) -> Result<(), SqliteError> {
+        // The INSERT of the previous row, reused while rows keep its shape
+        // (same table, same columns in the same order): the usual case,
+        // which then costs no allocation and no schema lookup per row.
+        let mut shape: Option<Shape> = None;
         for e in events {
             let table = if e.name.is_empty() {
                 "events"
             } else {
                 e.name.as_str()
             };
-            let cols = self.known_columns(table)?.clone();
-            if cols.is_empty() {
-                self.conn.execute_batch(&format!(
-                    "CREATE TABLE IF NOT EXISTS {} (\"time\" INTEGER NOT NULL)",
-                    ident(table)
-                ))?;
-                self.known_columns(table)?.insert("time".to_owned());
+            let reuse = shape.as_ref().is_some_and(|s| {
+                s.table == table
+                    && columns(e)
+                        .map(|(name, _)| name)
+                        .eq(s.columns.iter().map(String::as_str))
+            });
+            if !reuse {
+                shape = Some(self.shape_of(table, e)?);
             }
-            let mut names = vec!["time".to_owned()];
-            let mut values = vec![Sql::Integer(e.timestamp_ns)];
-            let wanted = e
-                .tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), "TEXT", Sql::Text(v.to_string())))
-                .chain(
-                    e.fields
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), sql_type(v), sql_value(v))),
-                );
-            for (name, ty, value) in wanted {
-                if name == "time" {
-                    continue;
+            let Some(s) = &shape else { continue };
+            let mut stmt = self.conn.prepare_cached(&s.insert)?;
+            stmt.raw_bind_parameter(1, e.timestamp_ns)?;
+            for (i, (_, value)) in columns(e).enumerate() {
+                let at = i + 2;
+                match value {
+                    Column::Tag(t) => stmt.raw_bind_parameter(at, t)?,
+                    Column::Field(Value::Int(n)) => stmt.raw_bind_parameter(at, *n)?,
+                    Column::Field(Value::Float(f)) => stmt.raw_bind_parameter(at, *f)?,
+                    Column::Field(Value::Bool(b)) => stmt.raw_bind_parameter(at, i64::from(*b))?,
+                    Column::Field(Value::Str(t)) => stmt.raw_bind_parameter(at, t.as_str())?,
                 }
-                if !self.known_columns(table)?.contains(&name) {
-                    self.conn.execute_batch(&format!(
-                        "ALTER TABLE {} ADD COLUMN {} {ty}",
-                        ident(table),
-                        ident(&name)
-                    ))?;
-                    self.known_columns(table)?.insert(name.clone());
-                }
-                names.push(name);
-                values.push(value);
             }
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                ident(table),
-                names
-                    .iter()
-                    .map(|n| ident(n))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                vec!["?"; names.len()].join(", ")
-            );
-            self.conn
-                .prepare_cached(&sql)?
-                .execute(params_from_iter(values))?;
+            stmt.raw_execute()?;
         }
         for ((topic, partition), next) in offsets {
             self.conn.execute(
@@ -196,6 +195,45 @@ impl SqliteSink {
             )?;
         }
         Ok(())
+    }
+
+    /// Creates the table or adds the columns `e` needs, and builds the
+    /// INSERT for rows shaped like it.
+    fn shape_of(&mut self, table: &str, e: &Event) -> Result<Shape, SqliteError> {
+        if self.known_columns(table)?.is_empty() {
+            self.conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (\"time\" INTEGER NOT NULL)",
+                ident(table)
+            ))?;
+            self.known_columns(table)?.insert("time".to_owned());
+        }
+        let mut names = Vec::new();
+        for (name, value) in columns(e) {
+            if !self.known_columns(table)?.contains(name) {
+                let ty = match value {
+                    Column::Tag(_) => "TEXT",
+                    Column::Field(v) => sql_type(v),
+                };
+                self.conn.execute_batch(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} {ty}",
+                    ident(table),
+                    ident(name)
+                ))?;
+                self.known_columns(table)?.insert(name.to_owned());
+            }
+            names.push(name.to_owned());
+        }
+        let insert = format!(
+            "INSERT INTO {} (\"time\"{}) VALUES (?{})",
+            ident(table),
+            names.iter().map(|n| format!(", {}", ident(n))).collect::<String>(),
+            ", ?".repeat(names.len())
+        );
+        Ok(Shape {
+            table: table.to_owned(),
+            columns: names,
+            insert,
+        })
     }
 
     /// The underlying connection (queries, tests).
@@ -216,6 +254,57 @@ mod tests {
         }
         .with_tag("host", "web1")
         .with_field("temperature", temp)
+    }
+
+    #[test]
+    fn rows_of_changing_shapes_in_one_batch_land_in_their_columns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = SqliteSink::open(&tmp.path().join("weir.db")).unwrap();
+        let other = |t: i64| {
+            Event {
+                timestamp_ns: t,
+                name: "other".into(),
+                ..Event::default()
+            }
+            .with_field("n", t)
+        };
+        let batch = vec![
+            reading(1, 1.0),
+            other(2),
+            reading(3, 3.0).with_field("extra", "x"),
+            reading(4, 4.0),
+            // A field named like a tag (the tag wins) and one named time.
+            reading(5, 5.0)
+                .with_field("host", "ignored")
+                .with_field("time", 99i64),
+            other(6),
+        ];
+        s.write("p", &batch, &Offsets::new()).unwrap();
+        let c = s.connection();
+        let rows: Vec<(i64, String, f64, Option<String>)> = c
+            .prepare("SELECT time, host, temperature, extra FROM kafka_consumer ORDER BY time")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (1, "web1".into(), 1.0, None),
+                (3, "web1".into(), 3.0, Some("x".into())),
+                (4, "web1".into(), 4.0, None),
+                (5, "web1".into(), 5.0, None),
+            ]
+        );
+        let n: Vec<(i64, i64)> = c
+            .prepare("SELECT time, n FROM other ORDER BY time")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(n, vec![(2, 2), (6, 6)]);
     }
 
     #[test]
