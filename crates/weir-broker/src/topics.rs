@@ -362,7 +362,7 @@ impl Registry {
         let topic = self.with_partitions(topic, partitions)?;
         self.write().insert(name.to_owned(), topic.clone());
         self.persist()?;
-        info!(topic = name, partitions, "created internal topic");
+        info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
 

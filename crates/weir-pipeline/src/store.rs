@@ -51,6 +51,11 @@ pub enum StoreError {
     /// SQLite said no (bad SQL, ...).
     #[error("{0}")]
     Sql(String),
+    /// A statement that would change the store.
+    #[error(
+        "the SQL endpoint only reads (SELECT, read-only PRAGMAs); data is written through the write endpoints and pipelines"
+    )]
+    ReadOnly,
 }
 
 /// RFC 3339 UTC text of nanoseconds since the epoch.
@@ -140,19 +145,31 @@ impl Store {
             .map_err(|e| StoreError::Sql(e.to_string()))
     }
 
-    /// Runs one SQL statement on `db`.
+    /// Runs one read-only SQL statement on `db`: the connection is opened
+    /// read-only, may attach no other database, and refuses any statement
+    /// SQLite does not call read-only.
     pub fn query(&self, db: &str, sql: &str) -> Result<Answer, StoreError> {
+        use rusqlite::OpenFlags;
         check_name(db)?;
         let path = self.path(db);
         if !path.exists() {
             return Err(StoreError::NoDatabase(db.to_owned()));
         }
-        let conn = rusqlite::Connection::open(&path).map_err(|e| StoreError::Sql(e.to_string()))?;
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Sql(e.to_string()))?;
         let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
+            .map_err(|e| StoreError::Sql(e.to_string()))?;
         let sql = sql.trim().trim_end_matches(';');
         let mut stmt = conn
             .prepare(sql)
             .map_err(|e| StoreError::Sql(e.to_string()))?;
+        if !stmt.readonly() {
+            return Err(StoreError::ReadOnly);
+        }
         let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let time_col = columns.iter().position(|c| c == "time");
         let mut rows = Vec::new();
@@ -249,20 +266,28 @@ impl Answer {
 
     /// An array of objects (column order kept).
     pub fn to_json(&self) -> String {
-        let rows: Vec<serde_json::Value> = self
-            .rows
+        // Written by hand: keys keep the statement's column order (a JSON
+        // object map would sort them).
+        let keys: Vec<String> = self
+            .columns
             .iter()
-            .map(|r| {
-                serde_json::Value::Object(
-                    self.columns
-                        .iter()
-                        .cloned()
-                        .zip(r.iter().map(Cell::json))
-                        .collect(),
-                )
-            })
+            .map(|c| serde_json::Value::from(c.as_str()).to_string())
             .collect();
-        serde_json::Value::Array(rows).to_string()
+        let mut out = String::from("[");
+        for (i, r) in self.rows.iter().enumerate() {
+            out.push_str(if i == 0 { "{" } else { ",{" });
+            for (j, (k, cell)) in keys.iter().zip(r).enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push(':');
+                out.push_str(&cell.json().to_string());
+            }
+            out.push('}');
+        }
+        out.push(']');
+        out
     }
 
     /// Parses CSV written by [`Answer::to_csv`] (all cells as text).
@@ -401,6 +426,30 @@ mod tests {
         assert_eq!(back.rows[0][3], Cell::Text("say \"hi\"".to_owned()));
         let j: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
         assert_eq!(j[0]["pressure"], 3.4);
+        // JSON keeps the statement's column order.
+        let z = store
+            .query("public", "select 1 as z, 2 as a, 3 as m")
+            .unwrap();
+        assert_eq!(z.to_json(), r#"[{"z":1,"a":2,"m":3}]"#);
+        // The endpoint only reads.
+        for write in [
+            "drop table kafka_consumer",
+            "delete from kafka_consumer",
+            "insert into kafka_consumer (time) values (1)",
+            "create table x (a)",
+        ] {
+            assert!(
+                matches!(store.query("public", write), Err(StoreError::ReadOnly)),
+                "{write}"
+            );
+        }
+        let attach = format!(
+            "attach database '{}' as x",
+            dir.path().join("new.db").display()
+        );
+        assert!(store.query("public", &attach).is_err());
+        assert!(!dir.path().join("new.db").exists());
+        assert_eq!(store.tables("public").unwrap(), ["kafka_consumer"]);
         assert!(a.to_table().contains("| web,1 |"), "{}", a.to_table());
         let wide = Answer {
             columns: vec!["province".to_owned()],

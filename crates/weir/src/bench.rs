@@ -740,6 +740,17 @@ fn pipeline_to_sqlite(
 }
 
 pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {
+    let messages = match &cmd {
+        BenchCommand::Produce(l) | BenchCommand::Consume(l) => l.messages,
+        BenchCommand::Roundtrip { load, .. } => load.messages,
+        BenchCommand::Pipeline { messages, .. } => *messages,
+        BenchCommand::Limits { bytes, .. } => *bytes,
+        BenchCommand::NullBroker(_) => 1,
+    };
+    anyhow::ensure!(
+        messages > 0,
+        "nothing to measure: give --messages (or --bytes) above 0"
+    );
     match cmd {
         BenchCommand::Produce(load) => produce(&load, out),
         BenchCommand::Consume(load) => consume(&load, out),

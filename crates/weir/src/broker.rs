@@ -79,9 +79,13 @@ pub(crate) fn run(args: BrokerArgs) -> Result<()> {
                     running.broker().clone(),
                     running.addr.to_string(),
                     args.console_admin,
+                    false,
                 );
                 console.start_sampler(sampling.clone());
                 let handler: weir_pipeline::http::Handler = Arc::new(move |req| {
+                    if req.path == "/health" {
+                        return weir_pipeline::http::Response::new(200, "text/plain", "ok\n");
+                    }
                     crate::console::guarded(&console, &req, None).unwrap_or_else(|| {
                         let message = if req.path.starts_with("/api/v1/sql")
                             || req.path.starts_with("/api/v1/databases")

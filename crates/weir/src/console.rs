@@ -68,11 +68,16 @@ struct Sample {
 
 /// What the console serves.
 pub(crate) struct Console {
-    broker: Arc<Broker>,
+    /// Weak: the HTTP threads and the sampler must not keep the broker
+    /// alive, or it could not close its logs cleanly at shutdown.
+    broker: std::sync::Weak<Broker>,
     bootstrap: String,
     pipelines: Mutex<Vec<PipelineView>>,
     history: Mutex<VecDeque<Sample>>,
     admin: bool,
+    /// `weir up` has an embedded store (SQL, the Data view); `weir broker`
+    /// has not.
+    store: bool,
     started: Instant,
 }
 
@@ -90,13 +95,19 @@ fn error(status: u16, message: impl std::fmt::Display) -> Response {
 }
 
 impl Console {
-    pub(crate) fn new(broker: Arc<Broker>, bootstrap: String, admin: bool) -> Arc<Self> {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        bootstrap: String,
+        admin: bool,
+        store: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            broker,
+            broker: Arc::downgrade(&broker),
             bootstrap,
             pipelines: Mutex::new(Vec::new()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             admin,
+            store,
             started: Instant::now(),
         })
     }
@@ -141,7 +152,14 @@ impl Console {
         let me = self.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let s = me.sample();
+                let Some(broker) = me.broker.upgrade() else {
+                    return;
+                };
+                let s = Live {
+                    broker,
+                    console: &me,
+                }
+                .sample();
                 {
                     let mut h = me.history.lock().unwrap_or_else(|e| e.into_inner());
                     if h.len() == HISTORY {
@@ -157,6 +175,107 @@ impl Console {
         });
     }
 
+    /// Answers a console, API or metrics request; `None` if the path is
+    /// not the console's. `req.path` is already percent-decoded.
+    pub(crate) fn route(&self, req: &Request) -> Option<Response> {
+        let path = req.path.as_str();
+        let method = req.method.as_str();
+        if matches!(method, "POST" | "DELETE")
+            && path.starts_with("/api/v1/console/")
+            && let Some(r) = cross_site(req)
+        {
+            return Some(r);
+        }
+        match (method, path) {
+            ("GET", "/") | ("GET", "/console") => {
+                return Some(Response::empty(302).with_header("Location", "/console/"));
+            }
+            ("GET", "/console/") => {
+                return Some(Response::new(200, "text/html; charset=utf-8", INDEX_HTML));
+            }
+            ("GET", "/console/app.js") => {
+                return Some(Response::new(200, "text/javascript; charset=utf-8", APP_JS));
+            }
+            ("GET", "/console/app.css") => {
+                return Some(Response::new(200, "text/css; charset=utf-8", APP_CSS));
+            }
+            _ => {}
+        }
+        let ours = path == "/metrics" || path.starts_with("/api/v1/console/");
+        if !ours {
+            return None;
+        }
+        let Some(broker) = self.broker.upgrade() else {
+            return Some(error(503, "the broker is shutting down"));
+        };
+        let live = Live {
+            broker,
+            console: self,
+        };
+        live.route(req)
+    }
+}
+
+impl Live<'_> {
+    fn route(&self, req: &Request) -> Option<Response> {
+        let path = req.path.as_str();
+        let method = req.method.as_str();
+        Some(match (method, path) {
+            ("GET", "/metrics") => Response::new(200, "text/plain; version=0.0.4", self.metrics()),
+            ("GET", "/api/v1/console/overview") => Response::json(200, &self.overview()),
+            ("GET", "/api/v1/console/topics") => Response::json(200, &self.topics()),
+            ("POST", "/api/v1/console/topics") => self.create_topic(req),
+            ("GET", "/api/v1/console/groups") => Response::json(200, &self.groups()),
+            ("GET", "/api/v1/console/pipelines") => Response::json(200, &self.pipelines_json()),
+            // Topic names cannot hold '/'; group names can, so a group is
+            // everything after the prefix (less a final "/reset").
+            (_, p) if p.starts_with("/api/v1/console/topics/") => {
+                let rest = &p["/api/v1/console/topics/".len()..];
+                match (method, rest.split_once('/')) {
+                    ("GET", Some((name, "messages"))) => self.messages(name, req),
+                    ("GET", None) => self.topic(rest),
+                    ("DELETE", None) => self.delete_topic(rest),
+                    _ => error(404, format!("no such console endpoint: {method} {p}")),
+                }
+            }
+            (_, p) if p.starts_with("/api/v1/console/groups/") => {
+                let rest = &p["/api/v1/console/groups/".len()..];
+                match (method, rest.strip_suffix("/reset")) {
+                    ("GET", _) => self.group(rest),
+                    ("POST", Some(name)) => self.reset_group(name, req),
+                    _ => error(404, format!("no such console endpoint: {method} {p}")),
+                }
+            }
+            (
+                _,
+                "/api/v1/console/overview"
+                | "/api/v1/console/topics"
+                | "/api/v1/console/groups"
+                | "/api/v1/console/pipelines"
+                | "/metrics",
+            ) => error(405, format!("{method} is not allowed on {path}")),
+            (_, p) if p.starts_with("/api/v1/console/") => {
+                error(404, format!("no such console endpoint: {method} {p}"))
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The console while the broker is alive: holds it for one request.
+struct Live<'a> {
+    broker: Arc<Broker>,
+    console: &'a Console,
+}
+
+impl std::ops::Deref for Live<'_> {
+    type Target = Console;
+    fn deref(&self) -> &Console {
+        self.console
+    }
+}
+
+impl Live<'_> {
     fn sample(&self) -> Sample {
         let t = weir_broker::metrics::totals(&self.broker);
         let mut s = Sample {
@@ -193,57 +312,6 @@ impl Console {
             s.groups.insert(g, lags);
         }
         s
-    }
-
-    /// Answers a console, API or metrics request; `None` if the path is
-    /// not the console's. `req.path` is already percent-decoded.
-    pub(crate) fn route(&self, req: &Request) -> Option<Response> {
-        let path = req.path.as_str();
-        let method = req.method.as_str();
-        if matches!(method, "POST" | "DELETE")
-            && path.starts_with("/api/v1/console/")
-            && let Some(r) = cross_site(req)
-        {
-            return Some(r);
-        }
-        Some(match (method, path) {
-            ("GET", "/") => Response::empty(302).with_header("Location", "/console/"),
-            ("GET", "/console") => Response::empty(302).with_header("Location", "/console/"),
-            ("GET", "/console/") => Response::new(200, "text/html; charset=utf-8", INDEX_HTML),
-            ("GET", "/console/app.js") => {
-                Response::new(200, "text/javascript; charset=utf-8", APP_JS)
-            }
-            ("GET", "/console/app.css") => Response::new(200, "text/css; charset=utf-8", APP_CSS),
-            ("GET", "/metrics") => Response::new(200, "text/plain; version=0.0.4", self.metrics()),
-            ("GET", "/api/v1/console/overview") => Response::json(200, &self.overview()),
-            ("GET", "/api/v1/console/topics") => Response::json(200, &self.topics()),
-            ("POST", "/api/v1/console/topics") => self.create_topic(req),
-            ("GET", "/api/v1/console/groups") => Response::json(200, &self.groups()),
-            ("GET", "/api/v1/console/pipelines") => Response::json(200, &self.pipelines_json()),
-            // Topic names cannot hold '/'; group names can, so a group is
-            // everything after the prefix (less a final "/reset").
-            (_, p) if p.starts_with("/api/v1/console/topics/") => {
-                let rest = &p["/api/v1/console/topics/".len()..];
-                match (method, rest.split_once('/')) {
-                    ("GET", Some((name, "messages"))) => self.messages(name, req),
-                    ("GET", None) => self.topic(rest),
-                    ("DELETE", None) => self.delete_topic(rest),
-                    _ => error(404, format!("no such console endpoint: {method} {p}")),
-                }
-            }
-            (_, p) if p.starts_with("/api/v1/console/groups/") => {
-                let rest = &p["/api/v1/console/groups/".len()..];
-                match (method, rest.strip_suffix("/reset")) {
-                    ("GET", _) => self.group(rest),
-                    ("POST", Some(name)) => self.reset_group(name, req),
-                    _ => error(404, format!("no such console endpoint: {method} {p}")),
-                }
-            }
-            (_, p) if p.starts_with("/api/v1/console/") => {
-                error(404, format!("no such console endpoint: {method} {p}"))
-            }
-            _ => return None,
-        })
     }
 
     fn overview(&self) -> Value {
@@ -322,6 +390,7 @@ impl Console {
             "pipelines": pipelines,
             "series": series,
             "admin": self.admin,
+            "store": self.store,
         })
     }
 
@@ -405,9 +474,18 @@ impl Console {
         };
         let (limit, partition, offset, time) =
             match (num("limit"), num("partition"), num("offset"), num("time")) {
-                (Ok(l), Ok(p), Ok(o), Ok(t)) => (l.unwrap_or(20).clamp(1, 500), p, o, t),
+                (Ok(l), Ok(p), Ok(o), Ok(t)) => (l.unwrap_or(20), p, o, t),
                 (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return e,
             };
+        if !(1..=500).contains(&limit) {
+            return error(400, format!("limit={limit}: from 1 to 500 messages"));
+        }
+        if offset.is_some_and(|o| o < 0) {
+            return error(400, "offset must be 0 or more");
+        }
+        if offset.is_some() && time.is_some() {
+            return error(400, "give offset or time, not both");
+        }
         let partitions: Vec<i32> = match partition {
             Some(p) if p < 0 || p as usize >= t.partitions.len() => {
                 return error(404, format!("{name} has no partition {p}"));

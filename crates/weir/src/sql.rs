@@ -102,9 +102,51 @@ pub(crate) fn run(args: SqlArgs, out: &mut impl Write) -> Result<()> {
         }),
     };
     if let Some(s) = &args.statement {
+        if s.trim_start().starts_with('\\') {
+            let mut db = args.db.clone();
+            return meta(&client, &mut db, s.trim(), args.format, out).map(|_| ());
+        }
         return client.print(&args.db, s, args.format, out);
     }
     shell(&client, args.db, args.format, out)
+}
+
+/// A backslash command (`\\d`, `\\d TABLE`, `\\l`, `\\c DB`, `\\q`);
+/// `true` for quit.
+fn meta(
+    client: &Client,
+    db: &mut String,
+    line: &str,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<bool> {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("\\q"), _) => return Ok(true),
+        (Some("\\c"), Some(name)) => {
+            *db = name.trim_end_matches(';').to_owned();
+            writeln!(out, "now using database {db}")?;
+        }
+        (Some("\\d"), None) => client.print(
+            db,
+            "SELECT name AS table_name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
+            format,
+            out,
+        )?,
+        (Some("\\d"), Some(table)) => client.print(
+            db,
+            &format!(
+                "SELECT name AS column_name, type FROM pragma_table_info('{}')",
+                table.replace('\'', "''")
+            ),
+            format,
+            out,
+        )?,
+        (Some("\\l"), _) => databases(client, out)?,
+        (Some(other), _) => anyhow::bail!("unknown command {other} (\\d, \\l, \\c DB, \\q)"),
+        (None, _) => {}
+    }
+    Ok(false)
 }
 
 fn history_file() -> Option<std::path::PathBuf> {
@@ -178,35 +220,10 @@ fn shell(client: &Client, mut db: String, format: Format, out: &mut impl Write) 
         }
         let trimmed = line.trim();
         if pending.is_empty() && trimmed.starts_with('\\') {
-            let mut words = trimmed.split_whitespace();
-            let result = match (words.next(), words.next()) {
-                (Some("\\q"), _) => return Ok(()),
-                (Some("\\c"), Some(name)) => {
-                    db = name.trim_end_matches(';').to_owned();
-                    writeln!(out, "now using database {db}")?;
-                    Ok(())
-                }
-                (Some("\\d"), None) => client.print(
-                    &db,
-                    "SELECT name AS table_name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
-                    format,
-                    out,
-                ),
-                (Some("\\d"), Some(table)) => client.print(
-                    &db,
-                    &format!("SELECT name AS column_name, type FROM pragma_table_info('{}')", table.replace('\'', "''")),
-                    format,
-                    out,
-                ),
-                (Some("\\l"), _) => databases(client, out),
-                (Some(other), _) => {
-                    writeln!(out, "unknown command {other} (\\d, \\l, \\c DB, \\q)")?;
-                    Ok(())
-                }
-                (None, _) => Ok(()),
-            };
-            if let Err(e) = result {
-                writeln!(out, "error: {e:#}")?;
+            match meta(client, &mut db, trimmed, format, out) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => writeln!(out, "error: {e:#}")?,
             }
             cont = false;
             continue;

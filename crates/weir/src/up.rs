@@ -339,6 +339,7 @@ fn sql(store: &Store, req: &Request, auth: Option<&(String, String)>) -> Respons
         Err(e) => {
             let status = match e {
                 weir_pipeline::store::StoreError::NoDatabase(_) => 404,
+                weir_pipeline::store::StoreError::ReadOnly => 403,
                 _ => 422,
             };
             Response::json(
@@ -433,8 +434,12 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
         .block_on(weir_broker::RunningBroker::bind(broker_cfg))
         .with_context(|| format!("starting the broker on {}", args.listen))?;
     let brokers = running.addr.to_string();
-    let console =
-        crate::console::Console::new(running.broker().clone(), brokers.clone(), cfg.console_admin);
+    let console = crate::console::Console::new(
+        running.broker().clone(),
+        brokers.clone(),
+        cfg.console_admin,
+        true,
+    );
     let sampling = Arc::new(AtomicBool::new(false));
     console.start_sampler(sampling.clone());
     // The flows' topics exist from the start, so their consumers subscribe

@@ -106,10 +106,17 @@ impl Up {
         }
     }
 
+    /// SIGTERM; the broker must close its logs cleanly (the console must
+    /// not keep it alive).
     fn stop(mut self) {
         if let Some(p) = self.proc.take() {
             common::sigterm(p);
         }
+        let log = self.log();
+        assert!(
+            !log.contains("requests still running"),
+            "the broker did not close cleanly:\n{log}"
+        );
     }
 }
 
@@ -192,11 +199,31 @@ fn every_console_endpoint_answers_and_changes_are_refused_by_default() {
             .0,
         404
     );
-    assert_eq!(
-        up.get("/api/v1/console/topics/oceanic/messages?limit=lots")
-            .0,
-        400
+    for bad in [
+        "limit=lots",
+        "limit=0",
+        "limit=-1",
+        "limit=501",
+        "offset=-5",
+        "offset=3&time=0",
+    ] {
+        let (status, body) = up.get(&format!("/api/v1/console/topics/oceanic/messages?{bad}"));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert_eq!(up.call("PUT", "/api/v1/console/topics", b"").0, 405);
+    // SQL on the embedded store only reads.
+    let (status, body) = up.call(
+        "POST",
+        "/api/v1/sql?db=public",
+        b"drop table if exists kafka_consumer",
     );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = up.call(
+        "POST",
+        "/api/v1/sql?db=public",
+        b"select count(*) from _weir_offsets",
+    );
+    assert_eq!(status, 200, "{body}");
 
     // Groups: the flows' consumers, their members, offsets and lag.
     up.wait_for(20, "flow A's group to commit", |u| {
@@ -653,8 +680,16 @@ fn weir_broker_serves_the_console_and_metrics_with_http() {
         "{text}"
     );
     assert_eq!(get("/console/").0, 200);
+    assert_eq!(get("/health").0, 200);
     assert_eq!(get("/elsewhere").0, 404);
     let (status, body) = get("/api/v1/sql?q=select%201");
     assert!(status == 404 && body.contains("weir up"), "{status} {body}");
+    // A browser keeps its connection open; the broker still stops cleanly.
+    let _idle = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
     broker.stop();
+    assert!(
+        !broker.log().contains("requests still running"),
+        "{}",
+        broker.log()
+    );
 }

@@ -93,6 +93,16 @@ fn both_flows_show_in_weir_sql_within_30_s_and_survive_a_restart() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    // Backslash commands work one-shot too.
+    let tables = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["sql", "--http", &format!("127.0.0.1:{http}"), "\\d"])
+        .output()
+        .unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout);
+    assert!(
+        tables.contains("kafka_consumer") && tables.contains("access_log"),
+        "{tables}"
+    );
     // Weir stands in for the time-series database of flow A.
     let url =
         weir_pipeline::http::Url::parse(&format!("http://127.0.0.1:{http}/api/v1/write?db=public"))

@@ -226,7 +226,10 @@ impl SqliteSink {
         let insert = format!(
             "INSERT INTO {} (\"time\"{}) VALUES (?{})",
             ident(table),
-            names.iter().map(|n| format!(", {}", ident(n))).collect::<String>(),
+            names
+                .iter()
+                .map(|n| format!(", {}", ident(n)))
+                .collect::<String>(),
             ", ?".repeat(names.len())
         );
         Ok(Shape {

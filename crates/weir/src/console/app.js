@@ -26,7 +26,7 @@ function fmtBytes(n) {
   const u = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0, v = x;
   while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
-  return (i ? v.toFixed(1) : String(v)) + " " + u[i];
+  return (i ? v.toFixed(1) : String(Math.round(v))) + " " + u[i];
 }
 function fmtTime(ms) {
   const d = new Date(ms);
@@ -85,9 +85,10 @@ function lineChart(series, opts = {}) {
   if (y1 === y0) y1 = y0 + 1;
   const sx = x => L + (x - x0) / (x1 - x0) * (W - L - R);
   const sy = y => H - B - (y - y0) / (y1 - y0) * (H - T - B);
-  const fmtY = opts.bytes ? fmtBytes : fmtNum;
+  const integers = pts.every(p => Number.isInteger(p[1]));
+  const fmtY = opts.bytes ? fmtBytes : integers ? (y => fmtNum(Math.round(y))) : fmtNum;
   const fmtX = opts.xLabel || (x => new Date(x).toISOString().substring(11, 19));
-  let svg = `<svg class="chart" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="${esc(opts.title || "chart")}">`;
+  let svg = `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(opts.title || "chart")}">`;
   for (let i = 0; i <= 4; i++) {
     const y = y0 + (y1 - y0) * i / 4;
     svg += `<line x1="${L}" x2="${W - R}" y1="${sy(y)}" y2="${sy(y)}" stroke="#eef0f4"/><text x="${L - 4}" y="${sy(y) + 4}" text-anchor="end">${esc(fmtY(y))}</text>`;
@@ -112,7 +113,7 @@ function bars(items, fmt = fmtNum) {
   if (!items.length) return `<p class="muted">no data yet</p>`;
   const max = Math.max(...items.map(i => i.value), 1);
   return `<div class="bars">` + items.map(i =>
-    `<div class="row"><div class="name" title="${esc(i.name)}">${esc(i.name)}</div><div class="bar" style="width:${(i.value / max * 60).toFixed(1)}%"></div><div>${esc(fmt(i.value))}</div></div>`
+    `<div class="row"><div class="name" title="${esc(i.name)}">${esc(i.name)}</div><div class="bar" style="width:${(i.value / max * 55).toFixed(1)}%"></div><div class="value">${esc(fmt(i.value))}</div></div>`
   ).join("") + `</div>`;
 }
 
@@ -121,9 +122,17 @@ function panel(title, html) { return `<div class="panel"><h2>${esc(title)}</h2>$
 
 // ---- views ----
 
+function showStatus(o) {
+  admin = o.admin;
+  $("#status").textContent = `weir ${o.version} · cluster ${o.broker.cluster_id}`;
+  // weir broker has no embedded store: no Data or SQL views.
+  document.querySelectorAll('header nav a[data-view="data"], header nav a[data-view="sql"]')
+    .forEach(a => (a.style.display = o.store ? "" : "none"));
+}
+
 async function overview() {
   const o = await api("/api/v1/console/overview");
-  admin = o.admin;
+  showStatus(o);
   const b = o.broker;
   const series = o.series || [];
   const pts = k => series.map(s => [s.t, s[k]]);
@@ -157,7 +166,6 @@ async function overview() {
     col("Errors", "errors", { num: true }),
     col("Lag", "lag", { num: true }),
   ], o.pipelines || [], { id: "pipelines-table", empty: "no pipelines" })}`;
-  $("#status").textContent = `weir ${o.version} · cluster ${b.cluster_id}`;
 }
 
 async function topics() {
@@ -238,13 +246,14 @@ async function browse(name, f) {
   el.innerHTML = `<p class="muted">reading…</p>`;
   try {
     const m = await api(`/api/v1/console/topics/${encodeURIComponent(name)}/messages?${q}`);
-    if (f.mode.value === "latest") m.messages.reverse();
+    // The latest N (also "from" with nothing given) read newest first.
+    if (f.mode.value === "latest" || !f.at.value) m.messages.reverse();
     const show = v => v === null ? `<span class="muted">null</span>` : typeof v === "object" ? `<span class="muted">base64</span> ${esc(v.base64)}` : esc(v);
     const partial = m.complete === false ? `<p class="muted">partial: some partitions did not answer in time</p>` : "";
     el.innerHTML = partial + table([
       col("Partition", "partition", { num: true }),
       col("Offset", "offset", { num: true }),
-      col("Time", r => fmtTime(r.timestamp)),
+      col("Time (UTC)", r => fmtTime(r.timestamp)),
       col("Key", r => show(r.key), { html: true }),
       col("Headers", r => r.headers.map(h => `${esc(h.key)}=${show(h.value)}`).join("<br>"), { html: true }),
       col("Value", r => `<pre>${r.json ? esc(JSON.stringify(r.json, null, 2)) : show(r.value)}</pre>`, { html: true }),
@@ -271,7 +280,7 @@ async function group(id) {
     <label>To<input name="to" value="earliest" placeholder="earliest, latest or an offset"></label>
     <button class="danger">Reset offsets</button></form>` : "";
   main().innerHTML = `<h1>Group ${esc(g.group)}</h1>
-  <div class="cards">${card("State", esc(g.state || "no members"))}${card("Members", g.members.length)}${card("Assignor", esc(g.assignor || ""))}${card("Total lag", fmtNum(g.offsets.reduce((a, o) => a + (o.lag || 0), 0)))}</div>
+  <div class="cards">${card("State", esc(g.state || "no members"))}${card("Members", g.members.length)}${card("Assignor", esc(g.assignor || "—"))}${card("Total lag", fmtNum(g.offsets.reduce((a, o) => a + (o.lag || 0), 0)))}</div>
   <h2>Members</h2>` + table([
     col("Member", "member_id"), col("Client", "client_id"), col("Host", "client_host"),
     col("Assignment", r => Object.entries(r.assignment).map(([t, ps]) => `${t}: ${ps.join(", ")}`).join("; ")),
@@ -381,10 +390,16 @@ async function data() {
       put(`#chart-${k}`, k, lineChart([{ name: k, points: rows.map(r => [Number(r.t), Number(r[k])]) }], { title: k }));
     }
   } catch (err) { for (const k of ["temperature", "pressure", "visibility"]) fail(`#chart-${k}`, k, err); }
+  // The last hour, by minute.
   const window = "where time > (select max(time) from access_log) - 3600000000000";
+  // Addresses abroad have no province: their country stands in.
+  const keys = { province: "case when coalesce(province, '') = '' then coalesce(nullif(country, ''), '(unknown)') else province end", isp: "isp" };
   for (const [key, title] of [["province", "Bandwidth by province"], ["isp", "Bandwidth by ISP"]]) {
     try {
-      const rows = await sql(`select (time / 60000000000) * 60000 as t, ${key} as k, sum(bytes) as v from access_log ${window} group by 1, 2 order by 1`);
+      let rows = await sql(`select (time / 60000000000) * 60000 as t, ${keys[key]} as k, sum(bytes) as v from access_log ${window} group by 1, 2 order by 1`);
+      // The current minute is still filling: leave it out once there are others.
+      const last = Math.max(...rows.map(r => Number(r.t)));
+      if (rows.some(r => Number(r.t) !== last)) rows = rows.filter(r => Number(r.t) !== last);
       put(`#chart-${key}`, title + " (per minute, last hour)", lineChart(seriesBy(rows), { bytes: true, title }));
     } catch (err) { fail(`#chart-${key}`, title, err instanceof Stale ? err : new Error(`${err.message} (province and ISP need an IP database: weir up --geoip FILE)`)); }
   }
@@ -418,8 +433,10 @@ async function sqlView() {
       if (f.chart.checked && cols.length > 1) {
         const x = cols[0];
         const ys = cols.slice(1).filter(c => rows.every(r => r[c] === null || isFinite(Number(r[c]))));
-        const xv = r => x === "time" ? Number(r[x]) / 1e6 : Number(r[x]);
-        html += `<div class="panel">${lineChart(ys.map(c => ({ name: c, points: rows.map(r => [xv(r), Number(r[c])]) })), x === "time" ? {} : { xLabel: String })}</div>`;
+        // time comes back as RFC 3339 text; other columns as numbers.
+        const xv = r => typeof r[x] === "string" ? Date.parse(r[x]) : Number(r[x]);
+        const isTime = rows.some(r => typeof r[x] === "string");
+        html += `<div class="panel">${lineChart(ys.map(c => ({ name: c, points: rows.map(r => [xv(r), Number(r[c])]).filter(p => isFinite(p[0]) && isFinite(p[1])) })), isTime ? {} : { xLabel: String })}</div>`;
       }
       html += table(cols.map(c => col(c, r => r[c])), rows, { id: "sql-table", empty: "no rows" });
       out.innerHTML = html;
@@ -453,4 +470,4 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
-api("/api/v1/console/overview").then(o => { admin = o.admin; }).catch(() => {}).finally(route);
+api("/api/v1/console/overview").then(showStatus).catch(() => {}).finally(route);
