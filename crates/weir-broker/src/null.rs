@@ -179,9 +179,16 @@ fn answer(ctx: &Ctx, api: ApiKey, body: RequestKind) -> Result<Option<ResponseKi
                 let name = t.name.0.to_string();
                 let mut result = CreatableTopicResult::default();
                 result.name = t.name;
-                if state.topics.contains_key(&name) {
+                // A topic only named so far (Metadata creates on sight)
+                // takes the partition count asked for.
+                let written = state
+                    .topics
+                    .get(&name)
+                    .is_some_and(|(_, offsets)| offsets.iter().any(|&o| o > 0));
+                if written {
                     result.error_code = ResponseError::TopicAlreadyExists.code();
                 } else {
+                    state.topics.remove(&name);
                     topic(&mut state, &name, t.num_partitions.max(1));
                 }
                 resp.topics.push(result);

@@ -386,6 +386,24 @@ fn the_null_broker_serves_librdkafka_producers_and_consumers() {
     assert!(p.starts_with("produce: "), "{p}");
     let c = run(&["consume", "--topic", "n", "--messages", "200000"]);
     assert!(c.starts_with("consume: "), "{c}");
+    // --partitions is honoured.
+    let p = run(&[
+        "produce",
+        "--topic",
+        "wide",
+        "--partitions",
+        "3",
+        "--messages",
+        "3000",
+    ]);
+    assert!(p.starts_with("produce: "), "{p}");
+    common::need_command("kcat", "apt-get install -y kcat");
+    let meta = std::process::Command::new("kcat")
+        .args(["-b", &addr, "-L", "-t", "wide"])
+        .output()
+        .unwrap();
+    let meta = String::from_utf8_lossy(&meta.stdout);
+    assert!(meta.contains("with 3 partitions"), "{meta}");
     common::sigterm(null);
 }
 
