@@ -141,10 +141,7 @@ pub struct Log {
     /// When unsynced data was first appended (`NONE` when all is synced),
     /// for `flush.ms`.
     oldest_unflushed_ms: AtomicI64,
-    /// Completed sync rounds and the time they took, for metrics.
-    sync_rounds: AtomicU64,
-    sync_nanos: AtomicU64,
-    /// How long each sync round took.
+    /// How long each completed sync round took (metrics, `sync_stats`).
     sync_latency: crate::metrics::Histogram,
 }
 
@@ -488,8 +485,6 @@ impl Log {
             leader_epoch: AtomicI32::new(0),
             end_offset: AtomicU64::new(end),
             oldest_unflushed_ms: AtomicI64::new(NONE),
-            sync_rounds: AtomicU64::new(0),
-            sync_nanos: AtomicU64::new(0),
             sync_latency: crate::metrics::Histogram::default(),
         };
         if !clean {
@@ -953,11 +948,7 @@ impl Log {
                 Ordering::SeqCst,
             );
         }
-        let took = started.elapsed();
-        self.sync_rounds.fetch_add(1, Ordering::Relaxed);
-        self.sync_nanos
-            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-        self.sync_latency.observe(took);
+        self.sync_latency.observe(started.elapsed());
         if force || end_segment > checkpointed {
             write_number(&*self.storage, &self.dir, RECOVERY_POINT_FILE, end)?;
             return Ok((end, Some(end_segment)));
@@ -967,9 +958,10 @@ impl Log {
 
     /// How many sync rounds ran and how long they took.
     pub fn sync_stats(&self) -> SyncStats {
+        let s = self.sync_latency.snapshot();
         SyncStats {
-            rounds: self.sync_rounds.load(Ordering::Relaxed),
-            total: std::time::Duration::from_nanos(self.sync_nanos.load(Ordering::Relaxed)),
+            rounds: s.count(),
+            total: std::time::Duration::from_secs_f64(s.sum_seconds),
         }
     }
 

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use rdkafka::ClientConfig;
+
+use crate::kafka_cli::send_waiting;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -352,19 +354,10 @@ fn produce(load: &Load, out: &mut impl Write) -> Result<()> {
                 } else {
                     0
                 };
-                loop {
-                    let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(&topic, sent)
-                        .payload(&body[..]);
-                    match producer.send(rec) {
-                        Ok(()) => break,
-                        Err((e, _))
-                            if e.rdkafka_error_code()
-                                == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                        {
-                            producer.poll(Duration::from_millis(1));
-                        }
-                        Err((e, _)) => bail!("producing: {e}"),
-                    }
+                let rec =
+                    BaseRecord::<(), [u8], usize>::with_opaque_to(&topic, sent).payload(&body[..]);
+                if let Err(e) = send_waiting(&producer, rec, Duration::from_millis(1)) {
+                    bail!("producing: {e}");
                 }
                 if i % 1024 == 0 {
                     producer.poll(Duration::ZERO);
@@ -505,17 +498,9 @@ fn roundtrip(load: &Load, rate: u64, out: &mut impl Write) -> Result<()> {
             }
             let mut body = vec![b'x'; size];
             body[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_be_bytes());
-            loop {
-                match producer.send(BaseRecord::<(), [u8]>::to(&topic).payload(&body[..])) {
-                    Ok(()) => break,
-                    Err((e, _))
-                        if e.rdkafka_error_code()
-                            == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                    {
-                        producer.poll(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => bail!("producing: {e}"),
-                }
+            let rec = BaseRecord::<(), [u8]>::to(&topic).payload(&body[..]);
+            if let Err(e) = send_waiting(&producer, rec, Duration::from_millis(1)) {
+                bail!("producing: {e}");
             }
             producer.poll(Duration::ZERO);
         }
@@ -646,17 +631,9 @@ fn pipeline_to_sqlite(
     for i in 0..messages {
         let line = nginx_line(&mut rng, 1_700_000_000 + (i / 1000) as i64);
         bytes += line.len() as u64;
-        loop {
-            match producer.send(BaseRecord::<(), str>::to(topic).payload(&line)) {
-                Ok(()) => break,
-                Err((e, _))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => bail!("producing to {topic} on {brokers}: {e}"),
-            }
+        let rec = BaseRecord::<(), str>::to(topic).payload(&line);
+        if let Err(e) = send_waiting(&producer, rec, Duration::from_millis(5)) {
+            bail!("producing to {topic} on {brokers}: {e}");
         }
     }
     producer

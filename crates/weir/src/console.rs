@@ -147,6 +147,35 @@ impl Console {
             });
     }
 
+    /// The status line of `weir up`: events/s out of each component since
+    /// the last call (generators and their `to_` sinks left out, and
+    /// components with no traffic yet), and the total lag.
+    pub(crate) fn status_line(&self, last: &mut BTreeMap<String, u64>, secs: f64) -> String {
+        let pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parts = BTreeMap::new();
+        let mut lag = 0;
+        for c in pipelines.iter().flat_map(|p| &p.components) {
+            lag += c.counters.lag.load(Ordering::Relaxed);
+            let (events_in, out) = (
+                c.counters.events_in.load(Ordering::Relaxed),
+                c.counters.events_out.load(Ordering::Relaxed),
+            );
+            if c.id.starts_with("to_")
+                || c.id.ends_with("generator")
+                || (events_in == 0 && out == 0)
+            {
+                continue;
+            }
+            let before = last.insert(c.id.clone(), out).unwrap_or(out);
+            parts.insert(
+                c.id.clone(),
+                format!("{} {:.0}/s", c.id, (out - before) as f64 / secs),
+            );
+        }
+        let parts: Vec<String> = parts.into_values().collect();
+        format!("{} | lag {lag}", parts.join(", "))
+    }
+
     /// Samples totals every 2 s until `stop`.
     pub(crate) fn start_sampler(self: &Arc<Self>, stop: Arc<AtomicBool>) {
         let me = self.clone();

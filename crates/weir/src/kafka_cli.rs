@@ -77,6 +77,32 @@ impl Conn {
     }
 }
 
+/// Sends a record, polling for `pause` and retrying while librdkafka's
+/// queue is full; any other error is returned.
+pub(crate) fn send_waiting<'a, K, P, C>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    pause: Duration,
+) -> Result<(), rdkafka::error::KafkaError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+    C: rdkafka::producer::ProducerContext,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, back))
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+            {
+                producer.poll(pause);
+                record = back;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -359,28 +385,18 @@ pub(crate) fn produce(conn: &Conn, args: ProduceArgs, out: &mut impl Write) -> R
             },
             None => (None, line.clone()),
         };
-        loop {
-            let mut rec: BaseRecord<'_, String, String> =
-                BaseRecord::to(&args.topic).payload(&value);
-            if let Some(k) = &key {
-                rec = rec.key(k);
-            }
-            if !headers.is_empty() {
-                rec = rec.headers(owned_headers.clone());
-            }
-            if let Some(p) = args.partition {
-                rec = rec.partition(p);
-            }
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((e, _))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    producer.poll(Duration::from_millis(20));
-                }
-                Err((e, _)) => bail!("producing to {}: {e}", args.topic),
-            }
+        let mut rec: BaseRecord<'_, String, String> = BaseRecord::to(&args.topic).payload(&value);
+        if let Some(k) = &key {
+            rec = rec.key(k);
+        }
+        if !headers.is_empty() {
+            rec = rec.headers(owned_headers.clone());
+        }
+        if let Some(p) = args.partition {
+            rec = rec.partition(p);
+        }
+        if let Err(e) = send_waiting(&producer, rec, Duration::from_millis(20)) {
+            bail!("producing to {}: {e}", args.topic);
         }
         sent += 1;
         if let Some(total) = total

@@ -22,7 +22,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use weir_pipeline::config::PipelineConfig;
 use weir_pipeline::http::{Request, Response};
-use weir_pipeline::runtime::Counters;
 use weir_pipeline::store::Store;
 
 /// A line to the user on stderr (stdout stays for data).
@@ -350,40 +349,6 @@ fn sql(store: &Store, req: &Request, auth: Option<&(String, String)>) -> Respons
     }
 }
 
-/// A pipeline's counters by component.
-type ComponentCounters = BTreeMap<String, Arc<Counters>>;
-
-/// Counters of the running parts, for the status line.
-struct Status {
-    pipelines: std::sync::Mutex<Vec<(String, ComponentCounters)>>,
-}
-
-impl Status {
-    /// One line: events/s into each sink since the last call, and lag.
-    fn line(&self, last: &mut BTreeMap<String, u64>, secs: f64) -> String {
-        let p = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        let mut parts = Vec::new();
-        let mut lag = 0;
-        for (_, comps) in p.iter() {
-            for (name, c) in comps {
-                lag += c.lag.load(Ordering::Relaxed);
-                if name.starts_with("to_") || name.ends_with("generator") {
-                    continue;
-                }
-                if c.events_in.load(Ordering::Relaxed) == 0
-                    && c.events_out.load(Ordering::Relaxed) == 0
-                {
-                    continue;
-                }
-                let out = c.events_out.load(Ordering::Relaxed);
-                let before = last.insert(name.clone(), out).unwrap_or(out);
-                parts.push(format!("{name} {:.0}/s", (out - before) as f64 / secs));
-            }
-        }
-        format!("{} | lag {lag}", parts.join(", "))
-    }
-}
-
 pub(crate) fn run(args: UpArgs) -> Result<()> {
     let (cfg, cfg_text) = match &args.config {
         Some(p) => read_config(p)?,
@@ -455,9 +420,6 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     let broker_task = runtime.spawn(running.serve(stop_rx));
     // Store and HTTP.
     let store = Store::new(&data_dir.join("store"));
-    let status = Arc::new(Status {
-        pipelines: std::sync::Mutex::new(Vec::new()),
-    });
     let ingest_store = store.clone();
     let ingest = weir_pipeline::ingest::Ingest::new(
         weir_pipeline::ingest::IngestConfig {
@@ -511,11 +473,6 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     for (name, pc) in &pipelines {
         let r = weir_pipeline::runtime::start(pc, name, stop.clone())
             .with_context(|| format!("starting pipeline {name}"))?;
-        status
-            .pipelines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((name.clone(), r.counters.clone()));
         console.add_pipeline(name, pc, &r.counters);
         handles.push(r);
     }
@@ -556,7 +513,7 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
             Duration::from_secs(10)
         };
         if printed.elapsed() >= every {
-            let line = status.line(&mut last, tick.elapsed().as_secs_f64());
+            let line = console.status_line(&mut last, tick.elapsed().as_secs_f64());
             tick = Instant::now();
             printed = Instant::now();
             if tty {
