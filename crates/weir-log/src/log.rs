@@ -691,12 +691,21 @@ impl Log {
     /// `max_bytes` but always at least one batch. An offset equal to the log
     /// end offset reads nothing; outside [log start, log end] is an error.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadResult> {
-        self.read_bounded(offset, max_bytes, u64::MAX)
+        self.read_bounded(offset, max_bytes, u64::MAX, true)
     }
 
     /// Like [`Log::read`], but returns no batch starting at or after
-    /// `upper` (a high watermark).
-    pub fn read_bounded(&self, offset: u64, max_bytes: usize, upper: u64) -> Result<ReadResult> {
+    /// `upper` (a high watermark). With `min_one` false, a first batch
+    /// larger than `max_bytes` is not returned either (the read is empty):
+    /// a Fetch gives the one oversized batch it may send (KIP-74) only to
+    /// the first partition that has data.
+    pub fn read_bounded(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        upper: u64,
+        min_one: bool,
+    ) -> Result<ReadResult> {
         let (file, path, pos, first_len, limit, start, end) = {
             let st = read_lock(&self.state);
             let (start, end) = (st.log_start_offset, st.end());
@@ -718,6 +727,14 @@ impl Log {
                     log_end_offset: end,
                 });
             };
+            if !min_one && len as u64 > max_bytes as u64 {
+                return Ok(ReadResult {
+                    records: Vec::new(),
+                    next_offset: offset,
+                    log_start_offset: start,
+                    log_end_offset: end,
+                });
+            }
             (file, path, pos, len, limit, start, end)
         };
         // Copy outside the lock. The file handle stays valid even if

@@ -102,7 +102,11 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                 tr.partitions.push(pd);
                 continue;
             }
+            // KIP-74: only the first partition that has data may exceed the
+            // limits, by one whole batch, so a consumer always progresses;
+            // every later partition gets what still fits, possibly nothing.
             let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+            let min_one = total == 0;
             let offset = fp.fetch_offset;
             let result = if offset < 0 {
                 Err(weir_log::LogError::OffsetOutOfRange {
@@ -111,7 +115,7 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                     end: hw,
                 })
             } else {
-                log.read_bounded(offset as u64, limit, hw)
+                log.read_bounded(offset as u64, limit, hw, min_one)
             };
             match result {
                 Ok(r) => {
