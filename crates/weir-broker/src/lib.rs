@@ -184,6 +184,7 @@ pub fn decode_request(frame: bytes::Bytes) -> Result<(i16, i16), String> {
     match server::decode(frame).map_err(|e| e.to_string())? {
         server::Decoded::Request(r) => Ok((r.api as i16, r.version)),
         server::Decoded::ApiVersionsFallback { .. } => Ok((18, 0)),
+        server::Decoded::OldProduce { version, .. } => Ok((0, version)),
     }
 }
 

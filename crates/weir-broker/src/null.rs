@@ -111,6 +111,9 @@ async fn connection(ctx: Ctx, stream: TcpStream) -> Result<(), Close> {
         let req = match decode(buf.freeze())? {
             Decoded::Request(req) => *req,
             Decoded::ApiVersionsFallback { .. } => return Err(Close::UnknownApi(18)),
+            Decoded::OldProduce { version, .. } => {
+                return Err(Close::UnsupportedVersion(ApiKey::Produce, version));
+            }
         };
         let Request {
             api,

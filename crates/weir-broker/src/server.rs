@@ -37,8 +37,24 @@ pub(crate) async fn accept_loop(
                     m.connections.fetch_add(1, Ordering::Relaxed);
                     m.connections_total.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
-                        if let Err(reason) = connection(broker.clone(), stream, shutdown).await {
-                            debug!(%peer, %reason, "connection closed");
+                        // At shutdown the whole connection goes at once,
+                        // whatever it waits for: a half-sent request, a
+                        // client that does not read its answers, a parked
+                        // JoinGroup or a long poll. Only then can the
+                        // broker close its logs cleanly.
+                        let mut stop = shutdown.clone();
+                        let served = tokio::select! {
+                            served = connection(broker.clone(), stream, shutdown) => served,
+                            _ = crate::stopped(&mut stop) => Err(Close::Shutdown),
+                        };
+                        match served {
+                            Err(reason @ (Close::Eof | Close::Io(_) | Close::Shutdown)) => {
+                                debug!(%peer, %reason, "connection closed");
+                            }
+                            // The client sent something this broker cannot
+                            // answer: say so where an operator looks.
+                            Err(reason) => warn!(%peer, %reason, "connection closed"),
+                            Ok(()) => {}
                         }
                         broker.metrics().connections.fetch_sub(1, Ordering::Relaxed);
                     });
@@ -152,6 +168,7 @@ async fn connection(
         let api = match &decoded {
             Decoded::Request(r) => r.api,
             Decoded::ApiVersionsFallback { .. } => ApiKey::ApiVersions,
+            Decoded::OldProduce { .. } => ApiKey::Produce,
         };
         let reply = tokio::select! {
             reply = run(&broker, decoded, &client_host) => reply?,
@@ -226,6 +243,30 @@ async fn run(
             })?;
             return Ok(Some(vec![frame]));
         }
+        Decoded::OldProduce {
+            correlation_id,
+            version,
+            client_id,
+            request,
+        } => {
+            warn!(
+                client = client_host,
+                client_id = client_id.as_deref().unwrap_or(""),
+                version,
+                "Produce v{version} is not supported (Kafka 4 removed Produce v0-v2); \
+                 answered UNSUPPORTED_VERSION: the client must send ApiVersions first \
+                 (librdkafka: api.version.request=true) or be upgraded"
+            );
+            if request.acks == 0 {
+                return Ok(None);
+            }
+            let body = handlers::produce::old_version_refusal(&request, version);
+            let frame = frame_response(correlation_id, 0, |out| {
+                out.put_slice(&body);
+                Ok(())
+            })?;
+            return Ok(Some(vec![frame]));
+        }
         Decoded::Request(req) => *req,
     };
     let Request {
@@ -283,6 +324,13 @@ pub(crate) enum Decoded {
     ApiVersionsFallback {
         correlation_id: i32,
     },
+    /// Produce v0-v2, answered UNSUPPORTED_VERSION.
+    OldProduce {
+        correlation_id: i32,
+        version: i16,
+        client_id: Option<String>,
+        request: kafka_protocol::messages::ProduceRequest,
+    },
 }
 
 /// Decodes a request frame (without its length prefix): the API must be
@@ -305,6 +353,9 @@ pub(crate) fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
         if api == ApiKey::ApiVersions {
             return Ok(Decoded::ApiVersionsFallback { correlation_id });
         }
+        if api == ApiKey::Produce && (0..OLD_PRODUCE_VERSIONS_END).contains(&version) {
+            return decode_old_produce(frame, version, correlation_id);
+        }
         return Err(Close::UnsupportedVersion(api, version));
     }
     tracing::trace!(?api, version, correlation_id, "request");
@@ -319,6 +370,33 @@ pub(crate) fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
         header,
         body,
     })))
+}
+
+/// Produce v0-v2 end here (Kafka 4 removed them, KIP-896): versions a client
+/// sends only when it skips ApiVersions. Their request body is v3's without
+/// the transactional id, so it decodes as v3 behind a null one.
+const OLD_PRODUCE_VERSIONS_END: i16 = 3;
+
+fn decode_old_produce(
+    mut frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> Result<Decoded, Close> {
+    let header = decode_guarded(|| {
+        RequestHeader::decode(&mut frame, ApiKey::Produce.request_header_version(version))
+    })?;
+    let mut body = BytesMut::with_capacity(frame.len() + 2);
+    body.put_i16(-1);
+    body.put_slice(&frame);
+    let mut body = body.freeze();
+    let request =
+        decode_guarded(|| kafka_protocol::messages::ProduceRequest::decode(&mut body, 3))?;
+    Ok(Decoded::OldProduce {
+        correlation_id,
+        version,
+        client_id: header.client_id.map(|c| c.to_string()),
+        request,
+    })
 }
 
 /// Runs a decoder, turning both errors and panics (a decoder bug on

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -465,27 +465,47 @@ impl Registry {
         } = self;
         flusher.stop();
         let topics = topics.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut logs = Vec::new();
         for (_, topic) in topics {
             let Ok(topic) = Arc::try_unwrap(topic) else {
                 continue;
             };
             for p in topic.partitions {
                 let Ok(p) = Arc::try_unwrap(p) else { continue };
-                match Arc::try_unwrap(p.log) {
-                    Ok(log) => {
-                        if let Err(e) = log.close() {
-                            warn!(topic = %topic.name, partition = p.index, error = %e, "clean close failed");
-                        }
-                    }
-                    Err(log) => {
-                        // Still referenced (a request in flight): sync at least.
-                        let _ = log.checkpoint();
-                    }
-                }
+                logs.push((topic.name.clone(), p.index, p.log));
             }
         }
+        // Each close waits for a few fsyncs; closing several logs at once
+        // lets the file system commit them together, so a broker with
+        // many partitions still stops promptly.
+        let next = Mutex::new(logs.into_iter());
+        let workers = CLOSE_THREADS.min(next.lock().map_or(1, |l| l.len()).max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let item = next.lock().ok().and_then(|mut l| l.next());
+                        let Some((topic, index, log)) = item else { break };
+                        match Arc::try_unwrap(log) {
+                            Ok(log) => {
+                                if let Err(e) = log.close() {
+                                    warn!(%topic, partition = index, error = %e, "clean close failed");
+                                }
+                            }
+                            Err(log) => {
+                                // Still referenced (a request in flight): sync at least.
+                                let _ = log.checkpoint();
+                            }
+                        }
+                    }
+                });
+            }
+        });
     }
 }
+
+/// Logs closed at once at shutdown.
+const CLOSE_THREADS: usize = 8;
 
 /// Writes a file atomically: temp file, fsync, rename, directory fsync.
 pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {

@@ -45,9 +45,11 @@ async fn start(settings: &[(&str, &str)]) -> TestBroker {
 }
 
 impl TestBroker {
-    async fn shutdown(self) {
+    /// Stops the broker; its data directory lives as long as the result.
+    async fn shutdown(self) -> tempfile::TempDir {
         let _ = self.stop.send(true);
         self.task.await.unwrap();
+        self._dir
     }
 }
 
@@ -532,4 +534,182 @@ async fn log_append_time_topics_stamp_the_broker_time() {
             .all(|(_, r)| r.timestamp == p.log_append_time_ms)
     );
     b.shutdown().await;
+}
+
+/// One batch of one record whose value is `size` bytes.
+fn sized_batch(size: usize) -> Vec<u8> {
+    batch::encode_batch(&[Record {
+        timestamp: 0,
+        key: None,
+        value: Some(vec![7u8; size]),
+        headers: vec![],
+    }])
+}
+
+fn fetch_all(topic: &str, offsets: &[i64], partition_max: i32, max: i32) -> FetchRequest {
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string(topic.to_owned()));
+    for (i, &offset) in offsets.iter().enumerate() {
+        let mut p = FetchPartition::default();
+        p.partition = i as i32;
+        p.fetch_offset = offset;
+        p.partition_max_bytes = partition_max;
+        t.partitions.push(p);
+    }
+    let mut r = FetchRequest::default();
+    r.replica_id = BrokerId(-1);
+    r.max_bytes = max;
+    r.topics = vec![t];
+    r
+}
+
+#[tokio::test]
+async fn fetch_gives_the_one_oversized_batch_only_to_the_first_partition_with_data() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    let mut t = create_topics_request::CreatableTopic::default();
+    t.name = TopicName(StrBytes::from_static_str("kip74"));
+    t.num_partitions = 3;
+    t.replication_factor = 1;
+    let mut r = CreateTopicsRequest::default();
+    r.topics = vec![t];
+    assert_eq!(c.call(&r, 7).await.topics[0].error_code, 0);
+    let one = sized_batch(2000);
+    for partition in 0..3 {
+        let mut req = produce_req("kip74", 1, one.clone());
+        req.topic_data[0].partition_data[0].index = partition;
+        let resp = c.call(&req, 9).await;
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    }
+    let sizes = |f: &FetchResponse| -> Vec<usize> {
+        f.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .collect()
+    };
+    let n = one.len();
+    // Room for one and a half batches: the first partition's batch, and
+    // nothing partial or over the limit for the others.
+    let f = c
+        .call(
+            &fetch_all("kip74", &[0, 0, 0], 1 << 20, (n * 3 / 2) as i32),
+            12,
+        )
+        .await;
+    assert_eq!(sizes(&f), vec![n, 0, 0]);
+    // Limits below one batch: the first partition still gets one whole
+    // batch (so the consumer progresses), the others nothing.
+    let f = c.call(&fetch_all("kip74", &[0, 0, 0], 100, 100), 12).await;
+    assert_eq!(sizes(&f), vec![n, 0, 0]);
+    // The partition-level limit alone also holds back later partitions.
+    let f = c
+        .call(&fetch_all("kip74", &[0, 0, 0], 100, 1 << 20), 12)
+        .await;
+    assert_eq!(sizes(&f), vec![n, 0, 0]);
+    // With the first partition read to its end, the next one is first.
+    let f = c.call(&fetch_all("kip74", &[1, 0, 0], 100, 100), 12).await;
+    assert_eq!(sizes(&f), vec![0, n, 0]);
+    // Enough room for everything: everything.
+    let f = c
+        .call(&fetch_all("kip74", &[0, 0, 0], 1 << 20, 1 << 20), 12)
+        .await;
+    assert_eq!(sizes(&f), vec![n, n, n]);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn produce_v0_to_v2_is_answered_unsupported_version_and_the_connection_stays() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    create(&mut c, "old", &[]).await;
+    for version in 0..=2i16 {
+        // Produce v0-v2 bodies are v3's without the transactional id.
+        let req = produce_req("old", 1, records(2, 0));
+        let mut v3 = BytesMut::new();
+        req.encode(&mut v3, 3).unwrap();
+        let body = &v3[2..];
+        let mut header = RequestHeader::default();
+        header.request_api_key = ApiKey::Produce as i16;
+        header.request_api_version = version;
+        header.correlation_id = 77 + i32::from(version);
+        header.client_id = Some(StrBytes::from_static_str("old-client"));
+        let mut frame = BytesMut::new();
+        header.encode(&mut frame, 1).unwrap();
+        frame.put_slice(body);
+        let mut out = BytesMut::new();
+        out.put_i32(frame.len() as i32);
+        out.put_slice(&frame);
+        c.stream.write_all(&out).await.unwrap();
+        let len = c.stream.read_i32().await.unwrap();
+        let mut buf = vec![0u8; len as usize];
+        c.stream.read_exact(&mut buf).await.unwrap();
+        let mut buf = Bytes::from(buf);
+        assert_eq!(buf.get_i32(), 77 + i32::from(version), "correlation id");
+        // topics [name, partitions [index, error, base offset, (v2) append time]], (v1+) throttle
+        assert_eq!(buf.get_i32(), 1);
+        let name_len = buf.get_i16() as usize;
+        assert_eq!(&buf.split_to(name_len)[..], b"old");
+        assert_eq!(buf.get_i32(), 1);
+        assert_eq!(buf.get_i32(), 0, "partition");
+        assert_eq!(buf.get_i16(), 35, "UNSUPPORTED_VERSION in v{version}");
+        assert_eq!(buf.get_i64(), -1);
+        if version >= 2 {
+            assert_eq!(buf.get_i64(), -1);
+        }
+        if version >= 1 {
+            assert_eq!(buf.get_i32(), 0, "throttle");
+        }
+        assert!(!buf.has_remaining(), "trailing bytes in v{version}");
+    }
+    // Nothing was stored, and the connection still serves.
+    let f = c.call(&fetch_req("old", 0, 0, 0), 12).await;
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 0);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_is_prompt_and_clean_whatever_clients_are_doing() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    create(&mut c, "busy", &[]).await;
+    for _ in 0..64 {
+        c.call(&produce_req("busy", 1, sized_batch(60_000)), 9)
+            .await;
+    }
+    // A client that asks for megabytes and never reads its answers.
+    let mut deaf = Client::connect(&b).await;
+    for _ in 0..200 {
+        let (_, frame) = deaf.encode(&fetch_all("busy", &[0], 4 << 20, 4 << 20), 12);
+        if tokio::time::timeout(Duration::from_millis(50), deaf.stream.write_all(&frame))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // A client that sent half a request.
+    let mut half = Client::connect(&b).await;
+    let (_, frame) = half.encode(&fetch_req("busy", 0, 0, 0), 12);
+    half.stream
+        .write_all(&frame[..frame.len() / 2])
+        .await
+        .unwrap();
+    // A long poll waiting for data that never comes, and an idle client.
+    let mut polling = Client::connect(&b).await;
+    polling.send(&fetch_req("busy", 64, 60_000, 1), 12).await;
+    let _idle = Client::connect(&b).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let t = Instant::now();
+    let dir = b.shutdown().await;
+    let took = t.elapsed();
+    let data_dir = dir.path().join("data");
+    assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
+    for partition in ["busy-0", "__consumer_offsets-0"] {
+        assert!(
+            data_dir.join(partition).join("clean-shutdown").exists(),
+            "{partition} was not closed cleanly"
+        );
+    }
 }

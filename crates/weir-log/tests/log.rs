@@ -72,8 +72,17 @@ fn read_returns_at_least_one_batch_and_only_whole_batches() {
     let r = log.read(0, first.bytes + 20).unwrap();
     assert_eq!(batches(&r.records).len(), 1);
     // read_bounded stops below a high watermark.
-    let r = log.read_bounded(0, 1 << 20, 10).unwrap();
+    let r = log.read_bounded(0, 1 << 20, 10, true).unwrap();
     assert_eq!(batches(&r.records).len(), 1);
+    // Without min_one, a first batch over the limit is not read at all;
+    // one that fits is.
+    let r = log
+        .read_bounded(0, first.bytes - 1, u64::MAX, false)
+        .unwrap();
+    assert!(r.records.is_empty());
+    assert_eq!(r.next_offset, 0);
+    let r = log.read_bounded(0, first.bytes, u64::MAX, false).unwrap();
+    assert_eq!(r.records.len(), first.bytes);
 }
 
 #[test]

@@ -7,12 +7,14 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::producer::TRANSACTIONS_UNSUPPORTED;
 use super::s;
 use crate::Broker;
 use crate::groups::machine::{GroupError, Join, JoinResult, SyncResult};
 use crate::groups::offsets::Committed;
 
 const KEY_GROUP: i8 = 0;
+const KEY_TRANSACTION: i8 = 1;
 /// `offset.metadata.max.bytes`.
 const MAX_METADATA: usize = 4096;
 
@@ -32,13 +34,26 @@ pub(super) fn find_coordinator(
     let node = broker.meta().node_id;
     let (host, port) = broker.config().advertised();
     let answer = |key_type: i8| -> (i16, Option<StrBytes>) {
-        if key_type == KEY_GROUP {
-            (0, None)
-        } else {
-            (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some(s("this broker does not coordinate transactions")),
-            )
+        match key_type {
+            KEY_GROUP => (0, None),
+            // Not retriable, so a transactional producer's
+            // init_transactions() fails at once instead of waiting forever
+            // for a coordinator (clients treat this error as fatal).
+            KEY_TRANSACTION => {
+                tracing::warn!(
+                    "FindCoordinator for a transaction refused: {TRANSACTIONS_UNSUPPORTED}"
+                );
+                (
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    Some(s(TRANSACTIONS_UNSUPPORTED)),
+                )
+            }
+            _ => (
+                ResponseError::InvalidRequest.code(),
+                Some(s(format!(
+                    "coordinator key type {key_type} is not supported"
+                ))),
+            ),
         }
     };
     let mut resp = FindCoordinatorResponse::default();
@@ -455,6 +470,16 @@ pub(super) fn list_groups(
         .iter()
         .map(|s| s.as_str().to_lowercase())
         .collect();
+    // Every group here is a classic one (KIP-848's `consumer` and KIP-932's
+    // `share` groups do not exist yet); type names are case-insensitive.
+    let classic_wanted = req.types_filter.is_empty()
+        || req
+            .types_filter
+            .iter()
+            .any(|t| t.as_str().eq_ignore_ascii_case("classic"));
+    if !classic_wanted {
+        return resp;
+    }
     for (id, protocol_type, state) in broker.coordinator().list() {
         if !states.is_empty() && !states.contains(&state.name().to_lowercase()) {
             continue;

@@ -92,7 +92,7 @@ pub(crate) fn append(
                 tr.partition_responses.push(partition_error(
                     index,
                     ResponseError::TransactionalIdAuthorizationFailed,
-                    Some("transactions are not supported by this broker".to_owned()),
+                    Some(super::producer::TRANSACTIONS_UNSUPPORTED.to_owned()),
                 ));
                 continue;
             }
@@ -194,4 +194,84 @@ pub(crate) async fn wait(mut resp: ProduceResponse, waits: Vec<Wait>) -> Produce
         }
     }
     resp
+}
+
+/// The body of a Produce v0-v2 response refusing every partition with
+/// UNSUPPORTED_VERSION. The protocol crate encodes Produce from v3 only, so
+/// these three old layouts are written here: per partition index, error
+/// and base offset (v2 adds the log append time), then the throttle time
+/// from v1 on.
+pub(crate) fn old_version_refusal(req: &ProduceRequest, version: i16) -> bytes::BytesMut {
+    use bytes::BufMut;
+    let mut out = bytes::BytesMut::with_capacity(64);
+    out.put_i32(req.topic_data.len() as i32);
+    for topic in &req.topic_data {
+        let name = topic.name.0.as_bytes();
+        out.put_i16(name.len().min(i16::MAX as usize) as i16);
+        out.put_slice(&name[..name.len().min(i16::MAX as usize)]);
+        out.put_i32(topic.partition_data.len() as i32);
+        for p in &topic.partition_data {
+            out.put_i32(p.index);
+            out.put_i16(ResponseError::UnsupportedVersion.code());
+            out.put_i64(-1);
+            if version >= 2 {
+                out.put_i64(-1);
+            }
+        }
+    }
+    if version >= 1 {
+        out.put_i32(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    /// Produce v2's response is laid out exactly as v3's, which the crate
+    /// encodes: the hand-written refusal must match it byte for byte.
+    #[test]
+    fn old_refusal_matches_the_v3_layout() {
+        let mut req = ProduceRequest::default();
+        for (name, parts) in [("a", 2), ("topic-b", 1)] {
+            let mut t = produce_request::TopicProduceData::default();
+            t.name = TopicName(s(name));
+            for i in 0..parts {
+                let mut p = produce_request::PartitionProduceData::default();
+                p.index = i;
+                t.partition_data.push(p);
+            }
+            req.topic_data.push(t);
+        }
+        let mut want = ProduceResponse::default();
+        for t in &req.topic_data {
+            let mut tr = TopicProduceResponse::default();
+            tr.name = t.name.clone();
+            for p in &t.partition_data {
+                let mut pr = partition_error(p.index, ResponseError::UnsupportedVersion, None);
+                pr.log_start_offset = -1;
+                tr.partition_responses.push(pr);
+            }
+            want.responses.push(tr);
+        }
+        let mut v3 = bytes::BytesMut::new();
+        want.encode(&mut v3, 3).unwrap();
+        // v3 adds log_start_offset (v5+) and nothing else before v5, so
+        // v2 and v3 agree.
+        assert_eq!(old_version_refusal(&req, 2).to_vec(), v3.to_vec());
+        // v1 drops the log append time, v0 also the throttle time.
+        let v1 = old_version_refusal(&req, 1);
+        assert_eq!(v1.len(), v3.len() - 3 * 8);
+        assert_eq!(old_version_refusal(&req, 0).len(), v1.len() - 4);
+        // And v2's bytes decode as a v3 response with the error everywhere.
+        let back = ProduceResponse::decode(&mut old_version_refusal(&req, 2).freeze(), 3).unwrap();
+        assert!(
+            back.responses
+                .iter()
+                .flat_map(|t| &t.partition_responses)
+                .all(|p| p.error_code == ResponseError::UnsupportedVersion.code())
+        );
+    }
 }

@@ -7,6 +7,10 @@ use tracing::warn;
 
 use crate::Broker;
 
+/// The message every transactional request is refused with.
+pub(super) const TRANSACTIONS_UNSUPPORTED: &str =
+    "transactions are not supported by this broker yet (idempotent producers are)";
+
 pub(super) fn init_producer_id(
     broker: &Broker,
     req: InitProducerIdRequest,
@@ -14,7 +18,8 @@ pub(super) fn init_producer_id(
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
-    if req.transactional_id.is_some() {
+    if let Some(id) = &req.transactional_id {
+        warn!(transactional_id = %id.as_str(), "{TRANSACTIONS_UNSUPPORTED}");
         resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
         return resp;
     }

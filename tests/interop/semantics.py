@@ -1,0 +1,143 @@
+"""Kafka semantics that clients rely on, checked with confluent-kafka
+(librdkafka 2.x) against a running broker. Run by crates/weir/tests/semantics.rs:
+
+    semantics.py --bootstrap HOST:PORT CASE [--codec CODEC]
+
+Each case creates its own topics, checks what a client sees and exits
+non-zero with FAILED: ... on the first difference from Kafka's behaviour.
+"""
+import sys
+import time
+import uuid
+
+from confluent_kafka import (ConsumerGroupType, Consumer, KafkaError,
+                             KafkaException, Producer, TopicPartition)
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from common import args, check
+
+opts = args(("case", {}), ("--codec", {"default": "none"}))
+conf = {"bootstrap.servers": opts.bootstrap}
+admin = AdminClient(conf)
+
+
+def create(topic, partitions=1, config=None):
+    fs = admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})])
+    for f in fs.values():
+        f.result(30)
+
+
+def fetch_limits():
+    """KIP-74: a consumer whose fetch.max.bytes is below two partitions'
+    worth of 900 KiB messages still consumes everything."""
+    topic = f"big-{uuid.uuid4().hex[:8]}"
+    create(topic, 3)
+    size = 900 * 1024
+    p = Producer({**conf, "linger.ms": 0, "compression.type": "none"})
+    for i in range(30):
+        value = (f"{i}:".encode() * size)[:size]
+        p.produce(topic, value=value, key=str(i).encode(), partition=i % 3)
+        p.poll(0)
+    check(p.flush(60) == 0, "not every 900 KiB message was delivered")
+    c = Consumer({**conf, "group.id": topic, "auto.offset.reset": "earliest",
+                  "fetch.max.bytes": 1000000,
+                  "receive.message.max.bytes": 1000512})
+    c.subscribe([topic])
+    seen = set()
+    deadline = time.time() + 25
+    while len(seen) < 30 and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        check(m.error() is None, f"consumer error {m.error()}")
+        i = int(m.key())
+        check(len(m.value()) == size and m.value().startswith(f"{i}:".encode()),
+              f"message {i} came back damaged")
+        check(m.partition() == i % 3, f"message {i} in partition {m.partition()}")
+        seen.add(i)
+    c.close()
+    check(len(seen) == 30, f"consumed {len(seen)} of 30 messages in 25 s")
+    print("consumed 30 of 30")
+
+
+def max_timestamp():
+    """KIP-734: ListOffsets MAX_TIMESTAMP names the record with the largest
+    timestamp, not its batch, in every codec."""
+    topic = f"maxts-{opts.codec}-{uuid.uuid4().hex[:8]}"
+    create(topic)
+    now = int(time.time() * 1000)
+    # Two records in one batch, the second newer; then a batch older than both.
+    p = Producer({**conf, "linger.ms": 500, "compression.type": opts.codec})
+    p.produce(topic, value=b"first", timestamp=now - 5000)
+    p.produce(topic, value=b"second", timestamp=now - 1000)
+    check(p.flush(30) == 0, "produce failed")
+    p.produce(topic, value=b"third", timestamp=now - 9000)
+    check(p.flush(30) == 0, "produce failed")
+    tp = TopicPartition(topic, 0)
+    got = admin.list_offsets({tp: OffsetSpec.max_timestamp()})[tp].result(30)
+    check(got.offset == 1 and got.timestamp == now - 1000,
+          f"max timestamp: offset {got.offset} timestamp {got.timestamp}, "
+          f"want offset 1 timestamp {now - 1000}")
+    latest = admin.list_offsets({tp: OffsetSpec.latest()})[tp].result(30)
+    check(latest.offset == 3, f"latest offset {latest.offset}")
+    print(f"{opts.codec}: max timestamp at offset {got.offset}")
+
+
+def group_types():
+    """ListGroups v5: every group is classic, type filters are honoured."""
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    topic = f"gt-{uuid.uuid4().hex[:8]}"
+    create(topic)
+    c = Consumer({**conf, "group.id": group, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    deadline = time.time() + 20
+    while not c.assignment() and time.time() < deadline:
+        c.poll(0.2)
+    check(c.assignment(), "the consumer got no assignment")
+
+    def listed(**kw):
+        res = admin.list_consumer_groups(request_timeout=10, **kw).result(15)
+        return {g.group_id: g for g in res.valid}
+
+    every = listed()
+    check(group in every, f"{group} not listed: {list(every)}")
+    check(every[group].type == ConsumerGroupType.CLASSIC,
+          f"type {every[group].type}, want CLASSIC")
+    classic = listed(types={ConsumerGroupType.CLASSIC})
+    check(group in classic, "not listed with types={CLASSIC}")
+    consumer = listed(types={ConsumerGroupType.CONSUMER})
+    check(group not in consumer, "a classic group listed with types={CONSUMER}")
+    c.close()
+    print("group types ok")
+
+
+def transactions():
+    """Until transactions exist, init_transactions() fails at once with a
+    fatal error instead of retrying forever."""
+    p = Producer({**conf, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
+    start = time.time()
+    try:
+        p.init_transactions(30)
+    except KafkaException as e:
+        err = e.args[0]
+        took = time.time() - start
+        print(f"init_transactions failed after {took:.2f} s: {err}")
+        check(took < 5, f"init_transactions took {took:.1f} s to fail")
+        check(err.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+              f"error {err.code()}, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED")
+        check(not err.retriable(), "the error is retriable")
+        return
+    check(False, "init_transactions succeeded")
+
+
+CASES = {
+    "fetch-limits": fetch_limits,
+    "max-timestamp": max_timestamp,
+    "group-types": group_types,
+    "transactions": transactions,
+}
+
+if opts.case not in CASES:
+    print(f"unknown case {opts.case}; cases: {', '.join(CASES)}", file=sys.stderr)
+    sys.exit(2)
+CASES[opts.case]()
