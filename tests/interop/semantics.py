@@ -130,7 +130,135 @@ def transactions():
     check(False, "init_transactions succeeded")
 
 
+# Every topic config of Kafka 3.9 (4.0 dropped the three deprecated ones,
+# still accepted here as 3.x does), each with a valid value that is not its
+# default.
+EVERY_CONFIG = {
+    "cleanup.policy": "compact,delete",
+    "compression.gzip.level": "5",
+    "compression.lz4.level": "4",
+    "compression.type": "zstd",
+    "compression.zstd.level": "7",
+    "delete.retention.ms": "1000",
+    "file.delete.delay.ms": "1000",
+    "flush.messages": "1000",
+    "flush.ms": "1000",
+    "follower.replication.throttled.replicas": "0:1",
+    "index.interval.bytes": "1024",
+    "leader.replication.throttled.replicas": "*",
+    "local.retention.bytes": "1000",
+    "local.retention.ms": "1000",
+    "max.compaction.lag.ms": "100000",
+    "max.message.bytes": "2000000",
+    "message.downconversion.enable": "false",
+    "message.format.version": "2.8",
+    "message.timestamp.after.max.ms": "60000",
+    "message.timestamp.before.max.ms": "60000",
+    "message.timestamp.difference.max.ms": "60000",
+    "message.timestamp.type": "LogAppendTime",
+    "min.cleanable.dirty.ratio": "0.1",
+    "min.compaction.lag.ms": "1000",
+    "min.insync.replicas": "1",
+    "preallocate": "true",
+    "remote.log.copy.disable": "true",
+    "remote.log.delete.on.disable": "true",
+    "retention.bytes": "1000000",
+    "retention.ms": "1000000",
+    "segment.bytes": "1000000",
+    "segment.index.bytes": "1000000",
+    "segment.jitter.ms": "1000",
+    "segment.ms": "1000000",
+    "unclean.leader.election.enable": "true",
+}
+
+
+def configs():
+    """Every Kafka topic config round-trips through CreateTopics,
+    IncrementalAlterConfigs, AlterConfigs and DescribeConfigs; refused ones
+    say why."""
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry,
+                                       ConfigResource, ConfigSource)
+
+    def describe(topic):
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        return admin.describe_configs([res])[res].result(30)
+
+    topic = f"cfg-{uuid.uuid4().hex[:8]}"
+    create(topic)
+    before = describe(topic)
+    missing = set(EVERY_CONFIG) - set(before)
+    check(not missing, f"DescribeConfigs lacks {sorted(missing)}")
+    check(all(e.source == ConfigSource.DEFAULT_CONFIG.value for e in before.values()),
+          "a new topic has only defaults")
+    retention = before["retention.ms"]
+    check(retention.synonyms and any(n.startswith("log.retention") for n in retention.synonyms),
+          f"retention.ms synonyms {retention.synonyms}")
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+        for k, v in EVERY_CONFIG.items()])
+    admin.incremental_alter_configs([res])[res].result(30)
+    after = describe(topic)
+    for k, v in EVERY_CONFIG.items():
+        e = after[k]
+        check(e.value == v, f"{k}: described {e.value!r} after setting {v!r}")
+        check(e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, f"{k}: source {e.source}")
+    # DELETE puts a config back to its default.
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
+    admin.incremental_alter_configs([res])[res].result(30)
+    e = describe(topic)["retention.ms"]
+    check(e.value == retention.value and e.source == ConfigSource.DEFAULT_CONFIG.value,
+          f"retention.ms after DELETE: {e.value} from {e.source}")
+    # AlterConfigs replaces the whole set.
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"segment.ms": "5000"})
+    admin.alter_configs([res])[res].result(30)
+    now = describe(topic)
+    check(now["segment.ms"].value == "5000", "AlterConfigs did not set segment.ms")
+    check(now["preallocate"].source == ConfigSource.DEFAULT_CONFIG.value,
+          "AlterConfigs did not replace the other overrides")
+    # All of them at creation.
+    created = f"cfg-all-{uuid.uuid4().hex[:8]}"
+    create(created, config=EVERY_CONFIG)
+    got = describe(created)
+    for k, v in EVERY_CONFIG.items():
+        check(got[k].value == v, f"created with {k}={v}, described {got[k].value}")
+    # Refusals say why, as Kafka does.
+    for k, v, why in [("remote.storage.enable", "true", "Tiered Storage"),
+                      ("no.such.config", "1", "Unknown topic config"),
+                      ("min.insync.replicas", "0", "min.insync.replicas"),
+                      ("compression.type", "brotli", "compression.type")]:
+        fs = admin.create_topics([NewTopic(f"bad-{uuid.uuid4().hex[:8]}", 1, 1, config={k: v})])
+        try:
+            list(fs.values())[0].result(30)
+            check(False, f"{k}={v} was accepted")
+        except KafkaException as e:
+            err = e.args[0]
+            check(err.code() == KafkaError.INVALID_CONFIG and why in err.str(),
+                  f"{k}={v}: {err}")
+    print(f"{len(EVERY_CONFIG)} configs round-trip")
+
+
+def min_insync():
+    """acks=all on a topic whose min.insync.replicas exceeds its replicas
+    fails with NOT_ENOUGH_REPLICAS; acks=1 still works."""
+    topic = f"isr-{uuid.uuid4().hex[:8]}"
+    create(topic, config={"min.insync.replicas": "2"})
+    results = []
+    for acks in ("all", "1"):
+        p = Producer({**conf, "acks": acks, "retries": 0, "enable.idempotence": False,
+                      "message.timeout.ms": 5000})
+        p.produce(topic, value=b"x", on_delivery=lambda err, msg: results.append((acks, err)))
+        p.flush(10)
+    check(len(results) == 2, f"deliveries {results}")
+    check(results[0][1] is not None and results[0][1].code() == KafkaError.NOT_ENOUGH_REPLICAS,
+          f"acks=all: {results[0][1]}")
+    check(results[1][1] is None, f"acks=1: {results[1][1]}")
+    print("min.insync.replicas enforced")
+
+
 CASES = {
+    "configs": configs,
+    "min-insync": min_insync,
     "fetch-limits": fetch_limits,
     "max-timestamp": max_timestamp,
     "group-types": group_types,

@@ -5,6 +5,8 @@
 //! * `handlers`: one module per API area; each turns wire types into calls
 //!   on the topic registry and logs, and the results back into responses.
 //! * `topics`: the topic registry (names, ids, partitions, configs).
+//! * `topic_config`: Kafka's topic configs, their types, synonyms and what
+//!   this broker does with each.
 //! * `config`: broker settings under Kafka's names.
 //! * `error`: the one mapping from storage errors to Kafka error codes.
 //!
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod null;
 mod producers;
 mod server;
+mod topic_config;
 pub mod topics;
 
 use std::net::SocketAddr;

@@ -42,6 +42,17 @@ pub struct Topic {
     pub stats: Arc<crate::metrics::TopicStats>,
 }
 
+impl Topic {
+    /// `min.insync.replicas`: an acks=all produce needs this many in-sync
+    /// replicas.
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.overrides
+            .get("min.insync.replicas")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1)
+    }
+}
+
 /// What `topics.toml` holds per topic.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredTopic {
@@ -144,12 +155,7 @@ fn effective(
     defaults: &LogConfig,
     overrides: &BTreeMap<String, String>,
 ) -> Result<LogConfig, TopicError> {
-    let mut cfg = defaults.clone();
-    for (k, v) in overrides {
-        cfg.set(k, v)
-            .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
-    }
-    Ok(cfg)
+    crate::topic_config::effective(defaults, overrides).map_err(TopicError::InvalidConfig)
 }
 
 impl Registry {

@@ -38,6 +38,19 @@ fn a_consumer_below_two_partitions_of_large_messages_consumes_everything() {
 }
 
 #[test]
+fn every_kafka_topic_config_round_trips_and_refusals_say_why() {
+    let broker = Broker::start(&[]);
+    let out = case(&broker, "configs", &[]);
+    assert!(out.contains("configs round-trip"), "{out}");
+}
+
+#[test]
+fn acks_all_needs_min_insync_replicas() {
+    let broker = Broker::start(&[]);
+    case(&broker, "min-insync", &[]);
+}
+
+#[test]
 fn group_listings_carry_the_classic_type_and_honour_type_filters() {
     let broker = Broker::start(&[]);
     case(&broker, "group-types", &[]);

@@ -17,10 +17,11 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 };
 use kafka_protocol::messages::*;
 use uuid::Uuid;
-use weir_log::CONFIG_NAMES;
+use weir_log::LogConfig;
 
 use super::s;
 use crate::Broker;
+use crate::topic_config::{self, Def, Support, TOPIC_CONFIGS};
 use crate::topics::{Topic, TopicError};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -29,43 +30,59 @@ const SOURCE_TOPIC_CONFIG: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// The broker setting that provides the default for a topic config.
-fn broker_name(topic_config: &str) -> String {
-    match topic_config {
-        "max.message.bytes" => "message.max.bytes".to_owned(),
-        "segment.ms" => "log.roll.ms".to_owned(),
-        "flush.messages" => "log.flush.interval.messages".to_owned(),
-        "flush.ms" => "log.flush.interval.ms".to_owned(),
-        other => format!("log.{other}"),
-    }
+/// A topic config as DescribeConfigs shows it.
+struct Described {
+    def: &'static Def,
+    value: String,
+    source: i8,
+    /// (name, value, source), most specific first.
+    synonyms: Vec<(String, String, i8)>,
 }
 
-/// Kafka's ConfigType for a topic config (INT 3, LONG 5, STRING 2, LIST 7).
-fn config_type(name: &str) -> i8 {
-    match name {
-        "cleanup.policy" => 7,
-        "message.timestamp.type" => 2,
-        "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => 5,
-        "max.message.bytes" | "index.interval.bytes" | "segment.bytes" => 3,
-        _ => 5,
-    }
-}
-
-/// Effective topic configs as (name, value, source).
-fn topic_configs(broker: &Broker, topic: &Topic) -> Vec<(String, String, i8)> {
-    topic
-        .config
-        .entries()
-        .into_iter()
-        .map(|(name, value)| {
-            let source = if topic.overrides.contains_key(name) {
-                SOURCE_TOPIC_CONFIG
-            } else if broker.config().explicit.contains_key(&broker_name(name)) {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
+/// Every topic config of a topic, with its value, source and synonyms.
+fn topic_configs(broker: &Broker, topic: &Topic) -> Vec<Described> {
+    let log_values = topic.config.entries();
+    let defaults = broker.topics().defaults().entries();
+    let explicit = &broker.config().explicit;
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let from = |entries: &[(&str, String)]| {
+                entries
+                    .iter()
+                    .find(|(n, _)| *n == def.name)
+                    .map(|(_, v)| v.clone())
             };
-            (name.to_owned(), value, source)
+            let (value, default) = if def.support == Support::Log {
+                let value = from(&log_values).unwrap_or_default();
+                (value, from(&defaults).unwrap_or_default())
+            } else {
+                let value = topic_config::kept(&topic.overrides, def).to_owned();
+                (value, def.default.to_owned())
+            };
+            let mut synonyms = Vec::new();
+            if let Some(v) = topic.overrides.get(def.name) {
+                synonyms.push((def.name.to_owned(), v.clone(), SOURCE_TOPIC_CONFIG));
+            }
+            for name in def.synonyms {
+                if let Some(v) = explicit.get(*name) {
+                    synonyms.push(((*name).to_owned(), v.clone(), SOURCE_STATIC_BROKER));
+                }
+            }
+            let default_name = def.synonyms.first().copied().unwrap_or(def.name);
+            let kafka_default = if def.support == Support::Log {
+                from(&LogConfig::default().entries()).unwrap_or(default.clone())
+            } else {
+                default
+            };
+            synonyms.push((default_name.to_owned(), kafka_default, SOURCE_DEFAULT));
+            let source = synonyms[0].2;
+            Described {
+                def,
+                value,
+                source,
+                synonyms,
+            }
         })
         .collect()
 }
@@ -146,11 +163,11 @@ pub(super) async fn create_topics(
                     r.configs = Some(
                         topic_configs(broker, &topic)
                             .into_iter()
-                            .map(|(n, v, source)| {
+                            .map(|d| {
                                 let mut c = CreatableTopicConfigs::default();
-                                c.name = s(n);
-                                c.value = Some(s(v));
-                                c.config_source = source;
+                                c.name = s(d.def.name);
+                                c.value = Some(s(d.value));
+                                c.config_source = d.source;
                                 c
                             })
                             .collect(),
@@ -235,8 +252,9 @@ pub(super) async fn create_partitions(
 pub(super) fn describe_configs(
     broker: &Broker,
     req: DescribeConfigsRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeConfigsResponse {
+    use kafka_protocol::messages::describe_configs_response::DescribeConfigsSynonym;
     let mut resp = DescribeConfigsResponse::default();
     for res in req.resources {
         let mut r = DescribeConfigsResult::default();
@@ -247,11 +265,43 @@ pub(super) fn describe_configs(
             .as_ref()
             .map(|ks| ks.iter().map(|k| k.as_str().to_owned()).collect());
         let wanted = |name: &str| keys.as_ref().is_none_or(|ks| ks.iter().any(|k| k == name));
-        let entries: Vec<(String, String, i8, bool)> = match res.resource_type {
+        let entries: Vec<DescribeConfigsResourceResult> = match res.resource_type {
             RESOURCE_TOPIC => match broker.topics().get(res.resource_name.as_str()) {
                 Some(topic) => topic_configs(broker, &topic)
                     .into_iter()
-                    .map(|(n, v, src)| (n, v, src, false))
+                    .filter(|d| wanted(d.def.name))
+                    .map(|d| {
+                        let mut c = DescribeConfigsResourceResult::default();
+                        c.name = s(d.def.name);
+                        c.value = Some(s(d.value));
+                        c.config_source = d.source;
+                        if version >= 3 {
+                            c.config_type = d.def.kind as i8;
+                            if req.include_documentation {
+                                c.documentation = Some(s(match d.def.support {
+                                    Support::Ignored(why) => {
+                                        format!("{}. Accepted, no effect: {why}.", d.def.doc)
+                                    }
+                                    Support::DefaultOnly(why) => format!("{}. {why}", d.def.doc),
+                                    Support::Log | Support::Broker => d.def.doc.to_owned(),
+                                }));
+                            }
+                        }
+                        if req.include_synonyms {
+                            c.synonyms = d
+                                .synonyms
+                                .into_iter()
+                                .map(|(n, v, src)| {
+                                    let mut y = DescribeConfigsSynonym::default();
+                                    y.name = s(n);
+                                    y.value = Some(s(v));
+                                    y.source = src;
+                                    y
+                                })
+                                .collect();
+                        }
+                        c
+                    })
                     .collect(),
                 None => {
                     r.error_code = ResponseError::UnknownTopicOrPartition.code();
@@ -267,17 +317,18 @@ pub(super) fn describe_configs(
                 .config()
                 .describe()
                 .into_iter()
+                .filter(|(n, ..)| wanted(n))
                 .map(|(n, v, explicit)| {
-                    (
-                        n,
-                        v,
-                        if explicit {
-                            SOURCE_STATIC_BROKER
-                        } else {
-                            SOURCE_DEFAULT
-                        },
-                        true,
-                    )
+                    let mut c = DescribeConfigsResourceResult::default();
+                    c.name = s(n);
+                    c.value = Some(s(v));
+                    c.config_source = if explicit {
+                        SOURCE_STATIC_BROKER
+                    } else {
+                        SOURCE_DEFAULT
+                    };
+                    c.read_only = true;
+                    c
                 })
                 .collect(),
             other => {
@@ -287,19 +338,7 @@ pub(super) fn describe_configs(
                 continue;
             }
         };
-        r.configs = entries
-            .into_iter()
-            .filter(|(n, ..)| wanted(n))
-            .map(|(n, v, source, read_only)| {
-                let mut c = DescribeConfigsResourceResult::default();
-                c.config_type = config_type(&n);
-                c.name = s(n);
-                c.value = Some(s(v));
-                c.config_source = source;
-                c.read_only = read_only;
-                c
-            })
-            .collect();
+        r.configs = entries;
         resp.results.push(r);
     }
     resp
@@ -321,10 +360,10 @@ fn alter_result<T: Default>(
 }
 
 fn check_topic_keys(configs: &BTreeMap<String, String>) -> Result<(), (ResponseError, String)> {
-    if let Some(k) = configs.keys().find(|k| !CONFIG_NAMES.contains(&k.as_str())) {
+    if let Some(k) = configs.keys().find(|k| topic_config::find(k).is_none()) {
         return Err((
             ResponseError::InvalidConfig,
-            format!("unknown topic config {k}"),
+            format!("Unknown topic config name: {k}"),
         ));
     }
     Ok(())
@@ -402,7 +441,10 @@ pub(super) async fn incremental_alter_configs(
                     (OP_DELETE, _) => {
                         overrides.remove(&name);
                     }
-                    (OP_APPEND | OP_SUBTRACT, Some(v)) if name == "cleanup.policy" => {
+                    (OP_APPEND | OP_SUBTRACT, Some(v))
+                        if topic_config::find(&name)
+                            .is_some_and(|d| d.kind == topic_config::Kind::List) =>
+                    {
                         let current = overrides.get(&name).cloned().unwrap_or_else(|| {
                             topic
                                 .config

@@ -29,6 +29,9 @@ fn partition_error(
     p
 }
 
+/// In-sync replicas of every partition on a single broker.
+const IN_SYNC_REPLICAS: i32 = 1;
+
 /// Returns `None` for acks=0 (no response is sent).
 pub(super) async fn produce(
     broker: &Broker,
@@ -105,6 +108,18 @@ pub(crate) fn append(
                     .push(partition_error(index, unknown, None));
                 continue;
             };
+            // One replica, always in sync: acks=all needs no more than one.
+            let min_isr = found.as_ref().map_or(1, |t| t.min_insync_replicas());
+            if acks == -1 && min_isr > IN_SYNC_REPLICAS {
+                tr.partition_responses.push(partition_error(
+                    index,
+                    ResponseError::NotEnoughReplicas,
+                    Some(format!(
+                        "the partition has {IN_SYNC_REPLICAS} in-sync replica, fewer than min.insync.replicas {min_isr}"
+                    )),
+                ));
+                continue;
+            }
             let Some(records) = pd.records else {
                 tr.partition_responses.push(partition_error(
                     index,
