@@ -256,7 +256,61 @@ def min_insync():
     print("min.insync.replicas enforced")
 
 
+def record_errors():
+    """KIP-467: on a compacted topic a record without a key fails with
+    INVALID_RECORD and a reason; keyed records go through."""
+    topic = f"compacted-{uuid.uuid4().hex[:8]}"
+    create(topic, config={"cleanup.policy": "compact"})
+    results = {}
+
+    def done(name):
+        return lambda err, msg: results.__setitem__(name, err)
+
+    p = Producer({**conf, "linger.ms": 0, "retries": 0, "compression.type": opts.codec})
+    p.produce(topic, key=b"k1", value=b"one", on_delivery=done("keyed-1"))
+    p.flush(10)
+    p.produce(topic, value=b"no key", on_delivery=done("keyless"))
+    p.flush(10)
+    p.produce(topic, key=b"k2", value=b"two", on_delivery=done("keyed-2"))
+    check(p.flush(10) == 0, "deliveries outstanding")
+    check(results["keyed-1"] is None and results["keyed-2"] is None, f"keyed: {results}")
+    err = results["keyless"]
+    check(err is not None and err.code() == KafkaError.INVALID_RECORD,
+          f"keyless record: {err}")
+    print(f"keyless record refused: {err}")
+    tp = TopicPartition(topic, 0)
+    latest = admin.list_offsets({tp: OffsetSpec.latest()})[tp].result(30)
+    check(latest.offset == 2, f"{latest.offset} records stored, want 2")
+
+
+def recompression():
+    """compression.type=gzip: batches the producer sent in another codec
+    are stored in gzip and read back intact."""
+    topic = f"gz-{uuid.uuid4().hex[:8]}"
+    create(topic, config={"compression.type": "gzip"})
+    p = Producer({**conf, "linger.ms": 50, "compression.type": opts.codec})
+    for i in range(1000):
+        p.produce(topic, key=str(i).encode(), value=(f"value {i} " * 20).encode())
+    check(p.flush(30) == 0, "produce failed")
+    c = Consumer({**conf, "group.id": topic, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = {}
+    deadline = time.time() + 20
+    while len(got) < 1000 and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        check(m.error() is None, f"consumer error {m.error()}")
+        got[int(m.key())] = m.value()
+    c.close()
+    check(len(got) == 1000, f"read {len(got)} of 1000")
+    check(all(got[i] == (f"value {i} " * 20).encode() for i in range(1000)), "values differ")
+    print(f"{opts.codec} -> gzip: 1000 read back; topic {topic}")
+
+
 CASES = {
+    "record-errors": record_errors,
+    "recompression": recompression,
     "configs": configs,
     "min-insync": min_insync,
     "fetch-limits": fetch_limits,

@@ -180,6 +180,10 @@ impl BrokerConfig {
                 value,
             )?,
             "log.cleanup.policy" => topic(&mut self.log_defaults, "cleanup.policy", value)?,
+            "compression.type"
+            | "compression.gzip.level"
+            | "compression.lz4.level"
+            | "compression.zstd.level" => topic(&mut self.log_defaults, key, value)?,
             _ => {
                 return Err(ConfigError::Unknown {
                     key: key.to_owned(),
@@ -241,6 +245,7 @@ impl BrokerConfig {
                 "segment.ms" => "log.roll.ms".to_owned(),
                 "flush.messages" => "log.flush.interval.messages".to_owned(),
                 "flush.ms" => "log.flush.interval.ms".to_owned(),
+                other if other.starts_with("compression.") => other.to_owned(),
                 other => format!("log.{other}"),
             };
             out.push((broker_name, value));

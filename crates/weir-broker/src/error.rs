@@ -70,6 +70,7 @@ pub fn log_error_code(e: &LogError) -> ResponseError {
         ErrorKind::Storage => ResponseError::KafkaStorageError,
         ErrorKind::InvalidConfig => ResponseError::InvalidConfig,
         ErrorKind::InvalidTimestamp => ResponseError::InvalidTimestamp,
+        ErrorKind::InvalidRecord => ResponseError::InvalidRecord,
         ErrorKind::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
         ErrorKind::DuplicateSequence => ResponseError::DuplicateSequenceNumber,
         ErrorKind::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,

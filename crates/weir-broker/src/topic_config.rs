@@ -100,7 +100,7 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         Int,
         "-1",
         ["compression.gzip.level"],
-        Broker,
+        Log,
         "gzip level when compression.type is gzip",
         Some((-1.0, 9.0))
     ),
@@ -109,7 +109,7 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         Int,
         "9",
         ["compression.lz4.level"],
-        Broker,
+        Log,
         "lz4 level when compression.type is lz4",
         Some((1.0, 17.0))
     ),
@@ -118,7 +118,7 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         String,
         "producer",
         ["compression.type"],
-        Broker,
+        Log,
         "the codec batches are stored in: producer keeps the producer's",
         None,
         &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]
@@ -128,7 +128,7 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         Int,
         "3",
         ["compression.zstd.level"],
-        Broker,
+        Log,
         "zstd level when compression.type is zstd",
         Some((-131072.0, 22.0))
     ),

@@ -370,8 +370,8 @@ async fn list_offsets_earliest_latest_and_by_time() {
     assert_eq!(ask(-1, 7).await.0, 50, "latest");
     assert_eq!(
         ask(-3, 7).await,
-        (45, 9004),
-        "max timestamp: the batch holding it"
+        (49, 9004),
+        "max timestamp: the record holding it (KIP-734)"
     );
     assert_eq!(ask(3002, 7).await, (17, 3002), "exact record by time");
     assert_eq!(

@@ -100,6 +100,9 @@ pub enum BatchError {
     /// The input held no batch at all.
     #[error("no record batch in the request")]
     Empty,
+    /// A compressed records section could not be decompressed.
+    #[error(transparent)]
+    Codec(crate::compression::CodecError),
     /// One append would take more offsets than a segment can hold.
     #[error("batches claim {offsets} offsets, more than one segment can hold")]
     TooManyOffsets {
@@ -124,6 +127,29 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The attributes bits of the codec.
+    pub fn bits(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Gzip => 1,
+            Self::Snappy => 2,
+            Self::Lz4 => 3,
+            Self::Zstd => 4,
+        }
+    }
+
+    /// The codec of a `compression.type` value; `None` for `producer`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "uncompressed" | "none" => Self::None,
+            "gzip" => Self::Gzip,
+            "snappy" => Self::Snappy,
+            "lz4" => Self::Lz4,
+            "zstd" => Self::Zstd,
+            _ => return None,
+        })
+    }
+
     fn from_attributes(attributes: i16) -> Result<Self, BatchError> {
         Ok(match attributes & 0x07 {
             0 => Self::None,
@@ -548,25 +574,39 @@ pub fn first_record_at_or_after(batch: &[u8], target: i64, min_offset: i64) -> O
     None
 }
 
-/// Decodes the records of one whole, uncompressed batch into
-/// (offset, [`Record`]) pairs. Compressed batches are refused with
-/// `BadRecord` (their records need decompressing first).
-pub fn decode_records(batch: &[u8]) -> Result<Vec<(i64, Record)>, BatchError> {
+/// Largest records section a compressed batch may decompress to (the
+/// broker's largest request is 100 MiB by default).
+pub const MAX_DECOMPRESSED: usize = 256 << 20;
+
+/// The records section of one whole batch, decompressed if it was
+/// compressed (at most [`MAX_DECOMPRESSED`] bytes).
+pub fn records_section(
+    batch: &[u8],
+) -> Result<(BatchHeader, std::borrow::Cow<'_, [u8]>), BatchError> {
     let header = BatchHeader::parse(batch)?;
     let len = header
         .total_len()
-        .filter(|&l| l <= batch.len())
+        .filter(|&l| l <= batch.len() && l >= HEADER_LEN)
         .ok_or(BatchError::BadLength {
             length: header.batch_length,
             available: batch.len().saturating_sub(LOG_OVERHEAD),
         })?;
-    if header.compression()? != Compression::None {
-        return Err(BatchError::BadRecord {
-            index: 0,
-            reason: "compressed batch",
-        });
-    }
-    let mut rest = &batch[HEADER_LEN..len];
+    let body = &batch[HEADER_LEN..len];
+    let section = match header.compression()? {
+        Compression::None => std::borrow::Cow::Borrowed(body),
+        codec => std::borrow::Cow::Owned(
+            crate::compression::decompress(codec, body, MAX_DECOMPRESSED)
+                .map_err(BatchError::Codec)?,
+        ),
+    };
+    Ok((header, section))
+}
+
+/// Decodes the records of one whole batch, compressed or not, into
+/// (offset, [`Record`]) pairs, in batch order.
+pub fn decode_records(batch: &[u8]) -> Result<Vec<(i64, Record)>, BatchError> {
+    let (header, section) = records_section(batch)?;
+    let mut rest: &[u8] = &section;
     // A record takes at least 7 bytes: never trust the count for capacity.
     let mut out = Vec::with_capacity((header.records_count.max(0) as usize).min(rest.len() / 7));
     for index in 0..header.records_count.max(0) as usize {
@@ -675,6 +715,35 @@ pub fn encode_batch(records: &[Record]) -> Vec<u8> {
     let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
     out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     out
+}
+
+/// The same batch with its records section stored in `codec` (`level`
+/// as in [`crate::compression::compress`]): the records' bytes are kept,
+/// only the section's encoding, the length, the compression bits and the
+/// CRC change. A batch already in `codec` is returned as it is.
+pub fn recompress(
+    batch: &[u8],
+    codec: Compression,
+    level: Option<i32>,
+) -> Result<Vec<u8>, BatchError> {
+    let (header, section) = records_section(batch)?;
+    if header.compression()? == codec {
+        let len = header.total_len().unwrap_or(batch.len()).min(batch.len());
+        return Ok(batch[..len].to_vec());
+    }
+    let packed = crate::compression::compress(codec, &section, level).map_err(BatchError::Codec)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + packed.len());
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    out.extend_from_slice(&packed);
+    let len = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| BatchError::BadLength {
+        length: i32::MAX,
+        available: out.len(),
+    })?;
+    out[LENGTH..LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+    let attributes = (be_i16(&out, ATTRIBUTES) & !0x07) | codec.bits();
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    reseal_crc(&mut out);
+    Ok(out)
 }
 
 /// Recomputes the CRC of a whole batch after its covered bytes were

@@ -1,6 +1,6 @@
 //! Per-log configuration under Kafka's topic-config names.
 
-use crate::batch::TimestampType;
+use crate::batch::{Compression, TimestampType};
 use crate::error::LogError;
 
 /// What happens to old data (`cleanup.policy`).
@@ -44,6 +44,17 @@ pub struct LogConfig {
     pub message_timestamp_after_max_ms: Option<i64>,
     /// `cleanup.policy`.
     pub cleanup_policy: CleanupPolicy,
+    /// `compression.type`: `None` keeps each batch as the producer
+    /// compressed it (`producer`); a codec makes the log store every batch
+    /// in it, recompressing those that differ (`uncompressed` is
+    /// `Compression::None`).
+    pub compression: Option<Compression>,
+    /// `compression.gzip.level` (`None`: the codec's default, Kafka's -1).
+    pub compression_gzip_level: Option<i32>,
+    /// `compression.lz4.level`.
+    pub compression_lz4_level: i32,
+    /// `compression.zstd.level`.
+    pub compression_zstd_level: i32,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -64,6 +75,10 @@ impl Default for LogConfig {
             // Kafka 4's default: one hour into the future.
             message_timestamp_after_max_ms: Some(3_600_000),
             cleanup_policy: CleanupPolicy::Delete,
+            compression: None,
+            compression_gzip_level: None,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
         }
     }
 }
@@ -71,6 +86,10 @@ impl Default for LogConfig {
 /// The config names [`LogConfig::set`] understands.
 pub const CONFIG_NAMES: &[&str] = &[
     "cleanup.policy",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.type",
+    "compression.zstd.level",
     "flush.messages",
     "flush.ms",
     "index.interval.bytes",
@@ -114,6 +133,16 @@ fn parse_limit(key: &str, value: &str) -> Result<Option<i64>, LogError> {
 }
 
 impl LogConfig {
+    /// The level `compression.*.level` gives `codec`.
+    pub fn compression_level(&self, codec: Compression) -> Option<i32> {
+        match codec {
+            Compression::Gzip => self.compression_gzip_level,
+            Compression::Lz4 => Some(self.compression_lz4_level),
+            Compression::Zstd => Some(self.compression_zstd_level),
+            Compression::None | Compression::Snappy => None,
+        }
+    }
+
     /// Sets one config by its Kafka name. Unknown names and bad values are
     /// refused with an error naming the key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), LogError> {
@@ -181,6 +210,39 @@ impl LogConfig {
                     _ => return Err(invalid(key, value, "must be CreateTime or LogAppendTime")),
                 }
             }
+            "compression.type" => {
+                self.compression = match value.trim() {
+                    "producer" => None,
+                    other => Some(Compression::from_name(other).ok_or_else(|| {
+                        invalid(
+                            key,
+                            value,
+                            "must be uncompressed, zstd, lz4, snappy, gzip or producer",
+                        )
+                    })?),
+                }
+            }
+            "compression.gzip.level" => {
+                self.compression_gzip_level = match parse_i64(key, value)? {
+                    -1 => None,
+                    v @ 1..=9 => Some(v as i32),
+                    _ => return Err(invalid(key, value, "must be -1 or between 1 and 9")),
+                }
+            }
+            "compression.lz4.level" => {
+                let v = parse_i64(key, value)?;
+                if !(1..=17).contains(&v) {
+                    return Err(invalid(key, value, "must be between 1 and 17"));
+                }
+                self.compression_lz4_level = v as i32;
+            }
+            "compression.zstd.level" => {
+                let v = parse_i64(key, value)?;
+                if !(-131_072..=22).contains(&v) {
+                    return Err(invalid(key, value, "must be between -131072 and 22"));
+                }
+                self.compression_zstd_level = v as i32;
+            }
             "cleanup.policy" => {
                 let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
                 parts.sort_unstable();
@@ -220,6 +282,30 @@ impl LogConfig {
                     CleanupPolicy::CompactDelete => "compact,delete",
                 }
                 .to_owned(),
+            ),
+            (
+                "compression.gzip.level",
+                self.compression_gzip_level.unwrap_or(-1).to_string(),
+            ),
+            (
+                "compression.lz4.level",
+                self.compression_lz4_level.to_string(),
+            ),
+            (
+                "compression.type",
+                match self.compression {
+                    None => "producer",
+                    Some(Compression::None) => "uncompressed",
+                    Some(Compression::Gzip) => "gzip",
+                    Some(Compression::Snappy) => "snappy",
+                    Some(Compression::Lz4) => "lz4",
+                    Some(Compression::Zstd) => "zstd",
+                }
+                .to_owned(),
+            ),
+            (
+                "compression.zstd.level",
+                self.compression_zstd_level.to_string(),
             ),
             (
                 "flush.messages",
@@ -269,6 +355,9 @@ mod tests {
         c.set("cleanup.policy", "delete, compact").unwrap();
         c.set("message.timestamp.type", "LogAppendTime").unwrap();
         c.set("flush.messages", "10").unwrap();
+        c.set("compression.type", "zstd").unwrap();
+        c.set("compression.zstd.level", "-3").unwrap();
+        c.set("compression.gzip.level", "4").unwrap();
         let mut back = LogConfig::default();
         for (k, v) in c.entries() {
             back.set(k, &v).unwrap();
@@ -290,6 +379,8 @@ mod tests {
             ("cleanup.policy", "keep"),
             ("message.timestamp.type", "Now"),
             ("flush.messages", "0"),
+            ("compression.type", "brotli"),
+            ("compression.gzip.level", "0"),
         ] {
             let err = c.set(k, v).unwrap_err().to_string();
             assert!(err.contains(k), "{err}");

@@ -36,6 +36,19 @@ pub enum LogError {
         /// Which limit it breaks.
         reason: String,
     },
+    /// Some records of an append are invalid (KIP-467): a record without a
+    /// key on a compacted log, or a create time out of range. The whole
+    /// append is refused; `records` names each culprit by its index among
+    /// the append's records, with why.
+    #[error("{message}")]
+    InvalidRecords {
+        /// `InvalidRecord` or `InvalidTimestamp`.
+        kind: ErrorKind,
+        /// What is wrong, for the partition's error message.
+        message: String,
+        /// (index of the record, why it is invalid).
+        records: Vec<(usize, String)>,
+    },
     /// An idempotent producer's batch is out of sequence, from an old epoch
     /// or a repeat inside one request; nothing was written.
     #[error(transparent)]
@@ -118,6 +131,8 @@ pub enum ErrorKind {
     InvalidConfig,
     /// `INVALID_TIMESTAMP` (32).
     InvalidTimestamp,
+    /// `INVALID_RECORD` (87).
+    InvalidRecord,
     /// `OUT_OF_ORDER_SEQUENCE_NUMBER` (45).
     OutOfOrderSequence,
     /// `DUPLICATE_SEQUENCE_NUMBER` (46).
@@ -133,6 +148,7 @@ impl LogError {
             Self::CorruptBatch { .. } => ErrorKind::CorruptMessage,
             Self::BatchTooLarge { .. } => ErrorKind::MessageTooLarge,
             Self::InvalidTimestamp { .. } => ErrorKind::InvalidTimestamp,
+            Self::InvalidRecords { kind, .. } => *kind,
             Self::Sequence(e) => match e {
                 crate::producer::SequenceError::OutOfOrder { .. } => ErrorKind::OutOfOrderSequence,
                 crate::producer::SequenceError::DuplicateInRequest { .. } => {

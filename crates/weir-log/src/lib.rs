@@ -17,6 +17,9 @@
 //!   active segment's tail; after a crash it validates from the recovery
 //!   point, cuts a torn or corrupt tail at the last whole batch and rebuilds
 //!   indexes.
+//! * [`compression`]: Kafka's codecs, for the few places that look inside
+//!   or rewrite a compressed batch (per-record validation, the exact
+//!   max-timestamp record, `compression.type`).
 //! * Retention by `retention.ms` / `retention.bytes`, deleting whole
 //!   inactive segments; [`Log::delete_records_before`] for DeleteRecords.
 //!
@@ -25,6 +28,7 @@
 //! [`Clock`]; all file access goes through the [`Storage`] seam.
 
 pub mod batch;
+pub mod compression;
 mod config;
 mod error;
 mod flusher;

@@ -537,6 +537,34 @@ impl Log {
     pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendInfo> {
         let mut batches = batch::check_batches(records)
             .map_err(|(position, source)| LogError::CorruptBatch { position, source })?;
+        // compression.type names a codec: batches in another one are
+        // stored recompressed (their records' bytes unchanged).
+        let codec = read_lock(&self.state).config.compression;
+        let mut recompressed;
+        let records: &mut [u8] = match codec {
+            Some(codec)
+                if batches
+                    .iter()
+                    .any(|b| b.header.compression().ok() != Some(codec)) =>
+            {
+                let level = read_lock(&self.state).config.compression_level(codec);
+                recompressed = Vec::with_capacity(records.len());
+                for b in &batches {
+                    let bytes = &records[b.position..b.position + b.len];
+                    let out = batch::recompress(bytes, codec, level).map_err(|source| {
+                        LogError::CorruptBatch {
+                            position: b.position,
+                            source,
+                        }
+                    })?;
+                    recompressed.extend_from_slice(&out);
+                }
+                batches = batch::check_batches(&recompressed)
+                    .map_err(|(position, source)| LogError::CorruptBatch { position, source })?;
+                &mut recompressed
+            }
+            _ => records,
+        };
         let epoch = self.leader_epoch.load(Ordering::Relaxed);
         let offsets: u64 = batches.iter().map(|b| b.offset_count()).sum();
         // Relative offsets in a segment are 32-bit: one append must fit an
@@ -554,9 +582,7 @@ impl Log {
         if let Some(big) = batches.iter().find(|b| b.len > max) {
             return Err(LogError::BatchTooLarge { size: big.len, max });
         }
-        if st.config.message_timestamp_type == TimestampType::CreateTime {
-            check_timestamps(&st.config, &batches, now_ms)?;
-        }
+        check_records(&st.config, records, &batches, now_ms)?;
         // Idempotent producers: a retried batch is answered with its
         // original offsets, a gap or an old epoch is refused; nothing is
         // written in either case.
@@ -810,20 +836,36 @@ impl Log {
         Ok(None)
     }
 
-    /// The largest timestamp in the log and the base offset of its batch
-    /// (ListOffsets `MAX_TIMESTAMP`).
+    /// The largest timestamp in the log and the offset of the first record
+    /// that carries it (ListOffsets `MAX_TIMESTAMP`, KIP-734). Segments
+    /// know the batch holding their maximum; that batch is read (and
+    /// decompressed) to find the record.
     pub fn max_timestamp(&self) -> Option<(i64, u64)> {
-        let st = read_lock(&self.state);
-        st.segments
-            .iter()
-            .filter(|s| s.max_timestamp >= 0 && s.next_offset > st.log_start_offset)
-            .max_by_key(|s| s.max_timestamp)
-            .map(|s| {
-                (
-                    s.max_timestamp,
-                    s.offset_of_max_timestamp.max(st.log_start_offset),
-                )
-            })
+        let (ts, batch_offset) = {
+            let st = read_lock(&self.state);
+            st.segments
+                .iter()
+                .filter(|s| s.max_timestamp >= 0 && s.next_offset > st.log_start_offset)
+                .max_by_key(|s| s.max_timestamp)
+                .map(|s| {
+                    (
+                        s.max_timestamp,
+                        s.offset_of_max_timestamp.max(st.log_start_offset),
+                    )
+                })?
+        };
+        let exact = self.read(batch_offset, 1).ok().and_then(|r| {
+            let header = BatchHeader::parse(&r.records).ok()?;
+            if header.timestamp_type() == TimestampType::LogAppendTime {
+                return Some(batch_offset.max(header.base_offset as u64));
+            }
+            let records = batch::decode_records(&r.records).ok()?;
+            records
+                .iter()
+                .find(|(o, rec)| rec.timestamp == ts && *o as u64 >= batch_offset)
+                .map(|(o, _)| *o as u64)
+        });
+        Some((ts, exact.unwrap_or(batch_offset)))
     }
 
     /// Makes everything appended before `offset` durable. Concurrent
@@ -1163,33 +1205,113 @@ impl Log {
 /// (`message.timestamp.before.max.ms` / `after.max.ms`). Uncompressed
 /// batches are checked record by record (their smallest and largest
 /// timestamps); compressed ones by their header's base and max timestamps.
-fn check_timestamps(cfg: &LogConfig, batches: &[batch::BatchInfo], now_ms: i64) -> Result<()> {
-    for b in batches {
-        let low = b.record_min_timestamp.unwrap_or(b.header.base_timestamp);
-        let high = b.record_max_timestamp.unwrap_or(b.header.max_timestamp);
-        if let Some(before) = cfg.message_timestamp_before_max_ms
-            && low >= 0
-            && low < now_ms.saturating_sub(before)
-        {
-            return Err(LogError::InvalidTimestamp {
-                timestamp: low,
-                reason: format!(
-                    "more than message.timestamp.before.max.ms = {before} before the broker time {now_ms}"
-                ),
-            });
-        }
-        if let Some(after) = cfg.message_timestamp_after_max_ms
-            && high > now_ms.saturating_add(after)
-        {
-            return Err(LogError::InvalidTimestamp {
-                timestamp: high,
-                reason: format!(
-                    "more than message.timestamp.after.max.ms = {after} after the broker time {now_ms}"
-                ),
-            });
-        }
+/// Why a create time is out of range, if it is.
+fn timestamp_problem(cfg: &LogConfig, ts: i64, now_ms: i64) -> Option<String> {
+    if let Some(before) = cfg.message_timestamp_before_max_ms
+        && ts >= 0
+        && ts < now_ms.saturating_sub(before)
+    {
+        return Some(format!(
+            "timestamp {ts} is more than message.timestamp.before.max.ms = {before} before the broker time {now_ms}"
+        ));
     }
-    Ok(())
+    if let Some(after) = cfg.message_timestamp_after_max_ms
+        && ts > now_ms.saturating_add(after)
+    {
+        return Some(format!(
+            "timestamp {ts} is more than message.timestamp.after.max.ms = {after} after the broker time {now_ms}"
+        ));
+    }
+    None
+}
+
+/// Record-level validation of an append (Kafka's LogValidator): on a
+/// compacted log every record needs a key; with CreateTime every record's
+/// timestamp must be inside `message.timestamp.before/after.max.ms`. Any
+/// culprit refuses the whole append, naming every culprit (KIP-467).
+///
+/// Cheap when nothing is wrong: timestamps are first checked from the
+/// batch headers (and the records of uncompressed batches, already parsed
+/// by `check_batches`); records are decoded only on a compacted log, when
+/// that first check fails, or when a compressed batch's first timestamp
+/// cannot vouch for a `before` limit.
+fn check_records(
+    cfg: &LogConfig,
+    records: &[u8],
+    batches: &[batch::BatchInfo],
+    now_ms: i64,
+) -> Result<()> {
+    let create_time = cfg.message_timestamp_type == TimestampType::CreateTime;
+    let compacted = cfg.cleanup_policy != CleanupPolicy::Delete;
+    let mut first_index = 0usize;
+    let mut culprits: Vec<(usize, String)> = Vec::new();
+    let (mut keyless, mut bad_time) = (false, false);
+    for b in batches {
+        let header_ok = !create_time || {
+            let low = b.record_min_timestamp.unwrap_or(b.header.base_timestamp);
+            let high = b.record_max_timestamp.unwrap_or(b.header.max_timestamp);
+            timestamp_problem(cfg, low, now_ms).is_none()
+                && timestamp_problem(cfg, high, now_ms).is_none()
+        };
+        let exact_low =
+            b.record_min_timestamp.is_some() || cfg.message_timestamp_before_max_ms.is_none();
+        let control = b.header.is_control();
+        let count = b.header.records_count.max(0) as usize;
+        if !control && (compacted || !header_ok || (create_time && !exact_low)) {
+            let bytes = &records[b.position..b.position + b.len];
+            let decoded =
+                batch::decode_records(bytes).map_err(|source| LogError::CorruptBatch {
+                    position: b.position,
+                    source,
+                })?;
+            for (i, (_, r)) in decoded.iter().enumerate() {
+                if compacted && r.key.is_none() {
+                    keyless = true;
+                    culprits.push((
+                        first_index + i,
+                        "Compacted topic cannot accept message without key".to_owned(),
+                    ));
+                } else if create_time && let Some(why) = timestamp_problem(cfg, r.timestamp, now_ms)
+                {
+                    bad_time = true;
+                    culprits.push((first_index + i, why));
+                }
+            }
+        }
+        first_index += count;
+    }
+    if culprits.is_empty() {
+        return Ok(());
+    }
+    // Kafka answers INVALID_RECORD when a key is missing, INVALID_TIMESTAMP
+    // when only timestamps are wrong.
+    let (kind, message) = if keyless {
+        (
+            crate::error::ErrorKind::InvalidRecord,
+            format!(
+                "{} of the records have no key, which a compacted topic needs; the whole batch was refused",
+                culprits
+                    .iter()
+                    .filter(|(_, w)| w.starts_with("Compacted"))
+                    .count()
+            ),
+        )
+    } else {
+        debug_assert!(bad_time);
+        (
+            crate::error::ErrorKind::InvalidTimestamp,
+            format!(
+                "{} of the records have a timestamp out of range; the whole batch was refused: {}",
+                culprits.len(),
+                culprits[0].1
+            ),
+        )
+    };
+    Err(LogError::InvalidRecords {
+        kind,
+        message,
+        records: culprits,
+    })
 }
 
 /// Length of the longest prefix of `buf` made of whole batches that start

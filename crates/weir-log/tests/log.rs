@@ -250,7 +250,8 @@ fn offsets_by_timestamp_are_exact() {
             Some((249, 49_004))
         );
         assert_eq!(log.offset_for_timestamp(49_005).unwrap(), None);
-        assert_eq!(log.max_timestamp(), Some((49_004, 245)));
+        // The record that holds it, not its batch (KIP-734).
+        assert_eq!(log.max_timestamp(), Some((49_004, 249)));
     };
     check(&log);
     log.close().unwrap();
@@ -629,4 +630,67 @@ fn a_failed_roll_leaves_the_active_segment_usable() {
         log.append(&mut batch("x", 1, 1, 0), 0),
         Err(LogError::Failed { .. })
     ));
+}
+
+fn keyed(keys: &[Option<&str>], ts: &[i64]) -> Vec<u8> {
+    let records: Vec<batch::Record> = keys
+        .iter()
+        .zip(ts)
+        .map(|(k, &t)| batch::Record {
+            timestamp: t,
+            key: k.map(|k| k.as_bytes().to_vec()),
+            value: Some(b"v".to_vec()),
+            headers: vec![],
+        })
+        .collect();
+    batch::encode_batch(&records)
+}
+
+#[test]
+fn invalid_records_are_named_and_refuse_the_whole_append() {
+    use batch::Compression;
+    let s = FaultStorage::new();
+    let mut cfg = config();
+    cfg.cleanup_policy = CleanupPolicy::Compact;
+    let log = open(&s, cfg.clone());
+    let now = 1_000_000;
+    for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let plain = keyed(&[Some("a"), None, Some("c"), None], &[now; 4]);
+        let mut b = batch::recompress(&plain, codec, None).unwrap();
+        let err = log.append(&mut b, now).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRecord, "{codec:?}: {err}");
+        let LogError::InvalidRecords { records, .. } = &err else {
+            panic!("{err:?}");
+        };
+        let culprits: Vec<usize> = records.iter().map(|(i, _)| *i).collect();
+        assert_eq!(culprits, vec![1, 3], "{codec:?}");
+        assert!(records[0].1.contains("without key"), "{records:?}");
+    }
+    assert_eq!(log.log_end_offset(), 0, "nothing was written");
+    log.append(&mut keyed(&[Some("a"), Some("b")], &[now; 2]), now)
+        .unwrap();
+
+    // Timestamps: only the records out of range are named, in every codec.
+    let mut cfg = config();
+    cfg.message_timestamp_before_max_ms = Some(60_000);
+    let log = open(&FaultStorage::new(), cfg);
+    for codec in [Compression::None, Compression::Lz4, Compression::Snappy] {
+        let plain = keyed(&[None; 4], &[now, now - 60_001, now, now + 3_600_001]);
+        let mut b = batch::recompress(&plain, codec, None).unwrap();
+        let err = log.append(&mut b, now).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidTimestamp, "{codec:?}: {err}");
+        let LogError::InvalidRecords { records, .. } = &err else {
+            panic!("{err:?}");
+        };
+        let culprits: Vec<usize> = records.iter().map(|(i, _)| *i).collect();
+        assert_eq!(culprits, vec![1, 3], "{codec:?}");
+        assert!(records[0].1.contains("before.max.ms"), "{records:?}");
+        assert!(records[1].1.contains("after.max.ms"), "{records:?}");
+        // A compressed batch whose first record is fine but a later one is
+        // too old is caught too (its header cannot vouch for the minimum).
+        let plain = keyed(&[None; 2], &[now, now - 70_000]);
+        let mut b = batch::recompress(&plain, codec, None).unwrap();
+        assert!(log.append(&mut b, now).is_err(), "{codec:?}");
+    }
+    assert_eq!(log.log_end_offset(), 0);
 }

@@ -50,6 +50,55 @@ fn acks_all_needs_min_insync_replicas() {
     case(&broker, "min-insync", &[]);
 }
 
+const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+#[test]
+fn max_timestamp_names_the_record_in_every_codec() {
+    let broker = Broker::start(&[]);
+    for codec in CODECS {
+        let out = case(&broker, "max-timestamp", &["--codec", codec]);
+        assert!(out.contains("at offset 1"), "{out}");
+    }
+}
+
+#[test]
+fn keyless_records_on_a_compacted_topic_fail_alone_in_every_codec() {
+    let broker = Broker::start(&[]);
+    for codec in CODECS {
+        case(&broker, "record-errors", &["--codec", codec]);
+    }
+}
+
+#[test]
+fn a_topic_with_a_compression_type_stores_every_batch_in_it() {
+    let mut broker = Broker::start(&[]);
+    let mut topics = Vec::new();
+    for codec in CODECS {
+        let out = case(&broker, "recompression", &["--codec", codec]);
+        let topic = out
+            .split("topic ")
+            .nth(1)
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_else(|| panic!("no topic in {out}"));
+        topics.push(topic);
+    }
+    broker.stop();
+    for topic in topics {
+        let dump = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["log", "dump", "--batches"])
+            .arg(broker.dir.join(format!("{topic}-0")))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&dump.stdout);
+        let batches: Vec<&str> = text.lines().filter(|l| l.contains("compression")).collect();
+        assert!(!batches.is_empty(), "{text}");
+        assert!(
+            batches.iter().all(|l| l.contains("compression Some(Gzip)")),
+            "{topic}: every batch stored in gzip:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn group_listings_carry_the_classic_type_and_honour_type_filters() {
     let broker = Broker::start(&[]);

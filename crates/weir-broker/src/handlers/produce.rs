@@ -161,11 +161,21 @@ pub(crate) fn append(
                 }
                 Err(e) => {
                     debug!(topic = %topic.name.0.as_str(), partition = index, error = %e, "produce rejected");
-                    tr.partition_responses.push(partition_error(
-                        index,
-                        log_error_code(&e),
-                        Some(e.to_string()),
-                    ));
+                    let mut p = partition_error(index, log_error_code(&e), Some(e.to_string()));
+                    // KIP-467: name the records that made the batch fail,
+                    // so the client fails exactly those with their reason.
+                    if let weir_log::LogError::InvalidRecords { records, .. } = &e {
+                        p.record_errors = records
+                            .iter()
+                            .map(|(i, why)| {
+                                let mut r = produce_response::BatchIndexAndErrorMessage::default();
+                                r.batch_index = i32::try_from(*i).unwrap_or(i32::MAX);
+                                r.batch_index_error_message = Some(s(why.clone()));
+                                r
+                            })
+                            .collect();
+                    }
+                    tr.partition_responses.push(p);
                 }
             }
         }
