@@ -137,7 +137,7 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         Long,
         "86400000",
         ["log.cleaner.delete.retention.ms"],
-        Broker,
+        Log,
         "how long tombstones are kept in a compacted topic",
         Some((0.0, L))
     ),
@@ -146,7 +146,9 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         Long,
         "60000",
         ["log.segment.delete.delay.ms"],
-        Broker,
+        Ignored(
+            "a cleaned or deleted segment is unlinked at once; readers holding it keep their open handle"
+        ),
         "how long a deleted segment's file is kept for readers still holding it",
         Some((0.0, L))
     ),
@@ -216,7 +218,7 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         Long,
         LONG_MAX,
         ["log.cleaner.max.compaction.lag.ms"],
-        Broker,
+        Log,
         "longest a record stays uncompacted",
         Some((1.0, L))
     ),
@@ -287,7 +289,7 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         Double,
         "0.5",
         ["log.cleaner.min.cleanable.ratio"],
-        Broker,
+        Log,
         "dirty share of a compacted log that starts a cleaning",
         Some((0.0, 1.0))
     ),
@@ -296,7 +298,7 @@ pub(crate) const TOPIC_CONFIGS: &[Def] = &[
         Long,
         "0",
         ["log.cleaner.min.compaction.lag.ms"],
-        Broker,
+        Log,
         "shortest time a record stays uncompacted",
         Some((0.0, L))
     ),

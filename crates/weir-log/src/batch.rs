@@ -746,6 +746,145 @@ pub fn recompress(
     Ok(out)
 }
 
+/// One record of a stored batch as the log cleaner sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedRecord<'a> {
+    /// The record's offset.
+    pub offset: i64,
+    /// Its key, `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// Its value is null (a tombstone).
+    pub tombstone: bool,
+}
+
+/// The records of a decompressed records section: each as (its bytes,
+/// what the cleaner needs to know of it). Every record's framing is checked.
+fn keyed_records<'a>(
+    header: &BatchHeader,
+    section: &'a [u8],
+) -> Result<Vec<(&'a [u8], KeyedRecord<'a>)>, BatchError> {
+    let count = header.records_count.max(0) as usize;
+    let mut out = Vec::with_capacity(count.min(section.len() / 7));
+    let mut pos = 0;
+    for index in 0..count {
+        let bad = |reason| BatchError::BadRecord { index, reason };
+        let rest = section
+            .get(pos..)
+            .ok_or_else(|| bad("records run past the batch"))?;
+        let (meta, n) = parse_record(rest).map_err(bad)?;
+        let (_, hn) = read_varlong(rest).ok_or_else(|| bad("bad length"))?;
+        // parse_record validated the framing: attributes, two varints, key.
+        let body = &rest[hn..n];
+        let mut c = Cursor { buf: body, pos: 1 };
+        c.varint();
+        c.varint();
+        let key_at = c.pos;
+        let (key_len, kn) = read_varlong(&body[key_at..]).ok_or_else(|| bad("bad key"))?;
+        let key = usize::try_from(key_len)
+            .ok()
+            .map(|l| &body[key_at + kn..key_at + kn + l]);
+        c.bytes(true).ok_or_else(|| bad("bad key"))?;
+        let (value_len, _) = read_varlong(&body[c.pos..]).ok_or_else(|| bad("bad value"))?;
+        out.push((
+            &rest[..n],
+            KeyedRecord {
+                offset: header.base_offset + meta.offset_delta,
+                key,
+                tombstone: value_len < 0,
+            },
+        ));
+        pos += n;
+    }
+    Ok(out)
+}
+
+/// Calls `f` with every record of one whole stored batch (decompressed if
+/// it is compressed), in order.
+pub fn for_each_keyed_record(
+    batch: &[u8],
+    mut f: impl FnMut(KeyedRecord<'_>),
+) -> Result<(), BatchError> {
+    let (header, section) = records_section(batch)?;
+    for (_, r) in keyed_records(&header, &section)? {
+        f(r);
+    }
+    Ok(())
+}
+
+/// What [`filter_records`] made of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtered {
+    /// Every record is kept: the batch is unchanged.
+    Kept,
+    /// Some records are kept: the batch rebuilt with only those.
+    Rebuilt(Vec<u8>),
+    /// No record is kept.
+    Emptied,
+}
+
+/// The batch with only the records `keep` accepts, as the log cleaner
+/// rewrites it: the header is kept (base offset, last offset delta, base
+/// timestamp, producer fields and attributes), so offsets, timestamps and
+/// an idempotent producer's sequence stay what they were; only the record
+/// count, the length, the records section (recompressed in the batch's own
+/// codec, at `level`) and the CRC change. Control batches are never
+/// filtered.
+pub fn filter_records(
+    batch: &[u8],
+    level: Option<i32>,
+    mut keep: impl FnMut(KeyedRecord<'_>) -> bool,
+) -> Result<Filtered, BatchError> {
+    let (header, section) = records_section(batch)?;
+    if header.is_control() {
+        return Ok(Filtered::Kept);
+    }
+    let records = keyed_records(&header, &section)?;
+    let total = records.len();
+    let mut body = Vec::with_capacity(section.len());
+    let mut kept = 0i32;
+    for (bytes, r) in records {
+        if keep(r) {
+            body.extend_from_slice(bytes);
+            kept += 1;
+        }
+    }
+    if kept as usize == total {
+        return Ok(Filtered::Kept);
+    }
+    if kept == 0 {
+        return Ok(Filtered::Emptied);
+    }
+    let packed = match header.compression()? {
+        Compression::None => body,
+        codec => crate::compression::compress(codec, &body, level).map_err(BatchError::Codec)?,
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + packed.len());
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    out.extend_from_slice(&packed);
+    let len = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| BatchError::BadLength {
+        length: i32::MAX,
+        available: out.len(),
+    })?;
+    out[LENGTH..LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+    out[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&kept.to_be_bytes());
+    reseal_crc(&mut out);
+    Ok(Filtered::Rebuilt(out))
+}
+
+/// The batch's header with no records: what the log cleaner keeps of the
+/// last batch of a segment it emptied, so the segment still ends at that
+/// batch's last offset (Kafka keeps such empty batches too). Uncompressed.
+pub fn empty_like(batch: &[u8]) -> Vec<u8> {
+    let mut out = batch[..HEADER_LEN].to_vec();
+    let len = (HEADER_LEN - LOG_OVERHEAD) as i32;
+    out[LENGTH..LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+    out[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&0i32.to_be_bytes());
+    let attributes = be_i16(&out, ATTRIBUTES) & !0x07;
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    reseal_crc(&mut out);
+    out
+}
+
 /// Recomputes the CRC of a whole batch after its covered bytes were
 /// changed (tests and tools that build unusual batches).
 pub fn reseal_crc(batch: &mut [u8]) {

@@ -8,8 +8,8 @@ use crate::error::LogError;
 pub enum CleanupPolicy {
     /// Whole old segments are deleted by retention.
     Delete,
-    /// Keep the newest record per key. Compaction is performed by the
-    /// broker's cleaner; the log itself only records the policy.
+    /// Keep the newest record per key: [`crate::Log::clean`] compacts the
+    /// sealed segments (run by the broker's cleaner thread).
     Compact,
     /// Both.
     CompactDelete,
@@ -55,6 +55,19 @@ pub struct LogConfig {
     pub compression_lz4_level: i32,
     /// `compression.zstd.level`.
     pub compression_zstd_level: i32,
+    /// `delete.retention.ms`: how long a tombstone outlives the cleaning
+    /// pass that first compacted it (so a consumer reading from the start
+    /// within that time sees the delete).
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`, in millionths: a compacted log is
+    /// cleaned when this share of it is dirty (not yet compacted).
+    pub min_cleanable_dirty_ratio_ppm: u32,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record is compacted within about this
+    /// long whatever the dirty ratio, and an active segment holding older
+    /// data rolls (`None`: Kafka's Long.MAX_VALUE, no limit).
+    pub max_compaction_lag_ms: Option<i64>,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -79,6 +92,10 @@ impl Default for LogConfig {
             compression_gzip_level: None,
             compression_lz4_level: 9,
             compression_zstd_level: 3,
+            delete_retention_ms: DAY_MS,
+            min_cleanable_dirty_ratio_ppm: 500_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: None,
         }
     }
 }
@@ -90,13 +107,17 @@ pub const CONFIG_NAMES: &[&str] = &[
     "compression.lz4.level",
     "compression.type",
     "compression.zstd.level",
+    "delete.retention.ms",
     "flush.messages",
     "flush.ms",
     "index.interval.bytes",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
@@ -243,6 +264,34 @@ impl LogConfig {
                 }
                 self.compression_zstd_level = v as i32;
             }
+            "delete.retention.ms" | "min.compaction.lag.ms" => {
+                let v = parse_i64(key, value)?;
+                if v < 0 {
+                    return Err(invalid(key, value, "must be at least 0"));
+                }
+                if key == "delete.retention.ms" {
+                    self.delete_retention_ms = v;
+                } else {
+                    self.min_compaction_lag_ms = v;
+                }
+            }
+            "max.compaction.lag.ms" => {
+                let v = parse_i64(key, value)?;
+                if v < 1 {
+                    return Err(invalid(key, value, "must be at least 1"));
+                }
+                self.max_compaction_lag_ms = (v != i64::MAX).then_some(v);
+            }
+            "min.cleanable.dirty.ratio" => {
+                let v: f64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(key, value, "not a number"))?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(invalid(key, value, "must be between 0 and 1"));
+                }
+                self.min_cleanable_dirty_ratio_ppm = (v * 1e6).round() as u32;
+            }
             "cleanup.policy" => {
                 let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
                 parts.sort_unstable();
@@ -307,6 +356,7 @@ impl LogConfig {
                 "compression.zstd.level",
                 self.compression_zstd_level.to_string(),
             ),
+            ("delete.retention.ms", self.delete_retention_ms.to_string()),
             (
                 "flush.messages",
                 never(self.flush_messages.map(|v| v as i64)),
@@ -316,6 +366,7 @@ impl LogConfig {
                 "index.interval.bytes",
                 self.index_interval_bytes.to_string(),
             ),
+            ("max.compaction.lag.ms", never(self.max_compaction_lag_ms)),
             ("max.message.bytes", self.max_message_bytes.to_string()),
             (
                 "message.timestamp.after.max.ms",
@@ -332,6 +383,14 @@ impl LogConfig {
                     TimestampType::LogAppendTime => "LogAppendTime",
                 }
                 .to_owned(),
+            ),
+            (
+                "min.cleanable.dirty.ratio",
+                (f64::from(self.min_cleanable_dirty_ratio_ppm) / 1e6).to_string(),
+            ),
+            (
+                "min.compaction.lag.ms",
+                self.min_compaction_lag_ms.to_string(),
             ),
             (
                 "retention.bytes",
@@ -358,6 +417,10 @@ mod tests {
         c.set("compression.type", "zstd").unwrap();
         c.set("compression.zstd.level", "-3").unwrap();
         c.set("compression.gzip.level", "4").unwrap();
+        c.set("min.cleanable.dirty.ratio", "0.01").unwrap();
+        c.set("delete.retention.ms", "0").unwrap();
+        c.set("max.compaction.lag.ms", "60000").unwrap();
+        c.set("min.compaction.lag.ms", "5").unwrap();
         let mut back = LogConfig::default();
         for (k, v) in c.entries() {
             back.set(k, &v).unwrap();
@@ -381,6 +444,9 @@ mod tests {
             ("flush.messages", "0"),
             ("compression.type", "brotli"),
             ("compression.gzip.level", "0"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("max.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "-1"),
         ] {
             let err = c.set(k, v).unwrap_err().to_string();
             assert!(err.contains(k), "{err}");

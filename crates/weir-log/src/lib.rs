@@ -22,12 +22,17 @@
 //!   max-timestamp record, `compression.type`).
 //! * Retention by `retention.ms` / `retention.bytes`, deleting whole
 //!   inactive segments; [`Log::delete_records_before`] for DeleteRecords.
+//! * Compaction: [`Log::clean`] is one pass of Kafka's log cleaner over a
+//!   compacted log (the latest record per key, tombstones after
+//!   `delete.retention.ms`, crash-safe swaps); [`Log::cleanable`] says
+//!   when one is due. The broker's cleaner thread calls them.
 //!
 //! Architecture invariant: this crate knows nothing of Kafka requests,
 //! sockets or async runtimes; time is passed in (`now_ms`) or comes from a
 //! [`Clock`]; all file access goes through the [`Storage`] seam.
 
 pub mod batch;
+mod cleaner;
 pub mod compression;
 mod config;
 mod error;
@@ -39,6 +44,9 @@ mod producer;
 mod segment;
 pub mod storage;
 
+pub use cleaner::{
+    CLEANER_CHECKPOINT_FILE, CLEANER_SWAP_FILE, CleanStats, Cleanable, MAP_ENTRY_BYTES,
+};
 pub use config::{CONFIG_NAMES, CleanupPolicy, LogConfig};
 pub use error::{ErrorKind, LogError, Result};
 pub use flusher::{Clock, Flusher, SystemClock};

@@ -91,11 +91,11 @@ pub struct SegmentInfo {
     pub active: bool,
 }
 
-struct State {
-    config: LogConfig,
+pub(crate) struct State {
+    pub(crate) config: LogConfig,
     /// Sorted by base offset; never empty; the last one is active.
-    segments: Vec<Segment>,
-    log_start_offset: u64,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) log_start_offset: u64,
     /// Idempotent-producer state as of the log end.
     producers: ProducerState,
 }
@@ -125,16 +125,20 @@ impl State {
 
 /// A durable, segmented partition log storing Kafka record batches.
 pub struct Log {
-    dir: PathBuf,
-    storage: Arc<dyn Storage>,
-    state: RwLock<State>,
+    pub(crate) dir: PathBuf,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) state: RwLock<State>,
     /// Every offset below this is synced to disk (the recovery point).
     flushed: AtomicU64,
     /// Group-commit state: whether a sync is running, who waits, and the
     /// last checkpoint.
     flush_lock: Mutex<FlushState>,
     /// Set after an fsync failed: the state of the disk is unknown.
-    failed: AtomicBool,
+    pub(crate) failed: AtomicBool,
+    /// The log cleaner's state; held for the whole of a pass.
+    pub(crate) cleaner: Mutex<crate::cleaner::CleanerState>,
+    /// Set by `stop_cleaning`: no pass starts, a running one stops.
+    pub(crate) cleaning_stopped: AtomicBool,
     leader_epoch: AtomicI32,
     /// Mirror of the log end offset, readable without the state lock.
     end_offset: AtomicU64,
@@ -201,13 +205,13 @@ impl std::fmt::Debug for Log {
     }
 }
 
-fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+pub(crate) fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
-fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+pub(crate) fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -238,7 +242,7 @@ fn write_number(storage: &dyn Storage, dir: &Path, name: &str, value: u64) -> Re
 
 /// Writes a file atomically and durably: temp file, fsync, rename,
 /// directory fsync.
-fn write_file(storage: &dyn Storage, dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+pub(crate) fn write_file(storage: &dyn Storage, dir: &Path, name: &str, data: &[u8]) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     let file = storage
@@ -363,6 +367,8 @@ impl Log {
         let dir = dir.into();
         let st = &*storage;
         st.create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        // A cleaning pass killed mid-swap is finished first.
+        crate::cleaner::finish_swap(st, &dir)?;
         let names = st.list(&dir).map_err(|e| LogError::io(&dir, e))?;
         let mut bases: Vec<u64> = names
             .iter()
@@ -482,6 +488,8 @@ impl Log {
                 checkpointed_segment,
             }),
             failed: AtomicBool::new(false),
+            cleaner: Mutex::new(crate::cleaner::CleanerState::default()),
+            cleaning_stopped: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(0),
             end_offset: AtomicU64::new(end),
             oldest_unflushed_ms: AtomicI64::new(NONE),
@@ -517,7 +525,7 @@ impl Log {
         write_lock(&self.state).config = config;
     }
 
-    fn check_failed(&self) -> Result<()> {
+    pub(crate) fn check_failed(&self) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
             return Err(LogError::Failed {
                 path: self.dir.clone(),
@@ -665,7 +673,15 @@ impl Log {
             .roll_base_ms
             .is_some_and(|t| now_ms.saturating_sub(t) >= cfg.segment_ms);
         let too_many = active.next_offset + offsets - active.base_offset > u64::from(u32::MAX);
-        if too_big || too_old || too_many {
+        // A compacted log compacts nothing in its active segment: one whose
+        // data passed max.compaction.lag.ms rolls so the cleaner can have it.
+        let too_dirty = cfg.cleanup_policy != CleanupPolicy::Delete
+            && cfg.max_compaction_lag_ms.is_some_and(|lag| {
+                active
+                    .roll_base_ms
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= lag)
+            });
+        if too_big || too_old || too_many || too_dirty {
             self.roll_locked(st)?;
         }
         Ok(())

@@ -66,6 +66,41 @@ impl<'f> ChunkReader<'f> {
     }
 }
 
+/// Calls `f` with the position and bytes of every whole batch of the
+/// first `size` bytes of a segment's data file, in order. The batches are
+/// not validated beyond their length (the segment was when it was opened).
+pub(crate) fn scan_batches(
+    file: &dyn StorageFile,
+    path: &Path,
+    size: u64,
+    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut reader = ChunkReader::new(file, size, RECOVERY_CHUNK);
+    let mut pos = 0;
+    while pos < size {
+        let corrupt = |reason: &str| LogError::CorruptSegment {
+            path: path.to_owned(),
+            position: pos,
+            reason: reason.to_owned(),
+        };
+        let head = reader
+            .get(pos, HEADER_LEN)
+            .map_err(io_err(path))?
+            .ok_or_else(|| corrupt("batch header runs past the end"))?;
+        let header = BatchHeader::parse(head).map_err(|e| corrupt(&e.to_string()))?;
+        let len = header
+            .total_len()
+            .ok_or_else(|| corrupt("invalid batch length"))?;
+        let bytes = reader
+            .get(pos, len)
+            .map_err(io_err(path))?
+            .ok_or_else(|| corrupt("batch runs past the end"))?;
+        f(pos, bytes)?;
+        pos += len as u64;
+    }
+    Ok(())
+}
+
 /// What recovery cut from a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Cut {
@@ -122,9 +157,20 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
 impl Segment {
     /// Creates an empty active segment.
     pub fn create(storage: &dyn Storage, dir: &Path, base: u64) -> Result<Self> {
-        let log_path = dir.join(file_name(base, "log"));
-        let index_path = dir.join(file_name(base, "index"));
-        let time_path = dir.join(file_name(base, "timeindex"));
+        Self::create_with_suffix(storage, dir, base, "")
+    }
+
+    /// Creates an empty segment whose file names end in `suffix` after
+    /// the usual ones (the log cleaner's `.cleaned` copies).
+    pub fn create_with_suffix(
+        storage: &dyn Storage,
+        dir: &Path,
+        base: u64,
+        suffix: &str,
+    ) -> Result<Self> {
+        let log_path = dir.join(file_name(base, "log") + suffix);
+        let index_path = dir.join(file_name(base, "index") + suffix);
+        let time_path = dir.join(file_name(base, "timeindex") + suffix);
         let made = (|| {
             let log = storage.open(&log_path, true).map_err(io_err(&log_path))?;
             log.set_len(0).map_err(io_err(&log_path))?;
@@ -527,6 +573,13 @@ impl Segment {
             self.time_index.path.clone(),
             self.log_path.with_extension("snapshot"),
         ]
+    }
+
+    /// Syncs the data and both indexes (a segment written off to the side,
+    /// before it replaces others).
+    pub fn sync_all(&self) -> Result<()> {
+        self.log.sync_data().map_err(io_err(&self.log_path))?;
+        self.sync_indexes()
     }
 
     /// Calls `f` with the header of every batch, in order (bodies are not

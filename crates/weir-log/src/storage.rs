@@ -162,6 +162,9 @@ struct FaultState {
     capacity: Option<u64>,
     fail_sync: bool,
     sync_delay: Option<Duration>,
+    /// Changes (writes, syncs, creates, removes, renames) still allowed
+    /// before every later one fails, as if the process had died there.
+    changes_left: Option<u64>,
 }
 
 impl FaultState {
@@ -199,6 +202,68 @@ impl FaultStorage {
     /// Makes every later `sync_data` fail with an I/O error.
     pub fn set_fail_sync(&self, fail: bool) {
         lock(&self.inner).fail_sync = fail;
+    }
+
+    /// After `changes` more changes (a write, truncate, fsync, file
+    /// creation, removal, rename or directory sync), every change fails
+    /// with an I/O error: the process "died" at that step. Follow with
+    /// [`FaultStorage::crash`] and reopen to test recovery from every
+    /// step of an operation. `None` lifts it.
+    pub fn fail_after_changes(&self, changes: Option<u64>) {
+        lock(&self.inner).changes_left = changes;
+    }
+
+    /// An independent copy of the store as it is now (current and durable
+    /// contents alike), for running one scenario many times from the same
+    /// starting point.
+    pub fn clone_deep(&self) -> Self {
+        let st = lock(&self.inner);
+        type Shared = Arc<Mutex<Inode>>;
+        let mut copies: Vec<(Shared, Shared)> = Vec::new();
+        let mut copy = |inode: &Arc<Mutex<Inode>>| {
+            if let Some((_, c)) = copies.iter().find(|(o, _)| Arc::ptr_eq(o, inode)) {
+                return c.clone();
+            }
+            let i = lock(inode);
+            let c = Arc::new(Mutex::new(Inode {
+                data: i.data.clone(),
+                synced: i.synced.clone(),
+            }));
+            copies.push((inode.clone(), c.clone()));
+            c
+        };
+        let files = st.files.iter().map(|(p, i)| (p.clone(), copy(i))).collect();
+        let durable = st
+            .durable
+            .iter()
+            .map(|(p, i)| (p.clone(), copy(i)))
+            .collect();
+        Self {
+            inner: Arc::new(Mutex::new(FaultState {
+                files,
+                durable,
+                dirs: st.dirs.clone(),
+                capacity: st.capacity,
+                fail_sync: st.fail_sync,
+                sync_delay: st.sync_delay,
+                changes_left: None,
+            })),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Counts one change; fails once the budget of
+    /// [`FaultStorage::fail_after_changes`] is spent.
+    fn change(&self) -> io::Result<()> {
+        let mut st = lock(&self.inner);
+        match &mut st.changes_left {
+            None => Ok(()),
+            Some(0) => Err(io::Error::other("injected crash: no more changes")),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+        }
     }
 
     /// Makes every `sync_data` take at least this long.
@@ -290,6 +355,7 @@ impl StorageFile for FaultFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.store.change()?;
         let st = lock(&self.store.inner);
         let used = st.used();
         let capacity = st.capacity;
@@ -319,6 +385,7 @@ impl StorageFile for FaultFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        self.store.change()?;
         let mut inode = lock(&self.inode);
         let len = len as usize;
         if len > inode.data.len() {
@@ -334,6 +401,7 @@ impl StorageFile for FaultFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.store.change()?;
         let (fail, delay) = {
             let st = lock(&self.store.inner);
             (st.fail_sync, st.sync_delay)
@@ -353,6 +421,9 @@ impl StorageFile for FaultFile {
 
 impl Storage for FaultStorage {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        if create && !self.exists(path) {
+            self.change()?;
+        }
         let mut st = lock(&self.inner);
         let parent = path.parent().unwrap_or(Path::new(""));
         if !st.dirs.contains(parent) {
@@ -395,11 +466,13 @@ impl Storage for FaultStorage {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
+        self.change()?;
         lock(&self.inner).files.remove(path);
         Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.change()?;
         let mut st = lock(&self.inner);
         let inode = st
             .files
@@ -414,6 +487,7 @@ impl Storage for FaultStorage {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.change()?;
         let mut st = lock(&self.inner);
         let FaultState { files, durable, .. } = &mut *st;
         durable.retain(|p, _| p.parent() != Some(dir));

@@ -11,7 +11,9 @@
 //!   offsets, file byte offsets) are written to `_weir_offsets` in the same
 //!   transaction as the rows; events at or below a stored position are
 //!   skipped, so a source that sends them again (after a crash, before it
-//!   committed) stores nothing twice.
+//!   committed) stores nothing twice. After a failed write the positions
+//!   are read back from the database, since a connection lost during
+//!   `COMMIT` may have stored the batch without saying so.
 //! * A database that is down or answers with a transient error makes the
 //!   write fail with [`Outcome::Retry`]: the runtime retries the same batch
 //!   and nothing is acknowledged meanwhile. Errors about the data itself
@@ -291,6 +293,10 @@ impl MysqlSink {
                     self.pool = None; // reconnect next time
                 }
                 self.columns.clear();
+                // A connection lost during COMMIT leaves it unknown whether
+                // the batch was stored: the retry reads the positions back
+                // from the database instead of trusting the cached ones.
+                self.stored = None;
                 classify(&e)
             }
         }
