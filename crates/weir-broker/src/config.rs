@@ -36,6 +36,9 @@ pub struct BrokerConfig {
     /// `offsets.retention.minutes`, in ms: committed offsets of a group
     /// with no members are dropped this long after their last commit.
     pub offsets_retention_ms: i64,
+    /// `log.cleaner.enable`, `log.cleaner.dedupe.buffer.size`,
+    /// `log.cleaner.backoff.ms`.
+    pub cleaner: crate::cleaner::CleanerConfig,
 }
 
 impl BrokerConfig {
@@ -52,6 +55,7 @@ impl BrokerConfig {
             explicit: BTreeMap::new(),
             group_limits: crate::groups::machine::Limits::default(),
             offsets_retention_ms: 7 * 24 * 3_600_000,
+            cleaner: crate::cleaner::CleanerConfig::default(),
         }
     }
 
@@ -180,6 +184,45 @@ impl BrokerConfig {
                 value,
             )?,
             "log.cleanup.policy" => topic(&mut self.log_defaults, "cleanup.policy", value)?,
+            "log.cleaner.enable" => {
+                self.cleaner.enable = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("must be true or false")),
+                }
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                let v = int()?;
+                if v < 1 << 20 {
+                    return Err(bad("must be at least 1048576"));
+                }
+                self.cleaner.dedupe_buffer_bytes = v as u64;
+            }
+            "log.cleaner.backoff.ms" => {
+                let v = int()?;
+                if v < 0 {
+                    return Err(bad("must be at least 0"));
+                }
+                self.cleaner.backoff_ms = v as u64;
+            }
+            "log.cleaner.threads" => {
+                if int()? < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+                tracing::warn!("log.cleaner.threads: this broker runs one cleaner thread");
+            }
+            "log.cleaner.delete.retention.ms" => {
+                topic(&mut self.log_defaults, "delete.retention.ms", value)?
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                topic(&mut self.log_defaults, "min.cleanable.dirty.ratio", value)?
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                topic(&mut self.log_defaults, "min.compaction.lag.ms", value)?
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                topic(&mut self.log_defaults, "max.compaction.lag.ms", value)?
+            }
             "compression.type"
             | "compression.gzip.level"
             | "compression.lz4.level"
@@ -233,6 +276,19 @@ impl BrokerConfig {
                 format!("PLAINTEXT://{}", self.listen),
             ),
             ("log.dirs".to_owned(), self.data_dir.display().to_string()),
+            (
+                "log.cleaner.backoff.ms".to_owned(),
+                self.cleaner.backoff_ms.to_string(),
+            ),
+            (
+                "log.cleaner.dedupe.buffer.size".to_owned(),
+                self.cleaner.dedupe_buffer_bytes.to_string(),
+            ),
+            (
+                "log.cleaner.enable".to_owned(),
+                self.cleaner.enable.to_string(),
+            ),
+            ("log.cleaner.threads".to_owned(), "1".to_owned()),
             ("num.partitions".to_owned(), self.num_partitions.to_string()),
             (
                 "socket.request.max.bytes".to_owned(),
@@ -245,6 +301,10 @@ impl BrokerConfig {
                 "segment.ms" => "log.roll.ms".to_owned(),
                 "flush.messages" => "log.flush.interval.messages".to_owned(),
                 "flush.ms" => "log.flush.interval.ms".to_owned(),
+                "delete.retention.ms" => "log.cleaner.delete.retention.ms".to_owned(),
+                "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio".to_owned(),
+                "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms".to_owned(),
+                "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms".to_owned(),
                 other if other.starts_with("compression.") => other.to_owned(),
                 other => format!("log.{other}"),
             };

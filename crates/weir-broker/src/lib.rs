@@ -14,6 +14,7 @@
 //! reached only through `weir-log`.
 
 pub mod alloc;
+pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod groups;
@@ -263,13 +264,13 @@ impl RunningBroker {
                         let b = broker.clone();
                         let _ = tokio::task::spawn_blocking(move || {
                             b.coordinator.expire_offsets(b.config.offsets_retention_ms);
-                            b.coordinator.compact_offsets();
                         })
                         .await;
                     }
                 }
             })
         };
+        let cleaner = cleaner::LogCleaner::start(broker.clone());
         let connections = server::accept_loop(broker.clone(), listener, shutdown.clone());
         tokio::select! {
             _ = connections => {}
@@ -277,6 +278,10 @@ impl RunningBroker {
         }
         retention.abort();
         groups.abort();
+        if let Some(c) = cleaner {
+            // A running pass stops at its next batch.
+            let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+        }
         // Let in-flight requests drop their references to the logs.
         for _ in 0..50 {
             if Arc::strong_count(&broker) == 1 {

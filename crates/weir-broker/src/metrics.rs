@@ -45,6 +45,8 @@ pub struct BrokerMetrics {
     pub connections: AtomicU64,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
+    /// The log cleaner's counters.
+    pub cleaner: crate::cleaner::CleanerStats,
 }
 
 impl Default for BrokerMetrics {
@@ -53,6 +55,7 @@ impl Default for BrokerMetrics {
             apis: (0..MAX_API_KEY).map(|_| ApiStats::default()).collect(),
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
+            cleaner: crate::cleaner::CleanerStats::default(),
         }
     }
 }
@@ -176,6 +179,55 @@ pub fn render(broker: &Broker) -> String {
         "weir_broker_connections_total {}",
         m.connections_total.load(Ordering::Relaxed)
     );
+
+    let c = &m.cleaner;
+    for (name, kind, help, value) in [
+        (
+            "weir_log_cleaner_passes_total",
+            "counter",
+            "Log-cleaner passes completed.",
+            &c.passes,
+        ),
+        (
+            "weir_log_cleaner_errors_total",
+            "counter",
+            "Log-cleaner passes that failed.",
+            &c.errors,
+        ),
+        (
+            "weir_log_cleaner_records_removed_total",
+            "counter",
+            "Records the log cleaner removed (superseded, tombstones past delete.retention.ms).",
+            &c.records_removed,
+        ),
+        (
+            "weir_log_cleaner_tombstones_removed_total",
+            "counter",
+            "Tombstones the log cleaner removed.",
+            &c.tombstones_removed,
+        ),
+        (
+            "weir_log_cleaner_bytes_read_total",
+            "counter",
+            "Bytes of segments the log cleaner rewrote.",
+            &c.bytes_read,
+        ),
+        (
+            "weir_log_cleaner_bytes_written_total",
+            "counter",
+            "Bytes of the segments that replaced them.",
+            &c.bytes_written,
+        ),
+        (
+            "weir_log_cleaner_last_pass_milliseconds",
+            "gauge",
+            "How long the last log-cleaner pass took.",
+            &c.last_pass_ms,
+        ),
+    ] {
+        header(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
 
     let mut topics = broker.topics().all();
     topics.sort_by(|a, b| a.name.cmp(&b.name));

@@ -437,6 +437,8 @@ impl Registry {
             return Err(e);
         }
         for p in &topic.partitions {
+            // A cleaning pass over it ends first (at its next batch).
+            p.log.stop_cleaning();
             let dir = p.log.dir().to_owned();
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 warn!(dir = %dir.display(), error = %e, "could not remove a deleted topic's partition");

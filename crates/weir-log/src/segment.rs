@@ -387,40 +387,47 @@ impl Segment {
                             })?;
                         match header.total_len() {
                             None => Some(format!("invalid batch length {}", header.batch_length)),
-                            Some(len) => match reader
-                                .get(pos, len)
-                                .map_err(io_err(&seg.log_path))?
-                            {
-                                None => Some(format!(
-                                    "torn batch: {len} bytes declared, {} present",
-                                    file_len - pos
-                                )),
-                                Some(bytes) => {
-                                    match batch::check_batch(bytes, Strictness::Stored) {
-                                        Err(e) => Some(e.to_string()),
-                                        Ok(_) if header.base_offset != seg.next_offset as i64 => {
-                                            Some(format!(
-                                                "batch offset {} where {} was expected",
-                                                header.base_offset, seg.next_offset
-                                            ))
-                                        }
-                                        Ok(_)
-                                            if header.last_offset() as u64 - base
-                                                > u64::from(u32::MAX) =>
-                                        {
-                                            Some(
-                                                "offset beyond the segment's 32-bit range"
-                                                    .to_owned(),
-                                            )
-                                        }
-                                        Ok(_) => {
-                                            seg.track(pos, &header, len, index_interval);
-                                            pos += len as u64;
-                                            None
+                            Some(len) => {
+                                match reader.get(pos, len).map_err(io_err(&seg.log_path))? {
+                                    None => Some(format!(
+                                        "torn batch: {len} bytes declared, {} present",
+                                        file_len - pos
+                                    )),
+                                    Some(bytes) => {
+                                        match batch::check_batch(bytes, Strictness::Stored) {
+                                            Err(e) => Some(e.to_string()),
+                                            // Offsets follow on; in a sealed
+                                            // segment compaction may have left
+                                            // gaps (never in the active one).
+                                            Ok(_)
+                                                if header.base_offset < seg.next_offset as i64
+                                                    || (active
+                                                        && header.base_offset
+                                                            != seg.next_offset as i64) =>
+                                            {
+                                                Some(format!(
+                                                    "batch offset {} where at least {} was expected",
+                                                    header.base_offset, seg.next_offset
+                                                ))
+                                            }
+                                            Ok(_)
+                                                if header.last_offset() as u64 - base
+                                                    > u64::from(u32::MAX) =>
+                                            {
+                                                Some(
+                                                    "offset beyond the segment's 32-bit range"
+                                                        .to_owned(),
+                                                )
+                                            }
+                                            Ok(_) => {
+                                                seg.track(pos, &header, len, index_interval);
+                                                pos += len as u64;
+                                                None
+                                            }
                                         }
                                     }
                                 }
-                            },
+                            }
                         }
                     }
                 };

@@ -150,6 +150,18 @@ fn a_pass_keeps_the_latest_record_of_each_key_and_never_moves_an_offset() {
     log.close().unwrap();
     let log = new_log(&storage, compact_config());
     assert_eq!(scan(&log), seen);
+    // Recovery that validates every segment accepts the gaps compaction
+    // left between batches.
+    log.flush().unwrap();
+    drop(log);
+    storage
+        .remove(&dir().join(weir_log::RECOVERY_POINT_FILE))
+        .unwrap();
+    storage.sync_dir(&dir()).unwrap();
+    storage.crash();
+    let log = new_log(&storage, compact_config());
+    assert_eq!(scan(&log), seen);
+    assert_eq!(log.log_end_offset(), end + 1);
 }
 
 #[test]

@@ -146,25 +146,6 @@ impl Coordinator {
         }
     }
 
-    /// Compacts `__consumer_offsets` when it has grown far beyond the live
-    /// state (see `OffsetStore::compact`). Holds the group lock so that no
-    /// group record is written between the snapshot and the cut.
-    pub fn compact_offsets(&self) {
-        let inner = self.lock();
-        let groups: Vec<(String, GroupRecord)> = inner
-            .groups
-            .values()
-            .filter(|g| matches!(g.state, State::Stable | State::Empty))
-            .map(|g| (g.id.clone(), group_record(g)))
-            .collect();
-        match self.offsets.compact(&groups) {
-            Ok(true) => tracing::info!(groups = groups.len(), "compacted __consumer_offsets"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "compacting __consumer_offsets failed"),
-        }
-        drop(inner);
-    }
-
     /// Persists a group whose generation or state changed into Stable or
     /// Empty (the states a restart can resume from).
     fn persist_if_changed(&self, g: &Group, before: (State, i32, Vec<String>)) {
@@ -522,7 +503,10 @@ mod tests {
     fn store(dir: &std::path::Path) -> OffsetStore {
         let log = weir_log::Log::open_dir(
             dir.join("__consumer_offsets-0"),
-            weir_log::LogConfig::default(),
+            weir_log::LogConfig {
+                cleanup_policy: weir_log::CleanupPolicy::Compact,
+                ..weir_log::LogConfig::default()
+            },
             0,
         )
         .unwrap();
@@ -635,7 +619,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn compaction_keeps_the_live_state_and_drops_the_rest() {
+    async fn the_log_cleaner_keeps_the_live_state_and_drops_the_rest() {
         let tmp = tempfile::tempdir().unwrap();
         let c = Coordinator::new(store(tmp.path()), LIMITS);
         let r = c.join("g", join("")).await;
@@ -662,15 +646,26 @@ mod tests {
             };
             c.offsets.write(vec![entry(0), entry(1)]).unwrap();
         }
-        c.compact_offsets();
+        // The broker's cleaner compacts __consumer_offsets like any
+        // compacted topic: only sealed segments, so roll first.
+        let log = c.offsets.log().clone();
+        log.roll().unwrap();
+        let stats = log.clean(i64::MAX / 2, 1 << 16).unwrap();
+        assert!(stats.records_removed >= 2_997, "{stats:?}");
         drop(c);
-        let log = weir_log::Log::open_dir(
-            tmp.path().join("__consumer_offsets-0"),
-            weir_log::LogConfig::default(),
-            0,
-        )
-        .unwrap();
-        let live = log.log_end_offset() - log.log_start_offset();
+        let mut live = 0;
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let r = log.read(offset, 1 << 20).unwrap();
+            let mut buf = &r.records[..];
+            while !buf.is_empty() {
+                let (h, len) =
+                    weir_log::batch::check_batch(buf, weir_log::batch::Strictness::Stored).unwrap();
+                live += h.records_count;
+                buf = &buf[len..];
+            }
+            offset = r.next_offset;
+        }
         assert!(live <= 3, "{live} records still live after compaction");
         drop(log);
         let c = Coordinator::new(store(tmp.path()), LIMITS);

@@ -270,11 +270,9 @@ fn decode_value(mut b: Bytes) -> Option<Committed> {
 pub struct OffsetStore {
     log: Arc<Log>,
     table: Mutex<BTreeMap<Key, Committed>>,
-    /// Held while appending and applying, so a compaction snapshot never
-    /// misses a record appended before it.
+    /// Held while appending and applying, so the table and the log
+    /// change in the same order.
     write_lock: Mutex<()>,
-    /// Records appended since the last compaction.
-    since_compaction: std::sync::atomic::AtomicU64,
     /// Group metadata found at load (taken once by the coordinator).
     loaded_groups: Mutex<BTreeMap<String, GroupRecord>>,
 }
@@ -338,9 +336,6 @@ impl OffsetStore {
             offset = r.next_offset;
         }
         Ok(Self {
-            since_compaction: std::sync::atomic::AtomicU64::new(
-                log.log_end_offset() - log.log_start_offset(),
-            ),
             log,
             table: Mutex::new(table),
             write_lock: Mutex::new(()),
@@ -365,57 +360,12 @@ impl OffsetStore {
         }]);
         let _w = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.log.append(&mut data, now)?;
-        self.since_compaction
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
-    /// Compaction for this topic: when far more records were appended than
-    /// are live, the live table (and the given group records) is appended
-    /// afresh and everything before it is deleted, so the log and the
-    /// replay at start stay proportional to the live state. Returns whether
-    /// it compacted.
-    pub fn compact(&self, groups: &[(String, GroupRecord)]) -> Result<bool, LogError> {
-        let live = self.table().len() + groups.len();
-        let appended = self
-            .since_compaction
-            .load(std::sync::atomic::Ordering::Relaxed) as usize;
-        if appended < 1_000 || appended < 4 * live {
-            return Ok(false);
-        }
-        let now = now_ms();
-        let (first, last) = {
-            let _w = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let mut records: Vec<Record> = self
-                .table()
-                .iter()
-                .map(|(k, c)| Record {
-                    timestamp: now,
-                    key: Some(encode_key(k)),
-                    value: Some(encode_value(c)),
-                    headers: vec![],
-                })
-                .collect();
-            records.extend(groups.iter().map(|(g, r)| Record {
-                timestamp: now,
-                key: Some(encode_group_key(g)),
-                value: Some(encode_group_value(r)),
-                headers: vec![],
-            }));
-            let first = self.log.log_end_offset();
-            let mut last = first;
-            for chunk in records.chunks(500) {
-                let mut data = batch::encode_batch(chunk);
-                last = self.log.append(&mut data, now)?.last_offset + 1;
-            }
-            self.since_compaction
-                .store(0, std::sync::atomic::Ordering::Relaxed);
-            (first, last)
-        };
-        self.log.flush_until(last)?;
-        self.log.delete_records_before(first)?;
-        self.log.roll()?;
-        Ok(true)
+    /// The log behind the table (compacted by the broker's log cleaner).
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, Committed>> {
@@ -441,8 +391,6 @@ impl OffsetStore {
         let info = {
             let _w = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
             let info = self.log.append(&mut data, now)?;
-            self.since_compaction
-                .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let mut table = self.table();
             for (k, v) in entries {
                 match v {
