@@ -48,7 +48,10 @@ fn create_compacted(broker: &Broker, topic: &str, extra: &[&str]) {
 
 /// Delivery reports: (key, value) of every acknowledged message, in the
 /// order the acknowledgements came.
-struct Acked(Arc<Mutex<Vec<(String, Option<String>)>>>);
+/// Acknowledged (key, value) pairs, shared with the delivery callback.
+type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+struct Acked(Log);
 
 impl rdkafka::ClientContext for Acked {}
 
@@ -63,10 +66,7 @@ impl ProducerContext for Acked {
     }
 }
 
-fn producer(
-    broker: &Broker,
-    acked: &Arc<Mutex<Vec<(String, Option<String>)>>>,
-) -> BaseProducer<Acked> {
+fn producer(broker: &Broker, acked: &Log) -> BaseProducer<Acked> {
     ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("acks", "all")
