@@ -4,7 +4,7 @@
 //! and an in-memory copy).
 //!
 //! Run: `cargo bench -p weir-log --bench log` (add `-- --quick` for a short
-//! run). `WEIR_BENCH_DIR` chooses the directory (default: a temporary
+//! run; `-- --cleaner` runs only the compaction benchmark). `WEIR_BENCH_DIR` chooses the directory (default: a temporary
 //! directory under `target/`), which should be on the disk being measured.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -214,10 +214,143 @@ fn memcpy_gbps() -> f64 {
     gbps(8 * (256 << 20), start.elapsed())
 }
 
+/// Peak resident memory of this process, in MiB (`VmHWM`).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Log compaction: `records` updates of 100-byte values over `keys` keys
+/// in ~16 KiB batches, sealed, then one `Log::clean` pass; beside it a
+/// sequential read of the same log (the pass reads it twice: map, rewrite).
+fn cleaner(dir: &Path, records: usize, keys: usize) {
+    let path = fresh(dir, "cleaner");
+    let cfg = LogConfig {
+        segment_bytes: 64 << 20,
+        cleanup_policy: weir_log::CleanupPolicy::Compact,
+        message_timestamp_after_max_ms: None,
+        ..LogConfig::default()
+    };
+    let log = Arc::new(Log::open_dir(&path, cfg, NOW).expect("open"));
+    updates(&log, 0, records, keys);
+    log.roll().expect("roll");
+    log.flush().expect("flush");
+    let size = log.size_bytes();
+    let start = Instant::now();
+    let mut offset = 0;
+    while offset < log.log_end_offset() {
+        let r = log.read(offset, 1 << 20).expect("read");
+        std::hint::black_box(&r.records);
+        offset = r.next_offset;
+    }
+    let read = start.elapsed();
+    let rss_before = peak_rss_mib();
+    let entries = (128u64 << 20) / weir_log::MAP_ENTRY_BYTES;
+    let start = Instant::now();
+    let stats = log.clean(NOW, entries as usize).expect("clean");
+    let took = start.elapsed();
+    let rss_after = peak_rss_mib();
+    println!(
+        "log cleaner: {records} records over {keys} keys, {:.0} MB in {} segments",
+        size as f64 / 1e6,
+        stats.segments_before
+    );
+    println!(
+        "  one pass                  {:8.0} ms  {:6.0} MB/s of log  {:5.2} M records/s  kept {} records in {:.1} MB, {} segments",
+        took.as_secs_f64() * 1e3,
+        size as f64 / 1e6 / took.as_secs_f64(),
+        stats.records_read as f64 / 1e6 / took.as_secs_f64(),
+        stats.records_read - stats.records_removed,
+        stats.bytes_written as f64 / 1e6,
+        stats.segments_after
+    );
+    println!(
+        "  sequential read, same log {:8.0} ms  {:6.0} MB/s",
+        read.as_secs_f64() * 1e3,
+        size as f64 / 1e6 / read.as_secs_f64()
+    );
+    println!(
+        "  memory: {} map entries, peak RSS {rss_before:.0} MiB before the pass, {rss_after:.0} MiB after",
+        stats.map_entries
+    );
+    beside_the_cleaner(dir, &log, keys);
+}
+
+/// Appends updates `from..from + n` (keys spread over `keys`) in batches
+/// of 140 records (about 16 KiB).
+fn updates(log: &Log, from: usize, n: usize, keys: usize) {
+    let per_batch = 140;
+    let mut i = from;
+    while i < from + n {
+        let batch: Vec<Record> = (i..(i + per_batch).min(from + n))
+            .map(|j| Record {
+                timestamp: NOW - 1000,
+                key: Some(format!("key-{:08}", (j * 7919) % keys).into_bytes()),
+                value: Some(vec![b'v'; RECORD_VALUE]),
+                headers: vec![],
+            })
+            .collect();
+        let mut b = encode_batch(&batch);
+        log.append(&mut b, NOW).expect("append");
+        i += per_batch;
+    }
+}
+
+/// Appends to page cache and 8-writer group commit on another log, first
+/// alone, then while a thread keeps the compacted `log` dirty and cleans
+/// it pass after pass.
+fn beside_the_cleaner(dir: &Path, log: &Arc<Log>, keys: usize) {
+    let total = 512u64 << 20;
+    let (alone, _) = appends_page_cache(dir, total);
+    let (alone_gc, _, _) = group_commit(dir, 8, Duration::from_secs(5));
+    let stop = Arc::new(AtomicBool::new(false));
+    let passes = Arc::new(AtomicU64::new(0));
+    let busy = {
+        let (log, stop, passes) = (log.clone(), stop.clone(), passes.clone());
+        std::thread::spawn(move || {
+            let mut next = 10_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                updates(&log, next, 50_000, keys);
+                next += 50_000;
+                log.roll().expect("roll");
+                log.clean(NOW, 1 << 22).expect("clean");
+                passes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let (beside, _) = appends_page_cache(dir, total);
+    let (beside_gc, _, _) = group_commit(dir, 8, Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    busy.join().expect("cleaner thread");
+    println!(
+        "  append to page cache: alone {alone:.2} GB/s, beside the cleaner {beside:.2} GB/s ({:.0}%)",
+        100.0 * beside / alone
+    );
+    println!(
+        "  group commit, 8 writers: alone {alone_gc:.0} MB/s, beside the cleaner {beside_gc:.0} MB/s ({:.0}%); {} cleaning passes ran meanwhile",
+        100.0 * beside_gc / alone_gc,
+        passes.load(Ordering::Relaxed)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let dir = bench_dir();
+    if args.iter().any(|a| a == "--cleaner") {
+        if quick {
+            cleaner(&dir, 200_000, 20_000);
+        } else {
+            cleaner(&dir, 2_000_000, 200_000);
+        }
+        return;
+    }
     // `--group N`: only the group-commit run with N writers (for profiling).
     if let Some(n) = args
         .iter()
