@@ -1,0 +1,565 @@
+//! The active controller's decisions, as a pure state machine.
+//!
+//! The controller reads the [`Image`] (the metadata as committed and
+//! applied) and its own in-memory liveness table (when each broker last
+//! heartbeated), takes one [`Request`] or a [`Controller::tick`] at a time
+//! with the time passed in, and answers with the records to propose and
+//! the [`Answer`] to give once they are committed. The node around it
+//! proposes the records, waits for them to be applied, then handles the
+//! next input: decisions are always made against an image that includes
+//! every earlier decision.
+//!
+//! What it decides, as Kafka's KRaft controller does:
+//! * registration: a broker registers fenced, with its epoch the log index
+//!   of its registration; a heartbeat from a broker whose applied metadata
+//!   reached its registration unfences it;
+//! * liveness: a broker with no heartbeat for `broker.session.timeout.ms`
+//!   is fenced; a new controller starts every broker's timer at its own
+//!   start, so a controller change fences nobody;
+//! * leadership: a fenced broker's partitions get the first other unfenced
+//!   in-sync replica as leader (leader epoch + 1), or no leader (-1) when
+//!   none is left; an unfenced broker takes back the partitions that have
+//!   no leader and hold it in their ISR;
+//! * topics: replicas placed round-robin over the unfenced brokers from a
+//!   rotating start, so leaders spread evenly;
+//! * producer ids: blocks of 1000, never overlapping.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::image::Image;
+use crate::record::{ConfigResource, Endpoint, MetaRecord, PartitionChange, PartitionRecord};
+
+/// Producer ids per block.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Controller settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`.
+    pub session_timeout_ms: i64,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `num.partitions`.
+    pub default_partitions: i32,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 9_000,
+            default_replication_factor: 1,
+            default_partitions: 1,
+        }
+    }
+}
+
+/// An input to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// A broker process starting (BrokerRegistration).
+    Register {
+        /// Broker id.
+        broker: i32,
+        /// Random per process start.
+        incarnation: Uuid,
+        /// Its listeners.
+        endpoints: Vec<Endpoint>,
+        /// `broker.rack`.
+        rack: Option<String>,
+    },
+    /// A broker's heartbeat (BrokerHeartbeat).
+    Heartbeat {
+        /// Broker id.
+        broker: i32,
+        /// Its epoch.
+        epoch: u64,
+        /// The metadata index it applied.
+        applied: u64,
+        /// It is shutting down (controlled shutdown).
+        shutting_down: bool,
+    },
+    /// CreateTopics, one topic.
+    CreateTopic {
+        /// Name (validated by the broker that received it).
+        name: String,
+        /// Partitions (-1: `num.partitions`).
+        partitions: i32,
+        /// Replication factor (-1: `default.replication.factor`).
+        replication_factor: i16,
+        /// Config overrides (validated by the broker).
+        configs: BTreeMap<String, String>,
+        /// Its id (given, so a retried request is recognisable; and so
+        /// this machine stays deterministic).
+        id: Uuid,
+    },
+    /// DeleteTopics, one topic.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// CreatePartitions: grow a topic to `count` partitions.
+    CreatePartitions {
+        /// Name.
+        name: String,
+        /// The new total.
+        count: i32,
+    },
+    /// AlterConfigs: set (`Some`) or remove (`None`) configs.
+    AlterConfigs {
+        /// What they configure.
+        resource: ConfigResource,
+        /// The changes.
+        changes: Vec<(String, Option<String>)>,
+    },
+    /// A broker needs producer ids (AllocateProducerIds).
+    AllocateProducerIds {
+        /// Broker id.
+        broker: i32,
+        /// Its epoch.
+        epoch: u64,
+    },
+}
+
+/// Why a request was refused, mapped to Kafka's error codes by the broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    /// TOPIC_ALREADY_EXISTS.
+    #[error("topic {0} exists already")]
+    TopicExists(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("replication factor {asked} is larger than the {live} available brokers")]
+    InvalidReplicationFactor {
+        /// Asked for.
+        asked: i16,
+        /// Unfenced brokers.
+        live: usize,
+    },
+    /// INVALID_PARTITIONS.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// STALE_BROKER_EPOCH.
+    #[error("broker {broker} epoch {given} is stale (current {current})")]
+    StaleBrokerEpoch {
+        /// Broker id.
+        broker: i32,
+        /// Given.
+        given: u64,
+        /// Current.
+        current: u64,
+    },
+    /// BROKER_ID_NOT_REGISTERED.
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+}
+
+/// What a request is answered with once its records are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Registered: the epoch is the log index of the first record.
+    Registered,
+    /// A heartbeat: whether the broker is (still) fenced afterwards, and
+    /// whether it may finish shutting down.
+    Heartbeat {
+        /// Fenced after the records apply.
+        fenced: bool,
+        /// A controlled shutdown is complete.
+        shutdown_ok: bool,
+    },
+    /// Done (topic created, deleted, configs set, ...).
+    Done,
+    /// Producer ids `[first, first + PRODUCER_ID_BLOCK)`.
+    ProducerIds {
+        /// First id of the block.
+        first: i64,
+    },
+    /// Refused; no records.
+    Refused(MetaError),
+}
+
+/// A decision: records to propose, then the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Records to commit, in order.
+    pub records: Vec<MetaRecord>,
+    /// The answer once they are applied.
+    pub answer: Answer,
+}
+
+impl Decision {
+    fn refuse(e: MetaError) -> Self {
+        Self {
+            records: Vec::new(),
+            answer: Answer::Refused(e),
+        }
+    }
+}
+
+/// The controller's own state: liveness and the placement cursor.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    config: ControllerConfig,
+    /// Last heartbeat (ms) per broker id, as seen by this controller.
+    last_heartbeat: BTreeMap<i32, i64>,
+    /// Where the next topic's first replica goes.
+    next_start: usize,
+    /// When this controller took over.
+    started_ms: i64,
+}
+
+impl Controller {
+    /// A controller taking over at `now_ms`.
+    pub fn new(config: ControllerConfig, now_ms: i64) -> Self {
+        Self {
+            config,
+            last_heartbeat: BTreeMap::new(),
+            next_start: 0,
+            started_ms: now_ms,
+        }
+    }
+
+    fn check_epoch(image: &Image, broker: i32, epoch: u64) -> Result<(), MetaError> {
+        let b = image
+            .brokers
+            .get(&broker)
+            .ok_or(MetaError::UnknownBroker(broker))?;
+        if b.epoch != epoch {
+            return Err(MetaError::StaleBrokerEpoch {
+                broker,
+                given: epoch,
+                current: b.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Handles one request against `image` at `now_ms`.
+    pub fn handle(&mut self, image: &Image, now_ms: i64, request: Request) -> Decision {
+        match request {
+            Request::Register {
+                broker,
+                incarnation,
+                endpoints,
+                rack,
+            } => {
+                self.last_heartbeat.insert(broker, now_ms);
+                // A new registration replaces the old one: whatever the old
+                // epoch led is re-elected when it is fenced (it is: every
+                // registration starts fenced).
+                let mut records = vec![MetaRecord::RegisterBroker {
+                    broker,
+                    incarnation,
+                    endpoints,
+                    rack,
+                }];
+                records.extend(self.leaders_away_from(image, broker));
+                Decision {
+                    records,
+                    answer: Answer::Registered,
+                }
+            }
+            Request::Heartbeat {
+                broker,
+                epoch,
+                applied,
+                shutting_down,
+            } => {
+                if let Err(e) = Self::check_epoch(image, broker, epoch) {
+                    return Decision::refuse(e);
+                }
+                self.last_heartbeat.insert(broker, now_ms);
+                let fenced = image.brokers[&broker].fenced;
+                if shutting_down {
+                    let mut records = self.leaders_away_from(image, broker);
+                    if !fenced {
+                        records.insert(0, MetaRecord::FenceBroker { broker, epoch });
+                    }
+                    return Decision {
+                        records,
+                        answer: Answer::Heartbeat {
+                            fenced: true,
+                            shutdown_ok: true,
+                        },
+                    };
+                }
+                if fenced && applied >= epoch {
+                    let mut records = vec![MetaRecord::UnfenceBroker { broker, epoch }];
+                    records.extend(self.leaders_back_to(image, broker));
+                    return Decision {
+                        records,
+                        answer: Answer::Heartbeat {
+                            fenced: false,
+                            shutdown_ok: false,
+                        },
+                    };
+                }
+                Decision {
+                    records: Vec::new(),
+                    answer: Answer::Heartbeat {
+                        fenced,
+                        shutdown_ok: false,
+                    },
+                }
+            }
+            Request::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+                id,
+            } => self.create_topic(image, name, partitions, replication_factor, configs, id),
+            Request::DeleteTopic { name } => match image.names.get(&name) {
+                Some(id) => Decision {
+                    records: vec![MetaRecord::RemoveTopic { id: *id }],
+                    answer: Answer::Done,
+                },
+                None => Decision::refuse(MetaError::UnknownTopic(name)),
+            },
+            Request::CreatePartitions { name, count } => {
+                let Some(t) = image.topic(&name) else {
+                    return Decision::refuse(MetaError::UnknownTopic(name));
+                };
+                let have = t.partitions.len() as i32;
+                if count <= have {
+                    return Decision::refuse(MetaError::InvalidPartitions(format!(
+                        "topic {name} has {have} partitions; the new count must be larger, not {count}"
+                    )));
+                }
+                let rf = t.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+                match self.place(image, have, count - have, rf) {
+                    Ok(placed) => Decision {
+                        records: placed
+                            .into_iter()
+                            .map(|(partition, replicas)| {
+                                partition_record(t.id, partition, replicas)
+                            })
+                            .collect(),
+                        answer: Answer::Done,
+                    },
+                    Err(e) => Decision::refuse(e),
+                }
+            }
+            Request::AlterConfigs { resource, changes } => {
+                if let ConfigResource::Topic(name) = &resource
+                    && image.topic(name).is_none()
+                {
+                    return Decision::refuse(MetaError::UnknownTopic(name.clone()));
+                }
+                Decision {
+                    records: changes
+                        .into_iter()
+                        .map(|(name, value)| MetaRecord::Config {
+                            resource: resource.clone(),
+                            name,
+                            value,
+                        })
+                        .collect(),
+                    answer: Answer::Done,
+                }
+            }
+            Request::AllocateProducerIds { broker, epoch } => {
+                if let Err(e) = Self::check_epoch(image, broker, epoch) {
+                    return Decision::refuse(e);
+                }
+                let first = image.next_producer_id;
+                Decision {
+                    records: vec![MetaRecord::ProducerIds {
+                        broker,
+                        epoch,
+                        next: first + PRODUCER_ID_BLOCK,
+                    }],
+                    answer: Answer::ProducerIds { first },
+                }
+            }
+        }
+    }
+
+    fn create_topic(
+        &mut self,
+        image: &Image,
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        id: Uuid,
+    ) -> Decision {
+        if image.names.contains_key(&name) {
+            return Decision::refuse(MetaError::TopicExists(name));
+        }
+        let partitions = if partitions == -1 {
+            self.config.default_partitions
+        } else {
+            partitions
+        };
+        if partitions < 1 {
+            return Decision::refuse(MetaError::InvalidPartitions(format!(
+                "the number of partitions must be at least 1, not {partitions}"
+            )));
+        }
+        let rf = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        let placed = match self.place(image, 0, partitions, rf) {
+            Ok(p) => p,
+            Err(e) => return Decision::refuse(e),
+        };
+        let mut records = vec![MetaRecord::Topic {
+            name: name.clone(),
+            id,
+        }];
+        records.extend(configs.into_iter().map(|(k, v)| MetaRecord::Config {
+            resource: ConfigResource::Topic(name.clone()),
+            name: k,
+            value: Some(v),
+        }));
+        records.extend(
+            placed
+                .into_iter()
+                .map(|(partition, replicas)| partition_record(id, partition, replicas)),
+        );
+        Decision {
+            records,
+            answer: Answer::Done,
+        }
+    }
+
+    /// Replicas for partitions `first..first + count`: round-robin over
+    /// the unfenced brokers sorted by id, from a rotating start.
+    fn place(
+        &mut self,
+        image: &Image,
+        first: i32,
+        count: i32,
+        rf: i16,
+    ) -> Result<Vec<(i32, Vec<i32>)>, MetaError> {
+        let live = image.live_brokers();
+        if rf < 1 || rf as usize > live.len() {
+            return Err(MetaError::InvalidReplicationFactor {
+                asked: rf,
+                live: live.len(),
+            });
+        }
+        let n = live.len();
+        let start = self.next_start % n;
+        self.next_start = self.next_start.wrapping_add(1);
+        Ok((0..count)
+            .map(|i| {
+                let lead = (start + i as usize) % n;
+                let replicas = (0..rf as usize).map(|r| live[(lead + r) % n]).collect();
+                (first + i, replicas)
+            })
+            .collect())
+    }
+
+    /// Time passes: brokers silent for `broker.session.timeout.ms` are
+    /// fenced and lose their leaderships.
+    pub fn tick(&mut self, image: &Image, now_ms: i64) -> Vec<MetaRecord> {
+        let expired: Vec<(i32, u64)> = image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .filter(|b| {
+                let last = *self.last_heartbeat.entry(b.id).or_insert(self.started_ms);
+                now_ms.saturating_sub(last) >= self.config.session_timeout_ms
+            })
+            .map(|b| (b.id, b.epoch))
+            .collect();
+        if expired.is_empty() {
+            return Vec::new();
+        }
+        // Each fencing is decided on the image the previous ones left, so
+        // two brokers fenced together never hand a partition to each other.
+        let mut scratch = image.clone();
+        let mut records = Vec::new();
+        for (broker, epoch) in expired {
+            let mut these = vec![MetaRecord::FenceBroker { broker, epoch }];
+            these.extend(self.leaders_away_from(&scratch, broker));
+            for r in &these {
+                let _ = scratch.apply(scratch.applied + 1, r);
+            }
+            records.extend(these);
+        }
+        records
+    }
+
+    /// The partition changes that take `broker` out: it leaves every ISR
+    /// that has other members (the last member stays: it holds all the
+    /// data, and without unclean election only it may lead again), and
+    /// the partitions it led get the first other unfenced ISR member as
+    /// leader, or none.
+    fn leaders_away_from(&self, image: &Image, broker: i32) -> Vec<MetaRecord> {
+        let mut out = Vec::new();
+        for t in image.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.leader != broker && !p.isr.contains(&broker) {
+                    continue;
+                }
+                let isr: Vec<i32> = if p.isr.len() > 1 {
+                    p.isr.iter().copied().filter(|&r| r != broker).collect()
+                } else {
+                    p.isr.clone()
+                };
+                let leader = if p.leader == broker {
+                    isr.iter()
+                        .copied()
+                        .find(|&r| r != broker && image.brokers.get(&r).is_some_and(|b| !b.fenced))
+                        .unwrap_or(-1)
+                } else {
+                    p.leader
+                };
+                if leader == p.leader && isr == p.isr {
+                    continue;
+                }
+                out.push(MetaRecord::PartitionChange(PartitionChange {
+                    topic: t.id,
+                    partition: i as i32,
+                    leader: (leader != p.leader).then_some(leader),
+                    isr: (isr != p.isr).then_some(isr),
+                    replicas: None,
+                }));
+            }
+        }
+        out
+    }
+
+    /// The partition changes that give `broker` the partitions with no
+    /// leader whose ISR holds it.
+    fn leaders_back_to(&self, image: &Image, broker: i32) -> Vec<MetaRecord> {
+        let mut out = Vec::new();
+        for t in image.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.leader == -1 && p.isr.contains(&broker) {
+                    out.push(MetaRecord::PartitionChange(PartitionChange {
+                        topic: t.id,
+                        partition: i as i32,
+                        leader: Some(broker),
+                        isr: None,
+                        replicas: None,
+                    }));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn partition_record(topic: Uuid, partition: i32, replicas: Vec<i32>) -> MetaRecord {
+    MetaRecord::Partition(PartitionRecord {
+        topic,
+        partition,
+        leader: replicas[0],
+        isr: replicas.clone(),
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests;

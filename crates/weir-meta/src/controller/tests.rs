@@ -1,0 +1,492 @@
+//! The controller's decisions, one by one and under a seeded simulation
+//! of brokers starting, dying, restarting and changing controllers.
+
+use super::*;
+use crate::image::Refused;
+
+/// Applies a decision's records as the quorum would, at the next indexes;
+/// returns the index of the first one.
+fn commit(image: &mut Image, next_index: &mut u64, records: &[MetaRecord]) -> Result<u64, Refused> {
+    let first = *next_index;
+    for r in records {
+        image.apply(*next_index, r)?;
+        *next_index += 1;
+    }
+    Ok(first)
+}
+
+struct Sim {
+    image: Image,
+    index: u64,
+    controller: Controller,
+    /// Fencings, partitions gone offline, leaders elected.
+    fences: usize,
+    offline: usize,
+    elected: usize,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self {
+            image: Image::default(),
+            index: 1,
+            controller: Controller::new(ControllerConfig::default(), 0),
+            fences: 0,
+            offline: 0,
+            elected: 0,
+        }
+    }
+    fn count(&mut self, records: &[MetaRecord]) {
+        for r in records {
+            match r {
+                MetaRecord::FenceBroker { .. } => self.fences += 1,
+                MetaRecord::PartitionChange(PartitionChange {
+                    leader: Some(-1), ..
+                }) => self.offline += 1,
+                MetaRecord::PartitionChange(PartitionChange {
+                    leader: Some(_), ..
+                }) => self.elected += 1,
+                _ => {}
+            }
+        }
+    }
+    fn run(&mut self, now: i64, req: Request) -> (Answer, u64) {
+        let d = self.controller.handle(&self.image, now, req);
+        self.count(&d.records);
+        let first = commit(&mut self.image, &mut self.index, &d.records)
+            .unwrap_or_else(|e| panic!("the controller proposed a refused record: {e}"));
+        (d.answer, first)
+    }
+    fn tick(&mut self, now: i64) {
+        let records = self.controller.tick(&self.image, now);
+        self.count(&records);
+        commit(&mut self.image, &mut self.index, &records).unwrap();
+    }
+    /// Registers and unfences a broker; returns its epoch.
+    fn join(&mut self, now: i64, broker: i32) -> u64 {
+        let (a, epoch) = self.run(now, register(broker));
+        assert_eq!(a, Answer::Registered);
+        let applied = self.image.applied;
+        let (a, _) = self.run(now, heartbeat(broker, epoch, applied));
+        assert!(
+            matches!(a, Answer::Heartbeat { fenced: false, .. }),
+            "{a:?}"
+        );
+        epoch
+    }
+}
+
+fn register(broker: i32) -> Request {
+    Request::Register {
+        broker,
+        incarnation: Uuid::new_v4(),
+        endpoints: vec![Endpoint {
+            listener: "PLAINTEXT".into(),
+            host: format!("127.0.0.{broker}"),
+            port: 9092,
+        }],
+        rack: None,
+    }
+}
+
+fn heartbeat(broker: i32, epoch: u64, applied: u64) -> Request {
+    Request::Heartbeat {
+        broker,
+        epoch,
+        applied,
+        shutting_down: false,
+    }
+}
+
+fn create(name: &str, partitions: i32, rf: i16) -> Request {
+    Request::CreateTopic {
+        name: name.into(),
+        partitions,
+        replication_factor: rf,
+        configs: BTreeMap::new(),
+        id: Uuid::new_v4(),
+    }
+}
+
+#[test]
+fn a_broker_registers_fenced_and_is_unfenced_once_caught_up() {
+    let mut s = Sim::new();
+    let (_, epoch) = s.run(0, register(1));
+    assert!(s.image.brokers[&1].fenced);
+    // Not caught up yet: still fenced.
+    let (a, _) = s.run(10, heartbeat(1, epoch, epoch - 1));
+    assert_eq!(
+        a,
+        Answer::Heartbeat {
+            fenced: true,
+            shutdown_ok: false
+        }
+    );
+    let (a, _) = s.run(20, heartbeat(1, epoch, epoch));
+    assert!(matches!(a, Answer::Heartbeat { fenced: false, .. }));
+    assert_eq!(s.image.live_brokers(), [1]);
+    // A heartbeat from an older registration is refused.
+    let (_, newer) = s.run(30, register(1));
+    let (a, _) = s.run(40, heartbeat(1, epoch, 100));
+    assert!(matches!(
+        a,
+        Answer::Refused(MetaError::StaleBrokerEpoch { current, .. }) if current == newer
+    ));
+}
+
+#[test]
+fn twelve_partitions_spread_their_leaders_over_three_brokers() {
+    let mut s = Sim::new();
+    for b in 1..=3 {
+        s.join(0, b);
+    }
+    let (a, _) = s.run(0, create("t", 12, 1));
+    assert_eq!(a, Answer::Done);
+    let mut led = BTreeMap::new();
+    for p in &s.image.topic("t").unwrap().partitions {
+        *led.entry(p.leader).or_insert(0) += 1;
+        assert_eq!(p.replicas, [p.leader]);
+    }
+    assert_eq!(led.values().copied().collect::<Vec<_>>(), [4, 4, 4]);
+    // Replicas of RF 3 are three different brokers, leaders still spread.
+    s.run(0, create("r", 6, 3));
+    let mut leaders = BTreeMap::new();
+    for p in &s.image.topic("r").unwrap().partitions {
+        let mut r = p.replicas.clone();
+        r.sort_unstable();
+        assert_eq!(r, [1, 2, 3]);
+        *leaders.entry(p.leader).or_insert(0) += 1;
+    }
+    assert_eq!(leaders.len(), 3);
+    // Refusals.
+    let (a, _) = s.run(0, create("t", 1, 1));
+    assert_eq!(a, Answer::Refused(MetaError::TopicExists("t".into())));
+    let (a, _) = s.run(0, create("big", 1, 4));
+    assert!(matches!(
+        a,
+        Answer::Refused(MetaError::InvalidReplicationFactor { .. })
+    ));
+    let (a, _) = s.run(0, create("none", 0, 1));
+    assert!(matches!(
+        a,
+        Answer::Refused(MetaError::InvalidPartitions(_))
+    ));
+    // More partitions keep the replication factor.
+    let (a, _) = s.run(
+        0,
+        Request::CreatePartitions {
+            name: "r".into(),
+            count: 9,
+        },
+    );
+    assert_eq!(a, Answer::Done);
+    assert_eq!(s.image.topic("r").unwrap().partitions.len(), 9);
+    assert!(
+        s.image
+            .topic("r")
+            .unwrap()
+            .partitions
+            .iter()
+            .all(|p| p.replicas.len() == 3)
+    );
+    let (a, _) = s.run(0, Request::DeleteTopic { name: "t".into() });
+    assert_eq!(a, Answer::Done);
+    assert!(s.image.topic("t").is_none());
+}
+
+#[test]
+fn a_silent_broker_is_fenced_and_its_partitions_fail_over_or_go_offline() {
+    let mut s = Sim::new();
+    let epochs: Vec<u64> = (1..=3).map(|b| s.join(0, b)).collect();
+    s.run(0, create("one", 3, 1));
+    s.run(0, create("three", 3, 3));
+    let led_by_1 = s.image.led_by(1).len();
+    assert!(led_by_1 >= 2);
+    // Brokers 2 and 3 keep heartbeating; broker 1 is silent.
+    let mut now = 0;
+    while now < 12_000 {
+        now += 1000;
+        for b in [2, 3] {
+            let applied = s.image.applied;
+            s.run(now, heartbeat(b, epochs[b as usize - 1], applied));
+        }
+        s.tick(now);
+    }
+    assert!(s.image.brokers[&1].fenced);
+    for t in s.image.topics.values() {
+        for p in &t.partitions {
+            assert_ne!(p.leader, 1);
+            if p.replicas == [1] {
+                assert_eq!(p.leader, -1, "RF 1 on the dead broker: offline");
+                assert_eq!(p.isr, [1]);
+            } else {
+                assert!(p.leader == 2 || p.leader == 3);
+                assert!(!p.isr.contains(&1), "{p:?}");
+            }
+        }
+    }
+    // Broker 1 restarts: a new registration, unfenced once caught up; its
+    // offline partitions come back to it.
+    let e1 = s.join(now, 1);
+    assert!(e1 > epochs[0]);
+    for t in s.image.topics.values() {
+        for p in &t.partitions {
+            assert!(p.leader != -1, "{} {p:?}", t.name);
+        }
+    }
+}
+
+#[test]
+fn a_new_controller_fences_nobody_at_once_and_a_controlled_shutdown_moves_leaders() {
+    let mut s = Sim::new();
+    let e: Vec<u64> = (1..=2).map(|b| s.join(0, b)).collect();
+    s.run(0, create("t", 4, 2));
+    // A new controller at 100 s has heard from nobody yet.
+    s.controller = Controller::new(ControllerConfig::default(), 100_000);
+    s.tick(100_000);
+    s.tick(108_999);
+    assert!(s.image.live_brokers().len() == 2);
+    s.tick(109_000);
+    assert!(
+        s.image.live_brokers().is_empty(),
+        "silent since the takeover"
+    );
+    // Controlled shutdown of broker 1 after both rejoin.
+    let e1 = s.join(110_000, 1);
+    let e2 = s.join(110_000, 2);
+    assert!(e1 > e[0] && e2 > e[1]);
+    let applied = s.image.applied;
+    let (a, _) = s.run(
+        110_500,
+        Request::Heartbeat {
+            broker: 1,
+            epoch: e1,
+            applied,
+            shutting_down: true,
+        },
+    );
+    assert_eq!(
+        a,
+        Answer::Heartbeat {
+            fenced: true,
+            shutdown_ok: true
+        }
+    );
+    assert!(s.image.led_by(1).is_empty());
+    assert_eq!(s.image.led_by(2).len(), 4);
+}
+
+#[test]
+fn producer_id_blocks_never_overlap() {
+    let mut s = Sim::new();
+    let e1 = s.join(0, 1);
+    let e2 = s.join(0, 2);
+    let mut firsts = Vec::new();
+    for i in 0..10 {
+        let (broker, epoch) = if i % 2 == 0 { (1, e1) } else { (2, e2) };
+        match s.run(0, Request::AllocateProducerIds { broker, epoch }).0 {
+            Answer::ProducerIds { first } => firsts.push(first),
+            other => panic!("{other:?}"),
+        }
+    }
+    let expected: Vec<i64> = (0..10).map(|i| i * PRODUCER_ID_BLOCK).collect();
+    assert_eq!(firsts, expected);
+    let (a, _) = s.run(
+        0,
+        Request::AllocateProducerIds {
+            broker: 3,
+            epoch: 1,
+        },
+    );
+    assert_eq!(a, Answer::Refused(MetaError::UnknownBroker(3)));
+}
+
+/// xorshift64*: a small seeded generator for the simulation.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The invariants after every step (M2-M5 of docs/design/cluster.md).
+#[derive(Default)]
+struct Checker {
+    broker_epochs: BTreeMap<i32, u64>,
+    leader_epochs: BTreeMap<(Uuid, usize), i32>,
+    leader_of_epoch: BTreeMap<(Uuid, usize, i32), i32>,
+    blocks: Vec<i64>,
+}
+
+impl Checker {
+    fn check(&mut self, image: &Image) {
+        for b in image.brokers.values() {
+            let seen = self.broker_epochs.entry(b.id).or_insert(b.epoch);
+            assert!(b.epoch >= *seen, "broker {} epoch went back", b.id);
+            *seen = b.epoch;
+        }
+        for t in image.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let seen = self
+                    .leader_epochs
+                    .entry((t.id, i))
+                    .or_insert(p.leader_epoch);
+                assert!(p.leader_epoch >= *seen, "leader epoch went back: {p:?}");
+                *seen = p.leader_epoch;
+                let leader = self
+                    .leader_of_epoch
+                    .entry((t.id, i, p.leader_epoch))
+                    .or_insert(p.leader);
+                assert_eq!(*leader, p.leader, "two leaders in epoch {}", p.leader_epoch);
+                assert!(
+                    p.leader == -1 || image.brokers.get(&p.leader).is_some_and(|b| !b.fenced),
+                    "{} {i} led by fenced or unknown broker {}",
+                    t.name,
+                    p.leader
+                );
+                assert!(p.leader == -1 || p.isr.contains(&p.leader));
+                assert!(p.isr.iter().all(|r| p.replicas.contains(r)));
+                assert!(!p.isr.is_empty());
+            }
+        }
+    }
+    fn block(&mut self, first: i64) {
+        assert!(!self.blocks.contains(&first), "block {first} given twice");
+        assert!(
+            first
+                >= self
+                    .blocks
+                    .iter()
+                    .max()
+                    .map_or(0, |m| m + PRODUCER_ID_BLOCK)
+        );
+        self.blocks.push(first);
+    }
+}
+
+#[test]
+fn seeded_simulation_keeps_the_invariants_under_crashes_and_controller_changes() {
+    let (mut fences, mut offline, mut elected) = (0, 0, 0);
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut s = Sim::new();
+        let mut check = Checker::default();
+        // Broker id -> (alive, epoch).
+        let mut procs: BTreeMap<i32, (bool, Option<u64>)> =
+            (1..=4).map(|b| (b, (false, None))).collect();
+        let mut now = 0i64;
+        let mut topics = 0;
+        for _ in 0..400 {
+            now += rng.below(1500) as i64;
+            match rng.below(20) {
+                0 => {
+                    // A broker dies (kill -9): it stops talking.
+                    let b = 1 + rng.below(4) as i32;
+                    procs.get_mut(&b).unwrap().0 = false;
+                }
+                1 | 2 => {
+                    // A dead broker starts again: a new registration.
+                    let b = 1 + rng.below(4) as i32;
+                    if !procs[&b].0 {
+                        let (_, epoch) = s.run(now, register(b));
+                        procs.insert(b, (true, Some(epoch)));
+                    }
+                }
+                3 => {
+                    let name = format!("t{topics}");
+                    topics += 1;
+                    let rf = 1 + rng.below(3) as i16;
+                    let parts = 1 + rng.below(6) as i32;
+                    s.run(now, create(&name, parts, rf));
+                }
+                4 if topics > 0 => {
+                    let name = format!("t{}", rng.below(topics));
+                    s.run(now, Request::DeleteTopic { name });
+                }
+                5 => {
+                    // The controller moves to another node.
+                    s.controller = Controller::new(ControllerConfig::default(), now);
+                }
+                6 => {
+                    let b = 1 + rng.below(4) as i32;
+                    if let (true, Some(epoch)) = procs[&b]
+                        && let Answer::ProducerIds { first } = s
+                            .run(now, Request::AllocateProducerIds { broker: b, epoch })
+                            .0
+                    {
+                        check.block(first);
+                    }
+                }
+                7 => {
+                    // A controlled shutdown.
+                    let b = 1 + rng.below(4) as i32;
+                    if let (true, Some(epoch)) = procs[&b] {
+                        let applied = s.image.applied;
+                        s.run(
+                            now,
+                            Request::Heartbeat {
+                                broker: b,
+                                epoch,
+                                applied,
+                                shutting_down: true,
+                            },
+                        );
+                        procs.get_mut(&b).unwrap().0 = false;
+                    }
+                }
+                _ => {
+                    // Live brokers heartbeat (some lagging behind).
+                    for (&b, &(alive, epoch)) in &procs {
+                        if let (true, Some(epoch)) = (alive, epoch) {
+                            let lag = rng.below(3);
+                            let applied = s.image.applied.saturating_sub(lag);
+                            s.run(now, heartbeat(b, epoch, applied));
+                        }
+                    }
+                    s.tick(now);
+                }
+            }
+            check.check(&s.image);
+        }
+        // Settle: every live broker heartbeats for a while; every dead one
+        // ends fenced; every partition with a live in-sync replica has a
+        // leader.
+        for _ in 0..15 {
+            now += 1000;
+            for (&b, &(alive, epoch)) in &procs {
+                if let (true, Some(epoch)) = (alive, epoch) {
+                    let applied = s.image.applied;
+                    s.run(now, heartbeat(b, epoch, applied));
+                }
+            }
+            s.tick(now);
+            check.check(&s.image);
+        }
+        for (&b, &(alive, _)) in &procs {
+            if let Some(info) = s.image.brokers.get(&b) {
+                assert_eq!(info.fenced, !alive, "seed {seed}: broker {b}");
+            }
+        }
+        for t in s.image.topics.values() {
+            for p in &t.partitions {
+                let any_live = p.isr.iter().any(|r| procs.get(r).is_some_and(|x| x.0));
+                assert_eq!(p.leader != -1, any_live, "seed {seed}: {} {p:?}", t.name);
+            }
+        }
+        fences += s.fences;
+        offline += s.offline;
+        elected += s.elected;
+    }
+    // The runs did exercise what they check.
+    assert!(
+        fences > 200 && offline > 100 && elected > 200,
+        "{fences} {offline} {elected}"
+    );
+}

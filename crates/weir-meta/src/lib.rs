@@ -1,0 +1,27 @@
+//! `weir-meta`: the cluster metadata of a Weir cluster, as Kafka's KRaft
+//! mode keeps it.
+//!
+//! * [`record`]: the typed metadata records (broker registrations and
+//!   fencing, topics, partitions with their replicas, ISR, leader and
+//!   epochs, configs, producer-id blocks) and their encoding.
+//! * [`image`]: the in-memory image the records replay into, the same on
+//!   every node that applied the same log ([`Image::apply`] is pure and
+//!   total).
+//! * [`controller`]: the active controller's decisions as a pure state
+//!   machine: registrations, heartbeats, fencing on missed heartbeats,
+//!   leader elections, topic creation with replicas spread over brokers,
+//!   producer-id blocks. Inputs and the time come in, records to propose
+//!   and answers go out.
+//!
+//! The design, with the invariants and the failure cases, is in
+//! `docs/design/cluster.md`. The Raft group that orders the records comes
+//! in a later slice; this crate is the only one that will import the Raft
+//! library.
+
+pub mod controller;
+pub mod image;
+pub mod record;
+
+pub use controller::{Answer, Controller, ControllerConfig, MetaError, Request};
+pub use image::{BrokerInfo, Image, PartitionInfo, TopicInfo};
+pub use record::{ConfigResource, Endpoint, MetaRecord, PartitionChange, PartitionRecord};
