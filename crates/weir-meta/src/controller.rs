@@ -113,6 +113,16 @@ pub enum Request {
         /// The changes.
         changes: Vec<(String, Option<String>)>,
     },
+    /// The first start of a data directory written by the one-node
+    /// version: its topics become metadata, led by that node.
+    Migrate {
+        /// The node that held them.
+        broker: i32,
+        /// (name, id, partitions, config overrides).
+        topics: Vec<(String, Uuid, i32, BTreeMap<String, String>)>,
+        /// The first producer id not yet used there.
+        next_producer_id: i64,
+    },
     /// A broker needs producer ids (AllocateProducerIds).
     AllocateProducerIds {
         /// Broker id.
@@ -358,6 +368,45 @@ impl Controller {
                             value,
                         })
                         .collect(),
+                    answer: Answer::Done,
+                }
+            }
+            Request::Migrate {
+                broker,
+                topics,
+                next_producer_id,
+            } => {
+                if image.migrated || !image.topics.is_empty() {
+                    return Decision {
+                        records: Vec::new(),
+                        answer: Answer::Done,
+                    };
+                }
+                let mut records = Vec::new();
+                for (name, id, partitions, configs) in topics {
+                    records.push(MetaRecord::Topic {
+                        name: name.clone(),
+                        id,
+                    });
+                    records.extend(configs.into_iter().map(|(k, v)| MetaRecord::Config {
+                        resource: ConfigResource::Topic(name.clone()),
+                        name: k,
+                        value: Some(v),
+                    }));
+                    records.extend((0..partitions).map(|p| partition_record(id, p, vec![broker])));
+                }
+                if next_producer_id > image.next_producer_id
+                    && let Some(b) = image.brokers.get(&broker)
+                {
+                    records.push(MetaRecord::ProducerIds {
+                        broker,
+                        epoch: b.epoch,
+                        next: next_producer_id,
+                    });
+                }
+                records.push(MetaRecord::Migrated);
+                Decision {
+                    records,
                     answer: Answer::Done,
                 }
             }

@@ -490,3 +490,33 @@ fn seeded_simulation_keeps_the_invariants_under_crashes_and_controller_changes()
         "{fences} {offline} {elected}"
     );
 }
+
+#[test]
+fn a_one_node_data_directory_migrates_once() {
+    let mut s = Sim::new();
+    s.join(0, 1);
+    let id = Uuid::new_v4();
+    let mut configs = BTreeMap::new();
+    configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+    let migrate = Request::Migrate {
+        broker: 1,
+        topics: vec![("old".into(), id, 3, configs)],
+        next_producer_id: 5000,
+    };
+    assert_eq!(s.run(0, migrate.clone()).0, Answer::Done);
+    let t = s.image.topic("old").unwrap();
+    assert_eq!(t.id, id, "the id is kept");
+    assert_eq!(t.configs["cleanup.policy"], "compact");
+    assert_eq!(t.partitions.len(), 3);
+    assert!(
+        t.partitions
+            .iter()
+            .all(|p| p.leader == 1 && p.replicas == [1])
+    );
+    assert!(s.image.migrated);
+    assert_eq!(s.image.next_producer_id, 5000);
+    // Again: nothing happens.
+    let before = s.index;
+    s.run(0, migrate);
+    assert_eq!(s.index, before);
+}
