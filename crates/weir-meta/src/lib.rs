@@ -13,6 +13,10 @@
 //!   producer-id blocks. Inputs and the time come in, records to propose
 //!   and answers go out.
 //!
+//! * [`store`]: the durable Raft log, vote and snapshot of a node, with
+//!   torn tails cut at open (through `weir-log`'s storage seam, so every
+//!   crash test runs on its fault-injecting store).
+//!
 //! The design, with the invariants and the failure cases, is in
 //! `docs/design/cluster.md`. The Raft group that orders the records comes
 //! in a later slice; this crate is the only one that will import the Raft
@@ -21,6 +25,7 @@
 pub mod controller;
 pub mod image;
 pub mod record;
+pub mod store;
 
 pub use controller::{Answer, Controller, ControllerConfig, MetaError, Request};
 pub use image::{BrokerInfo, Image, PartitionInfo, TopicInfo};
