@@ -26,6 +26,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::image::Image;
@@ -56,7 +57,7 @@ impl Default for ControllerConfig {
 }
 
 /// An input to the controller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// A broker process starting (BrokerRegistration).
     Register {
@@ -133,7 +134,7 @@ pub enum Request {
 }
 
 /// Why a request was refused, mapped to Kafka's error codes by the broker.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum MetaError {
     /// TOPIC_ALREADY_EXISTS.
     #[error("topic {0} exists already")]
@@ -168,7 +169,7 @@ pub enum MetaError {
 }
 
 /// What a request is answered with once its records are applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
     /// Registered: the epoch is the log index of the first record.
     Registered,
@@ -436,7 +437,15 @@ impl Controller {
         configs: BTreeMap<String, String>,
         id: Uuid,
     ) -> Decision {
-        if image.names.contains_key(&name) {
+        if let Some(existing) = image.names.get(&name) {
+            // The same request again (its answer was lost in a controller
+            // change) is answered as done.
+            if *existing == id {
+                return Decision {
+                    records: Vec::new(),
+                    answer: Answer::Done,
+                };
+            }
             return Decision::refuse(MetaError::TopicExists(name));
         }
         let partitions = if partitions == -1 {

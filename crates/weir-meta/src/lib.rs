@@ -17,13 +17,20 @@
 //!   torn tails cut at open (through `weir-log`'s storage seam, so every
 //!   crash test runs on its fault-injecting store).
 //!
+//! * [`raft`] and [`network`]: the Raft group (openraft, pinned) that
+//!   orders the records, over the store and TCP; the only modules that
+//!   know openraft, and this the only crate that imports it.
+//! * [`node`]: a running node: Raft, the controller role while it leads,
+//!   and [`node::MetaNode::request`], which finds the active controller.
+//!
 //! The design, with the invariants and the failure cases, is in
-//! `docs/design/cluster.md`. The Raft group that orders the records comes
-//! in a later slice; this crate is the only one that will import the Raft
-//! library.
+//! `docs/design/cluster.md`.
 
 pub mod controller;
 pub mod image;
+pub mod network;
+pub mod node;
+pub mod raft;
 pub mod record;
 pub mod store;
 

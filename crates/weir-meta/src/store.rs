@@ -141,9 +141,9 @@ impl MetaStore {
     pub fn open(storage: Arc<dyn Storage>, dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         storage.create_dir_all(&dir).map_err(err(&dir))?;
-        for name in ["log.tmp", "vote.tmp", "snapshot.tmp", "purged.tmp"] {
-            let p = dir.join(name);
-            if storage.exists(&p) {
+        for name in storage.list(&dir).map_err(err(&dir))? {
+            if name.ends_with(".tmp") {
+                let p = dir.join(name);
                 storage.remove(&p).map_err(err(&p))?;
             }
         }
@@ -292,6 +292,16 @@ impl MetaStore {
         self.size -= from;
         self.purged = Some((index, term));
         Ok(())
+    }
+
+    /// Saves a small named file (`[a-z-]+`) durably and atomically.
+    pub fn save_file(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        write_atomic(&*self.storage, &self.dir, name, data)
+    }
+
+    /// A small named file saved by [`MetaStore::save_file`].
+    pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        read_small(&*self.storage, &self.dir.join(name))
     }
 
     /// Saves the vote (opaque bytes) durably.
