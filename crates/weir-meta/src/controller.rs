@@ -173,6 +173,12 @@ pub enum MetaError {
 pub enum Answer {
     /// Registered: the epoch is the log index of the first record.
     Registered,
+    /// The same process registered before (its answer was lost): its
+    /// registration stands, with this epoch.
+    AlreadyRegistered {
+        /// The broker epoch.
+        epoch: u64,
+    },
     /// A heartbeat: whether the broker is (still) fenced afterwards, and
     /// whether it may finish shutting down.
     Heartbeat {
@@ -258,6 +264,14 @@ impl Controller {
                 rack,
             } => {
                 self.last_heartbeat.insert(broker, now_ms);
+                if let Some(b) = image.brokers.get(&broker)
+                    && b.incarnation == incarnation
+                {
+                    return Decision {
+                        records: Vec::new(),
+                        answer: Answer::AlreadyRegistered { epoch: b.epoch },
+                    };
+                }
                 // A new registration replaces the old one: whatever the old
                 // epoch led is re-elected when it is fenced (it is: every
                 // registration starts fenced).

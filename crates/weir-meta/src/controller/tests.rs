@@ -520,3 +520,18 @@ fn a_one_node_data_directory_migrates_once() {
     s.run(0, migrate);
     assert_eq!(s.index, before);
 }
+
+#[test]
+fn a_repeated_registration_of_the_same_process_keeps_its_epoch() {
+    let mut s = Sim::new();
+    let r = register(1);
+    let (_, epoch) = s.run(0, r.clone());
+    let before = s.index;
+    let (a, _) = s.run(5, r);
+    assert_eq!(a, Answer::AlreadyRegistered { epoch });
+    assert_eq!(s.index, before, "nothing written");
+    // A new process (another incarnation) gets a new epoch.
+    let (a, newer) = s.run(10, register(1));
+    assert_eq!(a, Answer::Registered);
+    assert!(newer > epoch);
+}
