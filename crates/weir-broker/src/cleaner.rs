@@ -30,6 +30,9 @@ pub struct CleanerConfig {
     pub dedupe_buffer_bytes: u64,
     /// `log.cleaner.backoff.ms`: the sleep when no log needs cleaning.
     pub backoff_ms: u64,
+    /// `log.cleaner.io.max.bytes.per.second`: the most a pass reads per
+    /// second (`None`: unlimited, Kafka's default).
+    pub io_max_bytes_per_second: Option<u64>,
 }
 
 impl Default for CleanerConfig {
@@ -38,6 +41,7 @@ impl Default for CleanerConfig {
             enable: true,
             dedupe_buffer_bytes: 128 << 20,
             backoff_ms: 15_000,
+            io_max_bytes_per_second: None,
         }
     }
 }
@@ -97,6 +101,16 @@ pub fn map_entries(dirty_bytes: u64, budget: u64) -> usize {
     let need = dirty_bytes / 64 + 1024;
     let cap = (budget / MAP_ENTRY_BYTES).max(1024);
     need.min(cap) as usize
+}
+
+/// Holds a pass to a byte rate: after `bytes` in total, `elapsed` since
+/// the pass began, how long to sleep so the average stays at `rate`.
+pub fn throttle_delay(rate: u64, bytes: u64, elapsed: Duration) -> Duration {
+    if rate == 0 {
+        return Duration::ZERO;
+    }
+    let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+    due.saturating_sub(elapsed)
 }
 
 /// The running cleaner thread.
@@ -183,7 +197,18 @@ fn round(broker: &Broker, cfg: CleanerConfig, flag: &(Mutex<bool>, Condvar)) -> 
     let (topic, partition, log) = &logs[i];
     let entries = map_entries(candidates[i].dirty_bytes, cfg.dedupe_buffer_bytes);
     let started = std::time::Instant::now();
-    match log.clean(now, entries) {
+    let mut read = 0u64;
+    let mut throttle = |bytes: u64| {
+        if let Some(rate) = cfg.io_max_bytes_per_second {
+            read += bytes;
+            let wait = throttle_delay(rate, read, started.elapsed());
+            // Sleep in short steps, so a stop request is seen soon.
+            if !wait.is_zero() && !stopping(flag) {
+                std::thread::sleep(wait.min(Duration::from_millis(100)));
+            }
+        }
+    };
+    match log.clean_throttled(now, entries, &mut throttle) {
         Ok(s) => {
             broker.metrics.cleaner.add(&s, started.elapsed());
             if s.records_removed > 0 {
@@ -224,6 +249,20 @@ mod tests {
         assert_eq!(pick(&[c(false, 0.6, 10), c(false, 0.9, 5)]), Some(1));
         assert_eq!(pick(&[c(false, 0.9, 10), c(true, 0.1, 5)]), Some(1));
         assert_eq!(pick(&[c(false, 0.5, 10), c(false, 0.5, 50)]), Some(1));
+    }
+
+    #[test]
+    fn the_throttle_keeps_the_average_rate() {
+        let r = 1_000_000;
+        assert_eq!(
+            throttle_delay(r, 500_000, Duration::from_millis(100)),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            throttle_delay(r, 500_000, Duration::from_secs(1)),
+            Duration::ZERO
+        );
+        assert_eq!(throttle_delay(0, 500_000, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

@@ -205,6 +205,14 @@ impl BrokerConfig {
                 }
                 self.cleaner.backoff_ms = v as u64;
             }
+            "log.cleaner.io.max.bytes.per.second" => {
+                let v: f64 = value.trim().parse().map_err(|_| bad("not a number"))?;
+                if v.is_nan() || v <= 0.0 {
+                    return Err(bad("must be more than 0"));
+                }
+                // Kafka's default is Double.MAX_VALUE: no limit.
+                self.cleaner.io_max_bytes_per_second = (v < 1e18).then_some(v as u64);
+            }
             "log.cleaner.threads" => {
                 if int()? < 1 {
                     return Err(bad("must be at least 1"));
@@ -287,6 +295,12 @@ impl BrokerConfig {
             (
                 "log.cleaner.enable".to_owned(),
                 self.cleaner.enable.to_string(),
+            ),
+            (
+                "log.cleaner.io.max.bytes.per.second".to_owned(),
+                self.cleaner
+                    .io_max_bytes_per_second
+                    .map_or_else(|| "1.7976931348623157E308".to_owned(), |v| v.to_string()),
             ),
             ("log.cleaner.threads".to_owned(), "1".to_owned()),
             ("num.partitions".to_owned(), self.num_partitions.to_string()),

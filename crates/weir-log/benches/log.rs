@@ -304,11 +304,26 @@ fn updates(log: &Log, from: usize, n: usize, keys: usize) {
 
 /// Appends to page cache and 8-writer group commit on another log, first
 /// alone, then while a thread keeps the compacted `log` dirty and cleans
-/// it pass after pass.
+/// it pass after pass, unthrottled and then held to 50 MB/s the way the
+/// broker's `log.cleaner.io.max.bytes.per.second` does.
 fn beside_the_cleaner(dir: &Path, log: &Arc<Log>, keys: usize) {
     let total = 512u64 << 20;
     let (alone, _) = appends_page_cache(dir, total);
     let (alone_gc, _, _) = group_commit(dir, 8, Duration::from_secs(5));
+    for rate in [None, Some(50_000_000u64)] {
+        busy_cleaner(dir, log, keys, rate, alone, alone_gc);
+    }
+}
+
+fn busy_cleaner(
+    dir: &Path,
+    log: &Arc<Log>,
+    keys: usize,
+    rate: Option<u64>,
+    alone: f64,
+    alone_gc: f64,
+) {
+    let total = 512u64 << 20;
     let stop = Arc::new(AtomicBool::new(false));
     let passes = Arc::new(AtomicU64::new(0));
     let busy = {
@@ -319,7 +334,19 @@ fn beside_the_cleaner(dir: &Path, log: &Arc<Log>, keys: usize) {
                 updates(&log, next, 50_000, keys);
                 next += 50_000;
                 log.roll().expect("roll");
-                log.clean(NOW, 1 << 22).expect("clean");
+                let started = Instant::now();
+                let mut read = 0u64;
+                let mut throttle = |b: u64| {
+                    if let Some(rate) = rate {
+                        read += b;
+                        let due = Duration::from_secs_f64(read as f64 / rate as f64);
+                        if let Some(wait) = due.checked_sub(started.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                };
+                log.clean_throttled(NOW, 1 << 22, &mut throttle)
+                    .expect("clean");
                 passes.fetch_add(1, Ordering::Relaxed);
             }
         })
@@ -328,12 +355,16 @@ fn beside_the_cleaner(dir: &Path, log: &Arc<Log>, keys: usize) {
     let (beside_gc, _, _) = group_commit(dir, 8, Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
     busy.join().expect("cleaner thread");
+    let how = rate.map_or_else(
+        || "unthrottled".to_owned(),
+        |r| format!("at {} MB/s", r / 1_000_000),
+    );
     println!(
-        "  append to page cache: alone {alone:.2} GB/s, beside the cleaner {beside:.2} GB/s ({:.0}%)",
+        "  append to page cache: alone {alone:.2} GB/s, beside the cleaner ({how}) {beside:.2} GB/s ({:.0}%)",
         100.0 * beside / alone
     );
     println!(
-        "  group commit, 8 writers: alone {alone_gc:.0} MB/s, beside the cleaner {beside_gc:.0} MB/s ({:.0}%); {} cleaning passes ran meanwhile",
+        "  group commit, 8 writers: alone {alone_gc:.0} MB/s, beside the cleaner ({how}) {beside_gc:.0} MB/s ({:.0}%); {} cleaning passes ran meanwhile",
         100.0 * beside_gc / alone_gc,
         passes.load(Ordering::Relaxed)
     );

@@ -425,6 +425,19 @@ impl Log {
     /// flushes; errors leave the log as it was (a half-written cleaned
     /// segment is removed, here or at the next open).
     pub fn clean(&self, now_ms: i64, map_entries: usize) -> Result<CleanStats> {
+        self.clean_throttled(now_ms, map_entries, &mut |_| {})
+    }
+
+    /// [`Log::clean`], calling `throttle` with the size of every batch it
+    /// reads (while mapping and while rewriting) before it goes on, so the
+    /// caller can hold the pass to a rate (`log.cleaner.io.max.bytes.per.second`)
+    /// by sleeping there.
+    pub fn clean_throttled(
+        &self,
+        now_ms: i64,
+        map_entries: usize,
+        throttle: &mut dyn FnMut(u64),
+    ) -> Result<CleanStats> {
         let mut cs = crate::log::lock(&self.cleaner);
         let mut checkpoint = self.load_checkpoint(&mut cs);
         let plan = {
@@ -458,6 +471,7 @@ impl Log {
                 if full_at.is_some() {
                     return Ok(());
                 }
+                throttle(bytes.len() as u64);
                 let header = BatchHeader::parse(bytes).map_err(|e| corrupt(seg, e))?;
                 if header.last_offset() < plan.first_dirty as i64 || header.is_control() {
                     return Ok(());
@@ -537,6 +551,7 @@ impl Log {
                 &mut stats,
                 &keep,
                 &mut retained_tombstone,
+                throttle,
             )? {
                 true => {}
                 false => {
@@ -581,6 +596,7 @@ impl Log {
         stats: &mut CleanStats,
         keep: &dyn Fn(KeyedRecord<'_>, &mut Option<u64>) -> (bool, bool),
         retained: &mut Option<u64>,
+        throttle: &mut dyn FnMut(u64),
     ) -> Result<bool> {
         let base = group[0].base;
         let end = group.last().map_or(base, |s| s.next);
@@ -610,6 +626,7 @@ impl Log {
                         stopped = true;
                         return Ok(());
                     }
+                    throttle(bytes.len() as u64);
                     let header = BatchHeader::parse(bytes).map_err(|e| corrupt(seg, e))?;
                     let codec = header.compression().map_err(|e| corrupt(seg, e))?;
                     let mut tombstones = 0u64;
