@@ -39,6 +39,207 @@ pub struct BrokerConfig {
     /// `log.cleaner.enable`, `log.cleaner.dedupe.buffer.size`,
     /// `log.cleaner.backoff.ms`.
     pub cleaner: crate::cleaner::CleanerConfig,
+    /// Kafka's KRaft settings (`node.id`, `process.roles`, the quorum, the
+    /// named listeners); see [`KraftSettings`].
+    pub kraft: KraftSettings,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: u64,
+}
+
+/// One entry of `listeners` / `advertised.listeners`: `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Listener name (`PLAINTEXT`, `CONTROLLER`, ...).
+    pub name: String,
+    /// Host; empty means every interface, as in Kafka.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// Kafka's KRaft settings, as a Kafka `server.properties` writes them.
+/// This version runs one node that is both broker and controller (a
+/// one-voter quorum): the settings of such a node are accepted and
+/// checked as Kafka checks them; a quorum of several voters, or a node
+/// with one role only, is refused with the reason (they come with
+/// clustering, docs/design/cluster.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KraftSettings {
+    /// `node.id`.
+    pub node_id: Option<i32>,
+    /// `process.roles` (`None`: not set).
+    pub roles: Option<(bool, bool)>,
+    /// `controller.quorum.voters`: (id, host, port).
+    pub voters: Vec<(i32, String, u16)>,
+    /// `controller.quorum.bootstrap.servers`.
+    pub bootstrap_servers: Vec<String>,
+    /// `listeners`.
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners`.
+    pub advertised: Vec<Listener>,
+    /// `controller.listener.names` (default `CONTROLLER`).
+    pub controller_listener_names: Vec<String>,
+    /// `inter.broker.listener.name`.
+    pub inter_broker_listener_name: Option<String>,
+    /// `listener.security.protocol.map`: listener name -> protocol.
+    pub protocol_map: BTreeMap<String, String>,
+}
+
+/// Parses `NAME://host:port` (or a bare `host:port`, named `PLAINTEXT`).
+fn parse_listener(entry: &str) -> Result<Listener, String> {
+    let entry = entry.trim();
+    let (name, addr) = match entry.split_once("://") {
+        Some((n, a)) => (n.trim().to_ascii_uppercase(), a),
+        None => ("PLAINTEXT".to_owned(), entry),
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{entry}: expected NAME://host:port"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("{entry}: bad port {port}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() {
+        return Err(format!("{entry}: no listener name"));
+    }
+    Ok(Listener {
+        name,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn parse_listeners(value: &str) -> Result<Vec<Listener>, String> {
+    let list: Vec<Listener> = value
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(parse_listener)
+        .collect::<Result<_, _>>()?;
+    let mut names: Vec<&str> = list.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err("each listener name may appear once".to_owned());
+    }
+    Ok(list)
+}
+
+impl KraftSettings {
+    fn controller_names(&self) -> Vec<String> {
+        if self.controller_listener_names.is_empty() {
+            vec!["CONTROLLER".to_owned()]
+        } else {
+            self.controller_listener_names.clone()
+        }
+    }
+
+    /// The listeners clients use (every listener that is not a controller's).
+    pub fn client_listeners(&self) -> Vec<&Listener> {
+        let controllers = self.controller_names();
+        self.listeners
+            .iter()
+            .filter(|l| !controllers.contains(&l.name))
+            .collect()
+    }
+
+    /// Checks the settings as a whole, as Kafka does at start, for a node
+    /// of this version (one node, broker and controller). Returns what is
+    /// wrong, naming the setting.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, reason: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            value,
+            reason,
+        };
+        let later = "several nodes come with clustering (docs/design/cluster.md); this version runs one node that is broker and controller";
+        if let Some((broker, controller)) = self.roles
+            && !(broker && controller)
+        {
+            let v = if broker { "broker" } else { "controller" };
+            return Err(invalid(
+                "process.roles",
+                v.to_owned(),
+                format!("a {v}-only node needs other nodes; {later}"),
+            ));
+        }
+        if self.voters.len() > 1 {
+            return Err(invalid(
+                "controller.quorum.voters",
+                format!("{} voters", self.voters.len()),
+                later.to_owned(),
+            ));
+        }
+        if self.bootstrap_servers.len() > 1 {
+            return Err(invalid(
+                "controller.quorum.bootstrap.servers",
+                self.bootstrap_servers.join(","),
+                later.to_owned(),
+            ));
+        }
+        if let (Some(id), Some((voter, _, _))) = (self.node_id, self.voters.first())
+            && id != *voter
+        {
+            return Err(invalid(
+                "controller.quorum.voters",
+                format!("{voter}@..."),
+                format!("a controller's node.id ({id}) must be one of the voters"),
+            ));
+        }
+        let clients = self.client_listeners();
+        if clients.len() > 1 {
+            return Err(invalid(
+                "listeners",
+                clients
+                    .iter()
+                    .map(|l| l.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                "this version serves clients on one listener".to_owned(),
+            ));
+        }
+        if let Some(l) = clients.first() {
+            let protocol = self
+                .protocol_map
+                .get(&l.name)
+                .cloned()
+                .unwrap_or_else(|| l.name.clone());
+            if protocol != "PLAINTEXT" {
+                return Err(invalid(
+                    "listeners",
+                    format!("{}://{}:{}", l.name, l.host, l.port),
+                    format!(
+                        "security protocol {protocol}: TLS and SASL listeners are not served yet (only PLAINTEXT); map the listener to PLAINTEXT in listener.security.protocol.map"
+                    ),
+                ));
+            }
+            if let Some(ib) = &self.inter_broker_listener_name
+                && *ib != l.name
+            {
+                return Err(invalid(
+                    "inter.broker.listener.name",
+                    ib.clone(),
+                    format!("must name a broker listener ({})", l.name),
+                ));
+            }
+        }
+        for a in &self.advertised {
+            if !self.listeners.is_empty() && !self.listeners.iter().any(|l| l.name == a.name) {
+                return Err(invalid(
+                    "advertised.listeners",
+                    a.name.clone(),
+                    "each advertised listener must be one of listeners".to_owned(),
+                ));
+            }
+            if a.host == "0.0.0.0" || a.host.is_empty() {
+                return Err(invalid(
+                    "advertised.listeners",
+                    format!("{}://{}:{}", a.name, a.host, a.port),
+                    "an advertised host must be an address clients can reach, not 0.0.0.0"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl BrokerConfig {
@@ -56,7 +257,42 @@ impl BrokerConfig {
             group_limits: crate::groups::machine::Limits::default(),
             offsets_retention_ms: 7 * 24 * 3_600_000,
             cleaner: crate::cleaner::CleanerConfig::default(),
+            kraft: KraftSettings::default(),
+            retention_check_interval_ms: 30_000,
         }
+    }
+
+    /// Takes the address to bind and to advertise from the named
+    /// listeners, once `listeners`, `advertised.listeners` and
+    /// `controller.listener.names` are known.
+    fn apply_listeners(&mut self) -> Result<(), String> {
+        let client = self.kraft.client_listeners().first().map(|l| (*l).clone());
+        if let Some(l) = &client {
+            let host = if l.host.is_empty() {
+                "0.0.0.0"
+            } else {
+                &l.host
+            };
+            self.listen = format!("{host}:{}", l.port)
+                .parse()
+                .or_else(|_| {
+                    use std::net::ToSocketAddrs;
+                    (host, l.port)
+                        .to_socket_addrs()
+                        .map_err(|e| e.to_string())?
+                        .next()
+                        .ok_or_else(|| format!("{host}: no address"))
+                })
+                .map_err(|e| format!("listener {}: {e}", l.name))?;
+        }
+        let advertised = match &client {
+            Some(l) => self.kraft.advertised.iter().find(|a| a.name == l.name),
+            None => self.kraft.advertised.first(),
+        };
+        if let Some(a) = advertised {
+            self.advertised = Some((a.host.clone(), a.port));
+        }
+        Ok(())
     }
 
     /// Host and port clients should connect to.
@@ -105,17 +341,132 @@ impl BrokerConfig {
                 self.socket_request_max_bytes = v as usize;
             }
             "advertised.listeners" => {
-                // PLAINTEXT://host:port or host:port
-                let addr = value.trim().rsplit("://").next().unwrap_or_default();
-                let (host, port) = addr
-                    .rsplit_once(':')
-                    .ok_or_else(|| bad("expected host:port"))?;
-                let port = port.parse().map_err(|_| bad("bad port"))?;
-                self.advertised = Some((host.to_owned(), port));
+                // PLAINTEXT://host:port[,CONTROLLER://...] or host:port
+                self.kraft.advertised = parse_listeners(value).map_err(|e| bad(&e))?;
+                self.apply_listeners().map_err(|e| bad(&e))?;
             }
             "listeners" => {
-                let addr = value.trim().rsplit("://").next().unwrap_or_default();
-                self.listen = addr.parse().map_err(|_| bad("expected ip:port"))?;
+                self.kraft.listeners = parse_listeners(value).map_err(|e| bad(&e))?;
+                self.apply_listeners().map_err(|e| bad(&e))?;
+            }
+            "controller.listener.names" => {
+                self.kraft.controller_listener_names = value
+                    .split(',')
+                    .map(|n| n.trim().to_ascii_uppercase())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                self.apply_listeners().map_err(|e| bad(&e))?;
+            }
+            "inter.broker.listener.name" => {
+                self.kraft.inter_broker_listener_name = Some(value.trim().to_ascii_uppercase())
+            }
+            "listener.security.protocol.map" => {
+                let mut map = BTreeMap::new();
+                for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
+                    let (name, protocol) = pair
+                        .split_once(':')
+                        .ok_or_else(|| bad("expected NAME:PROTOCOL pairs"))?;
+                    let protocol = protocol.trim().to_ascii_uppercase();
+                    if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+                        .contains(&protocol.as_str())
+                    {
+                        return Err(bad(&format!("unknown security protocol {protocol}")));
+                    }
+                    map.insert(name.trim().to_ascii_uppercase(), protocol);
+                }
+                self.kraft.protocol_map = map;
+            }
+            "node.id" | "broker.id" => {
+                let v = int()?;
+                if !(0..=i32::MAX as i64).contains(&v) {
+                    return Err(bad("must be between 0 and 2147483647"));
+                }
+                self.kraft.node_id = Some(v as i32);
+            }
+            "process.roles" => {
+                let mut roles = (false, false);
+                for r in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    match r {
+                        "broker" => roles.0 = true,
+                        "controller" => roles.1 = true,
+                        _ => return Err(bad("must be broker, controller or broker,controller")),
+                    }
+                }
+                if roles == (false, false) {
+                    return Err(bad("must be broker, controller or broker,controller"));
+                }
+                self.kraft.roles = Some(roles);
+            }
+            "controller.quorum.voters" => {
+                let mut voters = Vec::new();
+                for v in value.split(',').filter(|v| !v.trim().is_empty()) {
+                    let (id, addr) = v
+                        .trim()
+                        .split_once('@')
+                        .ok_or_else(|| bad("expected id@host:port entries"))?;
+                    let id = id.parse().map_err(|_| bad("a voter id is not a number"))?;
+                    let l = parse_listener(addr).map_err(|e| bad(&e))?;
+                    voters.push((id, l.host, l.port));
+                }
+                self.kraft.voters = voters;
+            }
+            "controller.quorum.bootstrap.servers" => {
+                self.kraft.bootstrap_servers = value
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            }
+            "broker.heartbeat.interval.ms" | "broker.session.timeout.ms" => {
+                // Heartbeats between brokers and controllers: one node
+                // talks to itself. Checked, kept for DescribeConfigs.
+                if int()? < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+            }
+            "offsets.topic.replication.factor"
+            | "transaction.state.log.replication.factor"
+            | "share.coordinator.state.topic.replication.factor" => {
+                if int()? != 1 {
+                    return Err(bad("this version runs one node: only 1 is possible"));
+                }
+            }
+            "transaction.state.log.min.isr" | "share.coordinator.state.topic.min.isr" => {
+                if int()? < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+            }
+            "offsets.topic.num.partitions" => {
+                if int()? < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+                tracing::info!(
+                    "offsets.topic.num.partitions: this version keeps __consumer_offsets in one partition (a single node coordinates every group)"
+                );
+            }
+            // Thread counts and socket buffers of Kafka's JVM broker: Weir
+            // sizes its own runtime; checked, kept for DescribeConfigs.
+            "num.network.threads"
+            | "num.io.threads"
+            | "num.recovery.threads.per.data.dir"
+            | "background.threads"
+            | "num.replica.fetchers" => {
+                if int()? < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+            }
+            "socket.send.buffer.bytes" | "socket.receive.buffer.bytes" => {
+                let v = int()?;
+                if v < -1 {
+                    return Err(bad("must be -1 (the OS default) or more"));
+                }
+            }
+            "log.retention.check.interval.ms" => {
+                let v = int()?;
+                if v < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+                self.retention_check_interval_ms = v as u64;
             }
             "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value.trim()),
             "group.min.session.timeout.ms" => {
@@ -324,6 +675,12 @@ impl BrokerConfig {
             };
             out.push((broker_name, value));
         }
+        // Settings kept only for DescribeConfigs, as given.
+        for (k, v) in &self.explicit {
+            if !out.iter().any(|(name, _)| name == k) {
+                out.push((k.clone(), v.clone()));
+            }
+        }
         out.sort();
         out.into_iter()
             .map(|(k, v)| {
@@ -411,5 +768,114 @@ mod tests {
         let e = c.set("no.such.thing", "1").unwrap_err().to_string();
         assert!(e.contains("no.such.thing"), "{e}");
         assert!(c.set("default.replication.factor", "3").is_err());
+    }
+
+    /// A one-node KRaft `server.properties`, as Kafka's own sample writes
+    /// it (combined broker and controller, named listeners).
+    const KRAFT: &[(&str, &str)] = &[
+        ("process.roles", "broker,controller"),
+        ("node.id", "1"),
+        ("controller.quorum.voters", "1@127.0.0.1:9093"),
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+        ),
+        ("inter.broker.listener.name", "PLAINTEXT"),
+        (
+            "advertised.listeners",
+            "PLAINTEXT://localhost:19092,CONTROLLER://localhost:19093",
+        ),
+        ("controller.listener.names", "CONTROLLER"),
+        (
+            "listener.security.protocol.map",
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        ),
+        ("num.network.threads", "3"),
+        ("num.io.threads", "8"),
+        ("socket.send.buffer.bytes", "102400"),
+        ("socket.receive.buffer.bytes", "102400"),
+        ("socket.request.max.bytes", "104857600"),
+        ("num.partitions", "1"),
+        ("num.recovery.threads.per.data.dir", "1"),
+        ("offsets.topic.replication.factor", "1"),
+        ("share.coordinator.state.topic.replication.factor", "1"),
+        ("share.coordinator.state.topic.min.isr", "1"),
+        ("transaction.state.log.replication.factor", "1"),
+        ("transaction.state.log.min.isr", "1"),
+        ("log.retention.hours", "168"),
+        ("log.segment.bytes", "1073741824"),
+        ("log.retention.check.interval.ms", "300000"),
+    ];
+
+    fn kraft() -> BrokerConfig {
+        let mut c = cfg();
+        for (k, v) in KRAFT {
+            c.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        }
+        c
+    }
+
+    #[test]
+    fn a_one_node_kraft_server_properties_is_taken_as_kafka_takes_it() {
+        let c = kraft();
+        c.kraft.check().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:19092".parse().unwrap());
+        assert_eq!(c.advertised(), ("localhost".to_owned(), 19092));
+        assert_eq!(c.kraft.node_id, Some(1));
+        assert_eq!(c.retention_check_interval_ms, 300_000);
+        assert_eq!(c.log_defaults.retention_ms, Some(168 * 3_600_000));
+        let described = c.describe();
+        assert!(described.contains(&("num.io.threads".to_owned(), "8".to_owned(), true)));
+        // The order of the keys does not matter: names first, listeners later.
+        let mut r = cfg();
+        for (k, v) in KRAFT.iter().rev() {
+            r.set(k, v).unwrap();
+        }
+        assert_eq!(r.listen, c.listen);
+        // An empty host is every interface, as in Kafka.
+        r.set("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093")
+            .unwrap();
+        assert_eq!(r.listen, "0.0.0.0:9092".parse().unwrap());
+    }
+
+    #[test]
+    fn what_one_node_cannot_be_is_refused_with_the_reason() {
+        let refused = |k: &str, v: &str| {
+            let mut c = kraft();
+            c.set(k, v).unwrap();
+            let e = c.kraft.check().unwrap_err().to_string();
+            assert!(e.contains(k), "{k}: {e}");
+            e
+        };
+        assert!(
+            refused("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")
+                .contains("clustering")
+        );
+        assert!(refused("process.roles", "broker").contains("broker-only"));
+        assert!(refused("controller.quorum.voters", "2@a:9093").contains("node.id"));
+        assert!(
+            refused(
+                "listeners",
+                "SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+            )
+            .contains("TLS")
+        );
+        assert!(
+            refused(
+                "listeners",
+                "A://127.0.0.1:1,B://127.0.0.1:2,CONTROLLER://127.0.0.1:3"
+            )
+            .contains("one listener")
+        );
+        assert!(refused("inter.broker.listener.name", "OTHER").contains("broker listener"));
+        assert!(refused("advertised.listeners", "PLAINTEXT://0.0.0.0:9092").contains("0.0.0.0"));
+        let mut c = cfg();
+        assert!(
+            c.set("listeners", "PLAINTEXT://x:9092,PLAINTEXT://y:9093")
+                .is_err()
+        );
+        assert!(c.set("process.roles", "worker").is_err());
+        assert!(c.set("offsets.topic.replication.factor", "3").is_err());
+        assert!(c.set("listener.security.protocol.map", "A:TLS").is_err());
     }
 }

@@ -77,7 +77,12 @@ impl Broker {
             path: config.data_dir.clone(),
             source,
         })?;
-        let meta = ClusterMeta::load_or_create(&config.data_dir)?;
+        config.kraft.check()?;
+        let node_id = config
+            .kraft
+            .node_id
+            .or_else(|| config.kraft.voters.first().map(|v| v.0));
+        let meta = ClusterMeta::load_or_create(&config.data_dir, node_id)?;
         let topics = Registry::open(&config.data_dir, config.log_defaults.clone())?;
         let producer_ids = producers::ProducerIds::open(&config.data_dir)?;
         let mut compact = std::collections::BTreeMap::new();
@@ -243,7 +248,9 @@ impl RunningBroker {
         let retention = {
             let broker = broker.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                let mut tick = tokio::time::interval(Duration::from_millis(
+                    broker.config.retention_check_interval_ms,
+                ));
                 loop {
                     tick.tick().await;
                     let b = broker.clone();

@@ -30,8 +30,26 @@ fn base64_url(bytes: &[u8]) -> String {
 }
 
 impl ClusterMeta {
-    /// Reads `meta.properties`, or creates it with a new cluster id.
-    pub fn load_or_create(dir: &Path) -> Result<Self, BrokerError> {
+    /// Reads `meta.properties`, or creates it with a new cluster id and
+    /// `node_id` (0 when not given). A configured `node_id` that differs
+    /// from the directory's is refused, as Kafka refuses it.
+    pub fn load_or_create(dir: &Path, node_id: Option<i32>) -> Result<Self, BrokerError> {
+        let meta = Self::load_or_create_any(dir, node_id)?;
+        if let Some(want) = node_id
+            && want != meta.node_id
+        {
+            return Err(BrokerError::Metadata {
+                path: dir.join(FILE),
+                reason: format!(
+                    "node.id {want} is set, but this data directory belongs to node.id {}",
+                    meta.node_id
+                ),
+            });
+        }
+        Ok(meta)
+    }
+
+    fn load_or_create_any(dir: &Path, node_id: Option<i32>) -> Result<Self, BrokerError> {
         let path = dir.join(FILE);
         let bad = |reason: String| BrokerError::Metadata {
             path: path.clone(),
@@ -69,7 +87,7 @@ impl ClusterMeta {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let meta = Self {
                     cluster_id: base64_url(uuid::Uuid::new_v4().as_bytes()),
-                    node_id: 0,
+                    node_id: node_id.unwrap_or(0),
                 };
                 let text = format!(
                     "# Written by weir on first start; do not edit.\nversion=1\ncluster.id={}\nnode.id={}\n",
@@ -100,12 +118,22 @@ mod tests {
     #[test]
     fn ids_persist() {
         let tmp = tempfile::tempdir().unwrap();
-        let a = ClusterMeta::load_or_create(tmp.path()).unwrap();
+        let a = ClusterMeta::load_or_create(tmp.path(), None).unwrap();
         assert_eq!(a.cluster_id.len(), 22);
-        let b = ClusterMeta::load_or_create(tmp.path()).unwrap();
+        assert_eq!(a.node_id, 0);
+        let b = ClusterMeta::load_or_create(tmp.path(), Some(0)).unwrap();
         assert_eq!(a, b);
+        let e = ClusterMeta::load_or_create(tmp.path(), Some(3)).unwrap_err();
+        assert!(e.to_string().contains("node.id 3"), "{e}");
+        let fresh = tempfile::tempdir().unwrap();
+        assert_eq!(
+            ClusterMeta::load_or_create(fresh.path(), Some(7))
+                .unwrap()
+                .node_id,
+            7
+        );
         std::fs::write(tmp.path().join(FILE), "cluster.id=x\n").unwrap();
-        assert!(ClusterMeta::load_or_create(tmp.path()).is_err());
+        assert!(ClusterMeta::load_or_create(tmp.path(), None).is_err());
     }
 
     #[test]

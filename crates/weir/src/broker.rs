@@ -12,17 +12,18 @@ use weir_broker::{BrokerConfig, RunningBroker};
 /// Options of `weir broker`.
 #[derive(Debug, Args)]
 pub(crate) struct BrokerArgs {
-    /// Where partitions live (Kafka's log.dirs).
-    #[arg(long, default_value = "./weir-data")]
-    data_dir: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    listen: SocketAddr,
+    /// Where partitions live (Kafka's log.dirs; default ./weir-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (Kafka's listeners; default 127.0.0.1:9092).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// HOST:PORT given to clients in metadata (default: the listen address).
     #[arg(long)]
     advertised_listener: Option<String>,
-    /// TOML config file; broker settings go in its [broker] table under
-    /// Kafka's names (num.partitions, log.retention.ms, ...).
+    /// Config file: TOML with broker settings in its [broker] table under
+    /// Kafka's names (num.partitions, log.retention.ms, ...), or a Kafka
+    /// `server.properties` (a file ending in .properties) as it is.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Override one broker setting by its Kafka name, e.g.
@@ -41,12 +42,19 @@ pub(crate) struct BrokerArgs {
 /// Builds the broker configuration: defaults, then the file, then `--set`,
 /// then the explicit flags.
 pub(crate) fn config(args: &BrokerArgs) -> Result<BrokerConfig> {
-    let mut cfg = BrokerConfig::new(&args.data_dir, args.listen);
+    let mut cfg = BrokerConfig::new("./weir-data", "127.0.0.1:9092".parse()?);
     if let Some(path) = &args.config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        cfg.apply_toml(&text)
-            .with_context(|| format!("in {}", path.display()))?;
+        if path.extension().is_some_and(|e| e == "properties") {
+            for (line, (k, v)) in properties(&text) {
+                cfg.set(&k, &v)
+                    .with_context(|| format!("{}:{line}", path.display()))?;
+            }
+        } else {
+            cfg.apply_toml(&text)
+                .with_context(|| format!("in {}", path.display()))?;
+        }
     }
     for kv in &args.set {
         let (k, v) = kv
@@ -55,12 +63,49 @@ pub(crate) fn config(args: &BrokerArgs) -> Result<BrokerConfig> {
         cfg.set(k.trim(), v.trim())
             .with_context(|| format!("--set {kv}"))?;
     }
-    cfg.data_dir.clone_from(&args.data_dir);
-    cfg.listen = args.listen;
+    if let Some(dir) = &args.data_dir {
+        cfg.data_dir.clone_from(dir);
+    }
+    if let Some(listen) = args.listen {
+        cfg.listen = listen;
+    }
     if let Some(adv) = &args.advertised_listener {
         cfg.set("advertised.listeners", adv)?;
     }
     Ok(cfg)
+}
+
+/// The settings of a Java properties file, with their line numbers: `key=value`
+/// or `key: value` (or `key value`), `#` and `!` comments, a trailing `\`
+/// continuing a line.
+fn properties(text: &str) -> Vec<(usize, (String, String))> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    let mut start = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if pending.is_empty() {
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            start = i + 1;
+        }
+        if let Some(more) = line.strip_suffix('\\') {
+            pending.push_str(more);
+            continue;
+        }
+        pending.push_str(line);
+        let entry = std::mem::take(&mut pending);
+        let cut = entry.find(['=', ':', ' ', '\t']).unwrap_or(entry.len());
+        let key = entry[..cut].trim().to_owned();
+        let value = entry[cut..]
+            .trim_start_matches([' ', '\t'])
+            .trim_start_matches(['=', ':'])
+            .trim()
+            .to_owned();
+        out.push((start, (key, value)));
+    }
+    out
 }
 
 pub(crate) fn run(args: BrokerArgs) -> Result<()> {
@@ -125,5 +170,29 @@ pub(crate) async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::properties;
+
+    #[test]
+    fn java_properties_parse_as_kafka_writes_them() {
+        let text = "# comment\n! also\n\nnode.id=1\nlisteners = PLAINTEXT://:9092,\\\n  CONTROLLER://:9093\nlog.dirs: /tmp/x\nnum.partitions 3\n";
+        let p: Vec<(String, String)> = properties(text).into_iter().map(|(_, kv)| kv).collect();
+        assert_eq!(
+            p,
+            [
+                ("node.id".to_owned(), "1".to_owned()),
+                (
+                    "listeners".to_owned(),
+                    "PLAINTEXT://:9092,CONTROLLER://:9093".to_owned()
+                ),
+                ("log.dirs".to_owned(), "/tmp/x".to_owned()),
+                ("num.partitions".to_owned(), "3".to_owned()),
+            ]
+        );
+        assert_eq!(properties(text)[1].0, 5);
     }
 }

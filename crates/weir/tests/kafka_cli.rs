@@ -255,3 +255,95 @@ fn an_unreachable_broker_is_one_clear_line() {
         "{err}"
     );
 }
+
+/// `weir broker --config server.properties`: a one-node KRaft
+/// `server.properties` in Kafka's own shape runs as it is (named
+/// listeners, log.dirs from the file), and kcat produces and consumes.
+#[test]
+fn weir_broker_runs_from_a_kafka_server_properties() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, controller) = (common::free_port(), common::free_port());
+    let data = tmp.path().join("kraft-logs");
+    let props = tmp.path().join("server.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "# one node, broker and controller\n\
+             process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{controller}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             num.network.threads=3\n\
+             num.io.threads=8\n\
+             log.dirs={}\n\
+             num.partitions=1\n\
+             offsets.topic.replication.factor=1\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             log.retention.hours=168\n\
+             log.retention.check.interval.ms=300000\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let child = common::Proc(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["broker", "--config"])
+            .arg(&props)
+            .env("WEIR_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_port(port);
+    common::need_command("kcat", "apt-get install -y kcat");
+    let bootstrap = format!("127.0.0.1:{port}");
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let out = run_with_stdin(
+            Command::new("kcat").arg("-b").arg(&bootstrap).args(args),
+            stdin,
+        );
+        assert!(
+            out.status.success(),
+            "kcat {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["-P", "-t", "props"], Some("a\nb\nc\n"));
+    let got = run(&["-C", "-t", "props", "-e", "-o", "beginning"], None);
+    assert_eq!(got.lines().collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert!(
+        data.join("meta.properties").exists(),
+        "log.dirs from the file"
+    );
+    let meta = std::fs::read_to_string(data.join("meta.properties")).unwrap();
+    assert!(meta.contains("node.id=1"), "{meta}");
+    common::sigterm(child);
+    // A three-voter quorum is refused at start, saying why.
+    std::fs::write(
+        &props,
+        format!(
+            "process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2,3@127.0.0.1:3\nlisteners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["broker", "--config"])
+            .arg(&props),
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("controller.quorum.voters") && err.contains("clustering"),
+        "{err}"
+    );
+}
