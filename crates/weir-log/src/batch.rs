@@ -788,7 +788,7 @@ fn keyed_records<'a>(
         out.push((
             &rest[..n],
             KeyedRecord {
-                offset: header.base_offset + meta.offset_delta,
+                offset: header.base_offset.saturating_add(meta.offset_delta),
                 key,
                 tombstone: value_len < 0,
             },

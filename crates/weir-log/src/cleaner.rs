@@ -258,18 +258,24 @@ fn cleanable_segments(st: &State, now_ms: i64) -> Vec<SegRef> {
         .collect()
 }
 
-fn read_file(storage: &dyn Storage, path: &Path) -> Option<Vec<u8>> {
+/// A small file's bytes; `None` when it does not exist. A read error is
+/// an error (never taken for "absent").
+fn read_file(storage: &dyn Storage, path: &Path) -> Result<Option<Vec<u8>>> {
     if !storage.exists(path) {
-        return None;
+        return Ok(None);
     }
-    let f = storage.open(path, false).ok()?;
-    let len = f.len().ok()?;
+    let io = |e| LogError::io(path, e);
+    let f = storage.open(path, false).map_err(io)?;
+    let len = f.len().map_err(io)?;
     if len > 16 << 20 {
-        return None;
+        return Err(LogError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "larger than 16 MiB"),
+        ));
     }
     let mut buf = vec![0u8; len as usize];
-    f.read_exact_at(&mut buf, 0).ok()?;
-    Some(buf)
+    f.read_exact_at(&mut buf, 0).map_err(io)?;
+    Ok(Some(buf))
 }
 
 /// At open, before the segments are listed: finishes a swap whose swap
@@ -278,7 +284,7 @@ fn read_file(storage: &dyn Storage, path: &Path) -> Option<Vec<u8>> {
 /// `.cleaned` file. Idempotent, so a crash during it is harmless too.
 pub(crate) fn finish_swap(storage: &dyn Storage, dir: &Path) -> Result<()> {
     let swap = dir.join(CLEANER_SWAP_FILE);
-    if let Some(data) = read_file(storage, &swap) {
+    if let Some(data) = read_file(storage, &swap)? {
         let text = String::from_utf8_lossy(&data);
         let mut numbers = text.split_whitespace().map(str::parse::<u64>);
         if let Some(Ok(base)) = numbers.next() {
@@ -337,9 +343,13 @@ impl Log {
     /// Stops cleaning this log for good: a running pass ends at its next
     /// batch or swap, leaving the log whole, and no pass starts again (a
     /// topic being deleted, a log being closed).
+    ///
+    /// Waits for a running pass to end, so the caller may remove the
+    /// directory afterwards.
     pub fn stop_cleaning(&self) {
         self.cleaning_stopped
             .store(true, std::sync::atomic::Ordering::Release);
+        drop(crate::log::lock(&self.cleaner));
     }
 
     fn cleaning_stopped(&self) -> bool {
@@ -354,6 +364,10 @@ impl Log {
         }
         let path = self.dir.join(CLEANER_CHECKPOINT_FILE);
         let c = read_file(&*self.storage, &path)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "cleaner checkpoint unreadable; the whole log counts as dirty");
+                None
+            })
             .map(|d| {
                 Checkpoint::decode(&d).unwrap_or_else(|| {
                     warn!(path = %path.display(), "unreadable cleaner checkpoint; the whole log counts as dirty");
@@ -458,12 +472,15 @@ impl Log {
             stats.stopped = self.cleaning_stopped();
             return Ok(stats);
         }
+        // What is cleaned must be durable first: a new segment must never
+        // replace records whose superseding ones a crash could still lose.
+        let cleanable_end = plan.segments.last().map_or(plan.first_dirty, |s| s.next);
+        self.flush_until(cleanable_end)?;
         // 1. The offset map over the dirty part.
         let mut map = OffsetMap {
             map: HashMap::new(),
             capacity: map_entries.max(1),
         };
-        let cleanable_end = plan.segments.last().map_or(plan.first_dirty, |s| s.next);
         let mut map_end = cleanable_end.max(plan.first_dirty);
         'map: for seg in plan.segments.iter().filter(|s| s.next > plan.first_dirty) {
             let mut full_at = None;
@@ -476,26 +493,23 @@ impl Log {
                 if header.last_offset() < plan.first_dirty as i64 || header.is_control() {
                     return Ok(());
                 }
-                let mut fits = true;
+                let mut unfit = None;
                 batch::for_each_keyed_record(bytes, |r| {
                     if let Some(key) = r.key
                         && r.offset >= plan.first_dirty as i64
-                        && fits
+                        && unfit.is_none()
+                        && !map.put(key, r.offset as u64)
                     {
-                        fits = map.put(key, r.offset as u64);
+                        unfit = Some(r.offset as u64);
                     }
                 })
                 .map_err(|e| corrupt(seg, e))?;
-                if !fits {
-                    // Stop before this batch; if it is the first dirty
-                    // one, after it (its unmapped keys are then kept as
-                    // if clean), so that every pass makes progress.
-                    let base = header.base_offset as u64;
-                    full_at = Some(if base <= plan.first_dirty {
-                        header.last_offset() as u64 + 1
-                    } else {
-                        base
-                    });
+                // The map ends at the first record that did not fit: the
+                // next pass maps from there (a record's granularity, as
+                // Kafka's; the map holds at least one key, so every pass
+                // progresses).
+                if let Some(at) = unfit {
+                    full_at = Some(at.max(plan.first_dirty.saturating_add(1)));
                 }
                 Ok(())
             })?;
@@ -515,7 +529,7 @@ impl Log {
         let rewrite: Vec<SegRef> = plan
             .segments
             .iter()
-            .filter(|s| s.base < map_end.max(plan.first_dirty + 1))
+            .filter(|s| s.base < map_end.max(plan.first_dirty.saturating_add(1)))
             .cloned()
             .collect();
         let retention = plan.config.delete_retention_ms;
@@ -560,7 +574,11 @@ impl Log {
                 }
             }
         }
-        // 4. The checkpoint.
+        // 4. The checkpoint (not for a log whose cleaning was stopped
+        // meanwhile: it may be gone, or another log may own the directory).
+        if self.cleaning_stopped() {
+            stats.stopped = true;
+        }
         if !stats.stopped {
             checkpoint.first_dirty = map_end;
             checkpoint.record_pass(map_end, now_ms, retention);
@@ -736,7 +754,15 @@ impl Log {
             swap.push_str(&format!(" {g}"));
         }
         swap.push('\n');
-        crate::log::write_file(st, &self.dir, CLEANER_SWAP_FILE, swap.as_bytes())?;
+        if let Err(e) = crate::log::write_file(st, &self.dir, CLEANER_SWAP_FILE, swap.as_bytes()) {
+            // Whether the swap file reached the disk is unknown: a later
+            // pass must not reuse its `.cleaned` names under it. The log
+            // stops taking writes until reopened (the open decides).
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release);
+            warn!(dir = %self.dir.display(), error = %e, "writing the log-cleaner swap file failed; the log stops taking writes until reopened");
+            return Err(e);
+        }
         // From here the swap is decided: a crash is finished by the next open.
         let done = (|| {
             for ext in ["index", "timeindex", "log"] {

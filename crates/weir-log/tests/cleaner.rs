@@ -431,3 +431,51 @@ fn the_throttle_hook_sees_every_byte_the_pass_reads() {
     assert_eq!(calls, 2 * 300);
     check(&log, &written);
 }
+
+#[test]
+fn a_map_that_fills_inside_a_batch_never_brings_a_deleted_key_back() {
+    let storage = FaultStorage::new();
+    let cfg = LogConfig {
+        delete_retention_ms: 0,
+        segment_bytes: 1 << 20,
+        ..compact_config()
+    };
+    let log = new_log(&storage, cfg);
+    let mut written = BTreeMap::new();
+    // 100 keys, then one batch: 200 other keys and deletes of the 100.
+    let first: Vec<(String, Option<String>)> = (0..100)
+        .map(|k| (format!("k{k}"), Some(format!("old{k}"))))
+        .collect();
+    put(&log, &first, 1_000);
+    let mut second: Vec<(String, Option<String>)> = (100..300)
+        .map(|k| (format!("k{k}"), Some(format!("v{k}"))))
+        .collect();
+    second.extend((0..100).map(|k| (format!("k{k}"), None)));
+    put(&log, &second, 1_000);
+    for (o, u) in first.into_iter().chain(second).enumerate() {
+        written.insert(o as u64, u);
+    }
+    log.roll().unwrap();
+    let end = log.log_end_offset();
+    // A map of 64 keys fills inside the big batch, pass after pass; time
+    // moves on so tombstones become due as soon as they are cleaned.
+    let mut now = 10_000;
+    for _ in 0..30 {
+        let stats = log.clean(now, 64).unwrap();
+        check(&log, &written);
+        now += 1_000;
+        if stats.first_dirty == end && !stats.map_full {
+            break;
+        }
+    }
+    for _ in 0..3 {
+        log.clean(now, 64).unwrap();
+        now += 1_000;
+    }
+    let seen = check(&log, &written);
+    assert!(
+        seen.iter()
+            .all(|e| !e.2.as_deref().unwrap_or("").starts_with("old")),
+        "an old value of a deleted key came back"
+    );
+}
