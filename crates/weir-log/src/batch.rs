@@ -732,17 +732,10 @@ pub fn recompress(
         return Ok(batch[..len].to_vec());
     }
     let packed = crate::compression::compress(codec, &section, level).map_err(BatchError::Codec)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + packed.len());
-    out.extend_from_slice(&batch[..HEADER_LEN]);
-    out.extend_from_slice(&packed);
-    let len = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| BatchError::BadLength {
-        length: i32::MAX,
-        available: out.len(),
+    let out = with_section(batch, &packed, |out| {
+        let attributes = (be_i16(out, ATTRIBUTES) & !0x07) | codec.bits();
+        out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     })?;
-    out[LENGTH..LENGTH + 4].copy_from_slice(&len.to_be_bytes());
-    let attributes = (be_i16(&out, ATTRIBUTES) & !0x07) | codec.bits();
-    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-    reseal_crc(&mut out);
     Ok(out)
 }
 
@@ -858,17 +851,30 @@ pub fn filter_records(
         Compression::None => body,
         codec => crate::compression::compress(codec, &body, level).map_err(BatchError::Codec)?,
     };
+    let out = with_section(batch, &packed, |out| {
+        out[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&kept.to_be_bytes());
+    })?;
+    Ok(Filtered::Rebuilt(out))
+}
+
+/// `batch`'s header followed by a new records section `packed`: the
+/// length set, `edit` applied to the header, the CRC resealed.
+fn with_section(
+    batch: &[u8],
+    packed: &[u8],
+    edit: impl FnOnce(&mut [u8]),
+) -> Result<Vec<u8>, BatchError> {
     let mut out = Vec::with_capacity(HEADER_LEN + packed.len());
     out.extend_from_slice(&batch[..HEADER_LEN]);
-    out.extend_from_slice(&packed);
+    out.extend_from_slice(packed);
     let len = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| BatchError::BadLength {
         length: i32::MAX,
         available: out.len(),
     })?;
     out[LENGTH..LENGTH + 4].copy_from_slice(&len.to_be_bytes());
-    out[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&kept.to_be_bytes());
+    edit(&mut out);
     reseal_crc(&mut out);
-    Ok(Filtered::Rebuilt(out))
+    Ok(out)
 }
 
 /// The batch's header with no records: what the log cleaner keeps of the

@@ -399,16 +399,8 @@ impl Controller {
                 }
                 let mut records = Vec::new();
                 for (name, id, partitions, configs) in topics {
-                    records.push(MetaRecord::Topic {
-                        name: name.clone(),
-                        id,
-                    });
-                    records.extend(configs.into_iter().map(|(k, v)| MetaRecord::Config {
-                        resource: ConfigResource::Topic(name.clone()),
-                        name: k,
-                        value: Some(v),
-                    }));
-                    records.extend((0..partitions).map(|p| partition_record(id, p, vec![broker])));
+                    let placed = (0..partitions).map(|p| (p, vec![broker])).collect();
+                    records.extend(topic_records(name, id, configs, placed));
                 }
                 if next_producer_id > image.next_producer_id
                     && let Some(b) = image.brokers.get(&broker)
@@ -481,22 +473,8 @@ impl Controller {
             Ok(p) => p,
             Err(e) => return Decision::refuse(e),
         };
-        let mut records = vec![MetaRecord::Topic {
-            name: name.clone(),
-            id,
-        }];
-        records.extend(configs.into_iter().map(|(k, v)| MetaRecord::Config {
-            resource: ConfigResource::Topic(name.clone()),
-            name: k,
-            value: Some(v),
-        }));
-        records.extend(
-            placed
-                .into_iter()
-                .map(|(partition, replicas)| partition_record(id, partition, replicas)),
-        );
         Decision {
-            records,
+            records: topic_records(name, id, configs, placed),
             answer: Answer::Done,
         }
     }
@@ -619,6 +597,30 @@ impl Controller {
         }
         out
     }
+}
+
+/// A new topic's records: the topic, its configs, its partitions.
+fn topic_records(
+    name: String,
+    id: Uuid,
+    configs: BTreeMap<String, String>,
+    placed: Vec<(i32, Vec<i32>)>,
+) -> Vec<MetaRecord> {
+    let mut records = vec![MetaRecord::Topic {
+        name: name.clone(),
+        id,
+    }];
+    records.extend(configs.into_iter().map(|(k, v)| MetaRecord::Config {
+        resource: ConfigResource::Topic(name.clone()),
+        name: k,
+        value: Some(v),
+    }));
+    records.extend(
+        placed
+            .into_iter()
+            .map(|(partition, replicas)| partition_record(id, partition, replicas)),
+    );
+    records
 }
 
 fn partition_record(topic: Uuid, partition: i32, replicas: Vec<i32>) -> MetaRecord {
