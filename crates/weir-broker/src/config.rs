@@ -44,6 +44,10 @@ pub struct BrokerConfig {
     pub kraft: KraftSettings,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub session_timeout_ms: u64,
 }
 
 /// One entry of `listeners` / `advertised.listeners`: `NAME://host:port`.
@@ -58,11 +62,10 @@ pub struct Listener {
 }
 
 /// Kafka's KRaft settings, as a Kafka `server.properties` writes them.
-/// This version runs one node that is both broker and controller (a
-/// one-voter quorum): the settings of such a node are accepted and
-/// checked as Kafka checks them; a quorum of several voters, or a node
-/// with one role only, is refused with the reason (they come with
-/// clustering, docs/design/cluster.md).
+/// Every node of this version is both broker and controller: a quorum of
+/// one (nothing set) or of several voters (`controller.quorum.voters`,
+/// each with a `CONTROLLER` listener); a node with one role only is
+/// refused with the reason (docs/design/cluster.md).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KraftSettings {
     /// `node.id`.
@@ -132,6 +135,14 @@ impl KraftSettings {
         }
     }
 
+    /// The listener the metadata quorum uses on this node, if configured.
+    pub fn controller_listener(&self) -> Option<&Listener> {
+        let controllers = self.controller_names();
+        self.listeners
+            .iter()
+            .find(|l| controllers.contains(&l.name))
+    }
+
     /// The listeners clients use (every listener that is not a controller's).
     pub fn client_listeners(&self) -> Vec<&Listener> {
         let controllers = self.controller_names();
@@ -150,7 +161,6 @@ impl KraftSettings {
             value,
             reason,
         };
-        let later = "several nodes come with clustering (docs/design/cluster.md); this version runs one node that is broker and controller";
         if let Some((broker, controller)) = self.roles
             && !(broker && controller)
         {
@@ -158,31 +168,70 @@ impl KraftSettings {
             return Err(invalid(
                 "process.roles",
                 v.to_owned(),
-                format!("a {v}-only node needs other nodes; {later}"),
-            ));
-        }
-        if self.voters.len() > 1 {
-            return Err(invalid(
-                "controller.quorum.voters",
-                format!("{} voters", self.voters.len()),
-                later.to_owned(),
+                format!(
+                    "a {v}-only node is not supported yet: every node of this version is broker and controller (process.roles=broker,controller)"
+                ),
             ));
         }
         if self.bootstrap_servers.len() > 1 {
             return Err(invalid(
                 "controller.quorum.bootstrap.servers",
                 self.bootstrap_servers.join(","),
-                later.to_owned(),
+                "a dynamic quorum (KIP-853) is not supported: list the voters in controller.quorum.voters".to_owned(),
             ));
         }
-        if let (Some(id), Some((voter, _, _))) = (self.node_id, self.voters.first())
-            && id != *voter
+        if let Some(id) = self.node_id
+            && !self.voters.is_empty()
+            && !self.voters.iter().any(|(v, _, _)| *v == id)
         {
             return Err(invalid(
                 "controller.quorum.voters",
-                format!("{voter}@..."),
+                self.voters
+                    .iter()
+                    .map(|(v, h, p)| format!("{v}@{h}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 format!("a controller's node.id ({id}) must be one of the voters"),
             ));
+        }
+        if self.voters.len() > 1 {
+            if self.node_id.is_none() {
+                return Err(invalid(
+                    "node.id",
+                    String::new(),
+                    "a quorum of several voters needs node.id on every node".to_owned(),
+                ));
+            }
+            let Some(l) = self.controller_listener() else {
+                return Err(invalid(
+                    "listeners",
+                    self.listeners
+                        .iter()
+                        .map(|l| l.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    format!(
+                        "a quorum of several voters needs a controller listener ({}://host:port)",
+                        self.controller_names().join(",")
+                    ),
+                ));
+            };
+            let me = self
+                .voters
+                .iter()
+                .find(|(v, _, _)| Some(*v) == self.node_id);
+            if let Some((_, _, port)) = me
+                && *port != l.port
+            {
+                return Err(invalid(
+                    "controller.quorum.voters",
+                    format!("port {port}"),
+                    format!(
+                        "this node's voter entry must name its controller listener's port {}",
+                        l.port
+                    ),
+                ));
+            }
         }
         let clients = self.client_listeners();
         if clients.len() > 1 {
@@ -259,6 +308,8 @@ impl BrokerConfig {
             cleaner: crate::cleaner::CleanerConfig::default(),
             kraft: KraftSettings::default(),
             retention_check_interval_ms: 30_000,
+            heartbeat_interval_ms: 2_000,
+            session_timeout_ms: 9_000,
         }
     }
 
@@ -293,6 +344,21 @@ impl BrokerConfig {
             self.advertised = Some((a.host.clone(), a.port));
         }
         Ok(())
+    }
+
+    /// The name of the listener clients use (`PLAINTEXT` unless named).
+    pub fn client_listener_name(&self) -> String {
+        self.kraft
+            .client_listeners()
+            .first()
+            .map_or_else(|| "PLAINTEXT".to_owned(), |l| l.name.clone())
+    }
+
+    /// The endpoints this broker registers: (listener, host, port) of each
+    /// client listener, as advertised.
+    pub fn advertised_endpoints(&self) -> Vec<(String, String, u16)> {
+        let (host, port) = self.advertised();
+        vec![(self.client_listener_name(), host, port)]
     }
 
     /// Host and port clients should connect to.
@@ -417,19 +483,29 @@ impl BrokerConfig {
                     .filter(|s| !s.is_empty())
                     .collect();
             }
-            "broker.heartbeat.interval.ms" | "broker.session.timeout.ms" => {
-                // Heartbeats between brokers and controllers: one node
-                // talks to itself. Checked, kept for DescribeConfigs.
-                if int()? < 1 {
+            "broker.heartbeat.interval.ms" => {
+                let v = int()?;
+                if v < 1 {
                     return Err(bad("must be at least 1"));
                 }
+                self.heartbeat_interval_ms = v as u64;
+            }
+            "broker.session.timeout.ms" => {
+                let v = int()?;
+                if v < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+                self.session_timeout_ms = v as u64;
             }
             "offsets.topic.replication.factor"
             | "transaction.state.log.replication.factor"
             | "share.coordinator.state.topic.replication.factor" => {
-                if int()? != 1 {
-                    return Err(bad("this version runs one node: only 1 is possible"));
+                if int()? < 1 {
+                    return Err(bad("must be at least 1"));
                 }
+                tracing::warn!(
+                    "{key}: partitions are not replicated yet; internal topics have one replica"
+                );
             }
             "transaction.state.log.min.isr" | "share.coordinator.state.topic.min.isr" => {
                 if int()? < 1 {
@@ -839,7 +915,7 @@ mod tests {
     }
 
     #[test]
-    fn what_one_node_cannot_be_is_refused_with_the_reason() {
+    fn what_a_node_cannot_be_is_refused_with_the_reason() {
         let refused = |k: &str, v: &str| {
             let mut c = kraft();
             c.set(k, v).unwrap();
@@ -847,9 +923,15 @@ mod tests {
             assert!(e.contains(k), "{k}: {e}");
             e
         };
+        // Three voters, this node's entry on its controller listener's port.
+        let mut three = kraft();
+        three
+            .set("controller.quorum.voters", "1@a:19093,2@b:19093,3@c:19093")
+            .unwrap();
+        three.kraft.check().unwrap();
         assert!(
-            refused("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")
-                .contains("clustering")
+            refused("controller.quorum.voters", "1@a:9999,2@b:19093,3@c:19093")
+                .contains("port 19093")
         );
         assert!(refused("process.roles", "broker").contains("broker-only"));
         assert!(refused("controller.quorum.voters", "2@a:9093").contains("node.id"));
@@ -875,7 +957,7 @@ mod tests {
                 .is_err()
         );
         assert!(c.set("process.roles", "worker").is_err());
-        assert!(c.set("offsets.topic.replication.factor", "3").is_err());
+        assert!(c.set("offsets.topic.replication.factor", "0").is_err());
         assert!(c.set("listener.security.protocol.map", "A:TLS").is_err());
     }
 }

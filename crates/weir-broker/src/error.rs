@@ -51,6 +51,9 @@ pub enum BrokerError {
         /// The error.
         source: io::Error,
     },
+    /// The metadata quorum could not start.
+    #[error("cluster metadata: {0}")]
+    Cluster(String),
     /// Broker metadata on disk is damaged.
     #[error("corrupt broker metadata in {path}: {reason}")]
     Metadata {

@@ -4,7 +4,10 @@
 //!   (length prefix, request header, response header), per connection.
 //! * `handlers`: one module per API area; each turns wire types into calls
 //!   on the topic registry and logs, and the results back into responses.
-//! * `topics`: the topic registry (names, ids, partitions, configs).
+//! * `cluster`: the broker's side of the metadata quorum: registration,
+//!   heartbeats, and the registry kept equal to the metadata image.
+//! * `topics`: the topic registry (names, ids, partitions, configs), as
+//!   the metadata image says, with the logs hosted here.
 //! * `topic_config`: Kafka's topic configs, their types, synonyms and what
 //!   this broker does with each.
 //! * `config`: broker settings under Kafka's names.
@@ -13,8 +16,10 @@
 //! Architecture invariant: no pipeline or SQL code lives here; storage is
 //! reached only through `weir-log`.
 
+mod admin;
 pub mod alloc;
 pub mod cleaner;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod groups;
@@ -45,10 +50,13 @@ use topics::Registry;
 pub struct Broker {
     config: BrokerConfig,
     meta: ClusterMeta,
-    topics: Registry,
+    topics: Arc<Registry>,
+    cluster: Arc<cluster::Cluster>,
     producer_ids: producers::ProducerIds,
     coordinator: Arc<groups::coordinator::Coordinator>,
     metrics: metrics::BrokerMetrics,
+    /// The reconcile and heartbeat tasks.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Consumer lag of one partition.
@@ -70,8 +78,11 @@ pub struct PartitionLag {
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 impl Broker {
-    /// Opens the data directory: cluster metadata and every topic.
-    pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+    /// Opens the data directory and joins the metadata quorum: registers,
+    /// waits to be unfenced, imports a one-node data directory at its
+    /// first start, makes sure `__consumer_offsets` exists, and opens
+    /// every topic the image assigns here.
+    pub async fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io {
             what: "creating",
             path: config.data_dir.clone(),
@@ -83,32 +94,117 @@ impl Broker {
             .node_id
             .or_else(|| config.kraft.voters.first().map(|v| v.0));
         let meta = ClusterMeta::load_or_create(&config.data_dir, node_id)?;
-        let topics = Registry::open(&config.data_dir, config.log_defaults.clone())?;
-        let producer_ids = producers::ProducerIds::open(&config.data_dir)?;
-        let mut compact = std::collections::BTreeMap::new();
-        compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
-        // Small segments, so compaction can drop whole ones soon.
-        compact.insert("segment.bytes".to_owned(), "16777216".to_owned());
-        let offsets_topic =
-            topics
-                .ensure(OFFSETS_TOPIC, 1, compact)
-                .map_err(|e| BrokerError::Metadata {
-                    path: config.data_dir.join(OFFSETS_TOPIC),
-                    reason: e.to_string(),
-                })?;
-        let store = groups::offsets::OffsetStore::load(offsets_topic.partitions[0].log.clone())?;
+        let topics = Arc::new(Registry::open(
+            &config.data_dir,
+            config.log_defaults.clone(),
+        )?);
+        let cluster = Arc::new(cluster::Cluster::start(&config, meta.node_id).await?);
+        // Topics removed while the coordinator does not exist yet are
+        // forgotten when its offsets load (they name no topic).
+        let coordinator_slot: Arc<std::sync::OnceLock<Arc<groups::coordinator::Coordinator>>> =
+            Arc::default();
+        let mut tasks = vec![tokio::spawn(cluster.clone().reconcile(topics.clone(), {
+            let slot = coordinator_slot.clone();
+            move |gone: Vec<String>| {
+                if let Some(c) = slot.get() {
+                    for t in gone {
+                        c.forget_topic(&t);
+                    }
+                }
+            }
+        }))];
+        cluster.join().await;
+        let image = cluster.image();
+        if !image.migrated {
+            let old: Vec<_> = topics
+                .all()
+                .into_iter()
+                .filter(|t| t.meta_index == 0)
+                .map(|t| {
+                    let count = t.partitions.iter().map(|p| p.index + 1).max().unwrap_or(0);
+                    (t.name.clone(), t.id, count, t.overrides.clone())
+                })
+                .collect();
+            if !old.is_empty() {
+                info!(
+                    topics = old.len(),
+                    "importing the topics of this data directory into the cluster metadata"
+                );
+            }
+            let answer = cluster
+                .request(weir_meta::Request::Migrate {
+                    broker: meta.node_id,
+                    topics: old,
+                    next_producer_id: producers::legacy_next(&config.data_dir)?,
+                })
+                .await
+                .map_err(|e| BrokerError::Cluster(e.to_string()))?;
+            if let weir_meta::Answer::Refused(e) = answer {
+                return Err(BrokerError::Cluster(format!("importing the topics: {e}")));
+            }
+        }
+        if topics.get(OFFSETS_TOPIC).is_none() {
+            let mut compact = std::collections::BTreeMap::new();
+            compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
+            // Small segments, so compaction can drop whole ones soon.
+            compact.insert("segment.bytes".to_owned(), "16777216".to_owned());
+            let answer = cluster
+                .request(weir_meta::Request::CreateTopic {
+                    name: OFFSETS_TOPIC.to_owned(),
+                    partitions: 1,
+                    replication_factor: 1,
+                    configs: compact,
+                    id: uuid::Uuid::new_v4(),
+                })
+                .await
+                .map_err(|e| BrokerError::Cluster(e.to_string()))?;
+            match answer {
+                weir_meta::Answer::Done
+                | weir_meta::Answer::Refused(weir_meta::MetaError::TopicExists(_)) => {}
+                other => {
+                    return Err(BrokerError::Cluster(format!(
+                        "creating {OFFSETS_TOPIC}: {other:?}"
+                    )));
+                }
+            }
+        }
+        cluster.reconcile_now(&topics);
+        let offsets_log = topics
+            .get(OFFSETS_TOPIC)
+            .and_then(|t| t.hosted(0).map(|p| p.log.clone()));
+        let offsets_log = match offsets_log {
+            Some(log) => log,
+            None => {
+                // Coordinated by the broker that hosts it (groups spread
+                // over brokers come with a partitioned offsets topic); an
+                // empty in-memory store answers here meanwhile.
+                return Err(BrokerError::Cluster(format!(
+                    "{OFFSETS_TOPIC} is not hosted on this broker: group coordination on several brokers is not supported yet"
+                )));
+            }
+        };
+        let store = groups::offsets::OffsetStore::load(offsets_log)?;
         let coordinator = Arc::new(groups::coordinator::Coordinator::new(
             store,
             config.group_limits,
         ));
+        let _ = coordinator_slot.set(coordinator.clone());
+        tasks.push(tokio::spawn(cluster.clone().heartbeats()));
         Ok(Self {
             config,
             meta,
             topics,
-            producer_ids,
+            cluster,
+            producer_ids: producers::ProducerIds::default(),
             coordinator,
             metrics: metrics::BrokerMetrics::default(),
+            tasks,
         })
+    }
+
+    /// The broker's place in the cluster.
+    pub fn cluster(&self) -> &cluster::Cluster {
+        &self.cluster
     }
 
     /// Request, connection and per-topic counters.
@@ -169,15 +265,31 @@ impl Broker {
             .collect()
     }
 
+    /// Leaves the cluster (a controlled shutdown) and stops the
+    /// metadata node; the logs stay open until [`Broker::close`].
+    pub async fn leave(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.cluster.shutdown().await;
+    }
+
     /// Closes every partition cleanly.
     pub fn close(self) {
         let Broker {
             topics,
             coordinator,
+            tasks,
             ..
         } = self;
+        drop(tasks);
         drop(coordinator);
-        topics.close();
+        match Arc::try_unwrap(topics) {
+            Ok(topics) => topics.close(),
+            Err(_) => tracing::warn!(
+                "the topic registry is still in use at shutdown; logs will be recovered at the next start"
+            ),
+        }
     }
 }
 
@@ -224,7 +336,7 @@ impl RunningBroker {
             source,
         })?;
         config.listen = addr;
-        let broker = Arc::new(Broker::open(config)?);
+        let broker = Arc::new(Broker::open(config).await?);
         Ok(Self {
             addr,
             broker,
@@ -285,6 +397,7 @@ impl RunningBroker {
         }
         retention.abort();
         groups.abort();
+        broker.leave().await;
         if let Some(c) = cleaner {
             // A running pass stops at its next batch.
             let _ = tokio::task::spawn_blocking(move || c.stop()).await;

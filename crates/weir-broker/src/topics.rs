@@ -1,6 +1,17 @@
-//! The topic registry: topics, their ids, partitions and config overrides,
-//! persisted in `<data-dir>/topics.toml` and backed by one `weir-log` log
-//! per partition in `<data-dir>/<topic>-<partition>/`.
+//! The topic registry: this broker's view of every topic of the cluster
+//! (names, ids, configs, where each partition's replicas are and who
+//! leads it), built from the metadata image, plus the partitions hosted
+//! here, each backed by one `weir-log` log in
+//! `<data-dir>/<topic>-<partition>/`.
+//!
+//! [`Registry::apply_image`] is the only way topics change: it opens the
+//! logs of partitions newly assigned here, changes configs, and deletes
+//! the logs of topics the image removed. What is hosted here is recorded
+//! in `<data-dir>/topics.toml` with the metadata index at which each topic
+//! was first seen, so a topic missing from an image is deleted only once
+//! that image has passed its creation (an image replayed at start may be
+//! behind the logs). A data directory of the one-node version (no index)
+//! is imported into the metadata at its first start (`Migrate`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +22,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 use weir_log::{Flusher, Log, LogConfig, LogError};
+use weir_meta::{Image, PartitionInfo};
 
 use crate::error::BrokerError;
 
@@ -31,8 +43,16 @@ pub struct Topic {
     pub name: String,
     /// Topic id (KIP-516).
     pub id: Uuid,
-    /// Partitions, by index.
+    /// The partitions hosted here, by index (every partition on a single
+    /// broker; see [`Topic::led`] to reach one by index).
     pub partitions: Vec<Arc<Partition>>,
+    /// Every partition's replicas, ISR, leader and epochs, from the image.
+    pub assignment: Arc<Vec<PartitionInfo>>,
+    /// This broker's id.
+    pub me: i32,
+    /// The metadata index at which this broker first saw the topic (0:
+    /// from a one-node data directory not imported yet).
+    pub meta_index: u64,
     /// Topic-level config overrides, by Kafka name.
     pub overrides: BTreeMap<String, String>,
     /// Effective log config (broker defaults + overrides).
@@ -42,7 +62,71 @@ pub struct Topic {
     pub stats: Arc<crate::metrics::TopicStats>,
 }
 
+/// Why a partition cannot be served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unled {
+    /// No such partition.
+    Unknown,
+    /// Another broker leads it (-1: none does right now).
+    NotLeader {
+        /// The leader, -1 for none.
+        leader: i32,
+        /// Its leader epoch.
+        epoch: i32,
+    },
+    /// Hosted here but its log could not be opened.
+    Offline,
+}
+
+impl Unled {
+    /// The Kafka error code for a request to this partition.
+    pub fn code(self) -> kafka_protocol::ResponseError {
+        use kafka_protocol::ResponseError as E;
+        match self {
+            Unled::Unknown => E::UnknownTopicOrPartition,
+            Unled::NotLeader { .. } => E::NotLeaderOrFollower,
+            Unled::Offline => E::KafkaStorageError,
+        }
+    }
+}
+
 impl Topic {
+    /// Number of partitions in the cluster.
+    pub fn partition_count(&self) -> usize {
+        self.assignment.len()
+    }
+
+    /// The hosted partition `index`, leader or not.
+    pub fn hosted(&self, index: i32) -> Option<&Arc<Partition>> {
+        self.partitions
+            .binary_search_by_key(&index, |p| p.index)
+            .ok()
+            .map(|i| &self.partitions[i])
+    }
+
+    /// Partition `index` if this broker leads it.
+    pub fn led(&self, index: i32) -> Result<&Arc<Partition>, Unled> {
+        let info = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.assignment.get(i))
+            .ok_or(Unled::Unknown)?;
+        if info.leader != self.me {
+            return Err(Unled::NotLeader {
+                leader: info.leader,
+                epoch: info.leader_epoch,
+            });
+        }
+        self.hosted(index).ok_or(Unled::Offline)
+    }
+
+    /// The leader epoch of partition `index` (-1 if there is none).
+    pub fn leader_epoch(&self, index: i32) -> i32 {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.assignment.get(i))
+            .map_or(-1, |p| p.leader_epoch)
+    }
+
     /// `min.insync.replicas`: an acks=all produce needs this many in-sync
     /// replicas.
     pub fn min_insync_replicas(&self) -> i32 {
@@ -58,9 +142,16 @@ impl Topic {
 struct StoredTopic {
     name: String,
     id: String,
+    /// Partitions in the cluster (the one-node version: all hosted here).
     partitions: i32,
     #[serde(default)]
     configs: BTreeMap<String, String>,
+    /// The partitions hosted here (absent: `0..partitions`).
+    #[serde(default)]
+    hosted: Option<Vec<i32>>,
+    /// The metadata index at which the topic was first seen here.
+    #[serde(default)]
+    meta_index: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -93,6 +184,12 @@ pub enum TopicError {
     /// KAFKA_STORAGE_ERROR (metadata file).
     #[error("{0}")]
     Storage(String),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// REQUEST_TIMED_OUT: the metadata quorum did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl TopicError {
@@ -107,6 +204,8 @@ impl TopicError {
             TopicError::InvalidConfig(_) => E::InvalidConfig,
             TopicError::Log(e) => crate::error::log_error_code(e),
             TopicError::Storage(_) => E::KafkaStorageError,
+            TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
+            TopicError::Timeout(_) => E::RequestTimedOut,
         }
     }
 }
@@ -139,7 +238,7 @@ pub struct Registry {
     defaults: LogConfig,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises changes to the set of topics and their persistence.
-    change: tokio::sync::Mutex<()>,
+    change: Mutex<()>,
     /// Bumped after every append, so long-polling fetches wake up.
     appended: watch::Sender<u64>,
     flusher: Flusher,
@@ -190,8 +289,12 @@ impl Registry {
                 path: path.clone(),
                 reason: format!("topic {}: {e}", t.name),
             })?;
+            let hosted = t
+                .hosted
+                .clone()
+                .unwrap_or_else(|| (0..t.partitions).collect());
             let mut partitions = Vec::new();
-            for p in 0..t.partitions {
+            for p in hosted {
                 let log = Arc::new(Log::open_dir(
                     data_dir.join(format!("{}-{p}", t.name)),
                     config.clone(),
@@ -200,13 +303,18 @@ impl Registry {
                 flusher.register(&log);
                 partitions.push(Arc::new(Partition { index: p, log }));
             }
-            info!(topic = %t.name, partitions = t.partitions, "opened topic");
+            partitions.sort_by_key(|p| p.index);
+            info!(topic = %t.name, partitions = partitions.len(), "opened topic");
+            // Served once the image holds it (apply_image fills these in).
             topics.insert(
                 t.name.clone(),
                 Arc::new(Topic {
                     name: t.name,
                     id,
                     partitions,
+                    assignment: Arc::default(),
+                    me: -1,
+                    meta_index: t.meta_index,
                     overrides: t.configs,
                     config,
                     stats: Arc::default(),
@@ -218,7 +326,7 @@ impl Registry {
             data_dir: data_dir.to_owned(),
             defaults,
             topics: RwLock::new(topics),
-            change: tokio::sync::Mutex::new(()),
+            change: Mutex::new(()),
             appended,
             flusher,
         })
@@ -271,8 +379,10 @@ impl Registry {
                 .map(|t| StoredTopic {
                     name: t.name.clone(),
                     id: t.id.to_string(),
-                    partitions: t.partitions.len() as i32,
+                    partitions: t.partition_count() as i32,
                     configs: t.overrides.clone(),
+                    hosted: Some(t.partitions.iter().map(|p| p.index).collect()),
+                    meta_index: t.meta_index,
                 })
                 .collect(),
         };
@@ -281,22 +391,22 @@ impl Registry {
             .map_err(|e| TopicError::Storage(format!("writing topics.toml: {e}")))
     }
 
-    /// Creates a topic. `validate_only` checks without creating.
-    pub async fn create(
+    /// Checks a new topic's name, partition count and configs as the
+    /// broker that receives CreateTopics does, before the controller
+    /// decides; returns the effective config.
+    pub fn check_new(
         &self,
         name: &str,
         partitions: i32,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, TopicError> {
         validate_name(name)?;
         if partitions < 1 {
             return Err(TopicError::InvalidPartitions(format!(
                 "number of partitions must be at least 1, got {partitions}"
             )));
         }
-        let config = effective(&self.defaults, &overrides)?;
-        let _guard = self.change.lock().await;
+        let config = effective(&self.defaults, overrides)?;
         if self.get(name).is_some() {
             return Err(TopicError::Exists(name.to_owned()));
         }
@@ -310,142 +420,155 @@ impl Registry {
                 "collides with an existing topic ('.' and '_' are interchangeable in metric names)",
             ));
         }
-        let topic = Topic {
-            name: name.to_owned(),
-            id: Uuid::new_v4(),
-            partitions: Vec::new(),
-            overrides,
-            config,
-            stats: Arc::default(),
-        };
-        if validate_only {
-            return Ok(Arc::new(topic));
-        }
-        let topic = self.with_partitions(topic, partitions)?;
-        self.write().insert(name.to_owned(), topic.clone());
-        if let Err(e) = self.persist() {
-            self.write().remove(name);
-            return Err(e);
-        }
-        info!(topic = name, partitions, "created topic");
-        Ok(topic)
+        Ok(config)
     }
 
-    /// Adds partitions up to `count` to a copy of `topic`.
-    fn with_partitions(&self, mut topic: Topic, count: i32) -> Result<Arc<Topic>, TopicError> {
-        for p in topic.partitions.len() as i32..count {
-            let dir = self.data_dir.join(format!("{}-{p}", topic.name));
-            if dir.exists() {
-                // Left over from a topic deleted while the broker was down.
-                let _ = std::fs::remove_dir_all(&dir);
+    /// Checks a topic's complete new set of config overrides.
+    pub fn check_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, TopicError> {
+        effective(&self.defaults, overrides)
+    }
+
+    /// Makes the registry what `image` says, for broker `me`: new topics
+    /// and partitions assigned here get their logs opened (and any left
+    /// over from an earlier topic of the same name deleted first), configs
+    /// change, topics the image removed are closed and deleted. Returns
+    /// the names of the topics removed. Blocking (opens and deletes
+    /// files).
+    pub fn apply_image(&self, image: &Image, me: i32) -> Vec<String> {
+        let _guard = self.change.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.read().clone();
+        let mut next: BTreeMap<String, Arc<Topic>> = BTreeMap::new();
+        let mut removed = Vec::new();
+        // Topics the image no longer has (or has under another id) first,
+        // so a topic re-created under the same name opens fresh logs.
+        for (name, t) in &current {
+            if image.topics.contains_key(&t.id) {
+                continue;
             }
-            let log = Arc::new(Log::open_dir(dir, topic.config.clone(), now_ms())?);
-            self.flusher.register(&log);
-            topic.partitions.push(Arc::new(Partition { index: p, log }));
+            if t.meta_index == 0 && !image.migrated {
+                // Not imported yet: kept until the migration is applied.
+                next.insert(name.clone(), t.clone());
+                continue;
+            }
+            if t.meta_index > image.applied {
+                // Created after what this image has seen (an image replayed
+                // at start can be behind the logs): kept until it catches up.
+                next.insert(name.clone(), t.clone());
+                continue;
+            }
+            self.remove_logs(t, t.meta_index == 0);
+            removed.push(name.clone());
         }
-        Ok(Arc::new(topic))
+        for info in image.topics.values() {
+            if next.contains_key(&info.name) {
+                // A stale local topic of that name waits for its removal.
+                continue;
+            }
+            let existing = current.get(&info.name).filter(|t| t.id == info.id);
+            let config = match effective(&self.defaults, &info.configs) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(topic = %info.name, error = %e, "topic configs invalid here; broker defaults used");
+                    self.defaults.clone()
+                }
+            };
+            let mut partitions = Vec::new();
+            for (index, p) in info.partitions.iter().enumerate() {
+                let index = index as i32;
+                if !p.replicas.contains(&me) {
+                    continue;
+                }
+                if let Some(have) = existing.and_then(|t| t.hosted(index)) {
+                    partitions.push(have.clone());
+                    continue;
+                }
+                let dir = self.data_dir.join(format!("{}-{index}", info.name));
+                if dir.exists() {
+                    // Left over from a topic deleted while the broker was down.
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                match Log::open_dir(dir, config.clone(), now_ms()) {
+                    Ok(log) => {
+                        let log = Arc::new(log);
+                        self.flusher.register(&log);
+                        partitions.push(Arc::new(Partition { index, log }));
+                    }
+                    Err(e) => {
+                        warn!(topic = %info.name, partition = index, error = %e, "could not open a partition assigned here; it stays offline")
+                    }
+                }
+            }
+            if existing.is_some_and(|t| t.config != config) {
+                for p in &partitions {
+                    p.log.set_config(config.clone());
+                }
+            }
+            if existing.is_none() {
+                info!(topic = %info.name, partitions = info.partitions.len(), hosted = partitions.len(), "topic opened");
+            }
+            let meta_index = match existing.map(|t| t.meta_index) {
+                Some(i) if i > 0 => i,
+                _ => image.applied,
+            };
+            next.insert(
+                info.name.clone(),
+                Arc::new(Topic {
+                    name: info.name.clone(),
+                    id: info.id,
+                    partitions,
+                    assignment: Arc::new(info.partitions.clone()),
+                    me,
+                    meta_index,
+                    overrides: info.configs.clone(),
+                    config,
+                    stats: existing.map(|t| t.stats.clone()).unwrap_or_default(),
+                }),
+            );
+        }
+        let changed = next.len() != current.len()
+            || next.iter().any(|(n, t)| {
+                current.get(n).is_none_or(|c| {
+                    c.id != t.id
+                        || c.meta_index != t.meta_index
+                        || c.overrides != t.overrides
+                        || c.assignment.len() != t.assignment.len()
+                        || c.partitions.len() != t.partitions.len()
+                })
+            });
+        *self.write() = next;
+        if changed && let Err(e) = self.persist() {
+            warn!(error = %e, "could not record the hosted topics");
+        }
+        removed
     }
 
-    /// Opens an internal topic at start-up, creating it if missing.
-    pub fn ensure(
-        &self,
-        name: &str,
-        partitions: i32,
-        overrides: BTreeMap<String, String>,
-    ) -> Result<Arc<Topic>, TopicError> {
-        if let Some(t) = self.get(name) {
-            return Ok(t);
-        }
-        let config = effective(&self.defaults, &overrides)?;
-        let topic = Topic {
-            name: name.to_owned(),
-            id: Uuid::new_v4(),
-            partitions: Vec::new(),
-            overrides,
-            config,
-            stats: Arc::default(),
-        };
-        let topic = self.with_partitions(topic, partitions)?;
-        self.write().insert(name.to_owned(), topic.clone());
-        self.persist()?;
-        info!(topic = name, partitions, "created topic");
-        Ok(topic)
-    }
-
-    /// Grows a topic to `count` partitions (CreatePartitions).
-    pub async fn add_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let _guard = self.change.lock().await;
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
-        let now = topic.partitions.len() as i32;
-        if count <= now {
-            return Err(TopicError::InvalidPartitions(format!(
-                "topic {name} has {now} partitions; the new count must be larger, got {count}"
-            )));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let grown = self.with_partitions((*topic).clone(), count)?;
-        self.write().insert(name.to_owned(), grown);
-        self.persist()?;
-        info!(topic = name, from = now, to = count, "added partitions");
-        Ok(())
-    }
-
-    /// Replaces a topic's config overrides (AlterConfigs semantics).
-    pub async fn set_overrides(
-        &self,
-        name: &str,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let _guard = self.change.lock().await;
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
-        let config = effective(&self.defaults, &overrides)?;
-        if validate_only {
-            return Ok(());
-        }
-        for p in &topic.partitions {
-            p.log.set_config(config.clone());
-        }
-        let mut changed = (*topic).clone();
-        changed.overrides = overrides;
-        changed.config = config;
-        self.write().insert(name.to_owned(), Arc::new(changed));
-        self.persist()?;
-        Ok(())
-    }
-
-    /// Deletes a topic and its data.
-    pub async fn delete(&self, name: &str) -> Result<Uuid, TopicError> {
-        let _guard = self.change.lock().await;
-        let topic = self
-            .write()
-            .remove(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
-        if let Err(e) = self.persist() {
-            self.write().insert(name.to_owned(), topic);
-            return Err(e);
-        }
+    /// Closes a removed topic's partitions and deletes their logs (a stray
+    /// one, never in the metadata, is set aside instead, as Kafka does).
+    fn remove_logs(&self, topic: &Topic, stray: bool) {
         for p in &topic.partitions {
             // A cleaning pass over it ends first (at its next batch).
             p.log.stop_cleaning();
             let dir = p.log.dir().to_owned();
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+            let result = if stray {
+                let aside = dir.with_file_name(format!(
+                    "{}-{}.{}-stray",
+                    topic.name,
+                    p.index,
+                    topic.id.simple()
+                ));
+                warn!(dir = %dir.display(), to = %aside.display(), "a partition the cluster does not know is set aside");
+                std::fs::rename(&dir, &aside)
+            } else {
+                std::fs::remove_dir_all(&dir)
+            };
+            if let Err(e) = result {
                 warn!(dir = %dir.display(), error = %e, "could not remove a deleted topic's partition");
             }
         }
-        info!(topic = name, "deleted topic");
-        Ok(topic.id)
+        info!(topic = %topic.name, "deleted topic");
     }
 
     /// Runs retention on every partition.
@@ -550,40 +673,138 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn topics_survive_reopen_with_ids_and_configs() {
+    use weir_meta::{MetaRecord, PartitionRecord};
+
+    fn topic_records(name: &str, id: Uuid, replicas: &[i32]) -> Vec<MetaRecord> {
+        let mut out = vec![MetaRecord::Topic {
+            name: name.to_owned(),
+            id,
+        }];
+        for (p, r) in replicas.iter().enumerate() {
+            out.push(MetaRecord::Partition(PartitionRecord {
+                topic: id,
+                partition: p as i32,
+                replicas: vec![*r],
+                isr: vec![*r],
+                leader: *r,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }));
+        }
+        out
+    }
+
+    fn apply(image: &mut Image, records: Vec<MetaRecord>) {
+        let index = image.applied + 1;
+        for r in records {
+            image.apply(index, &r).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_registry_follows_the_image_and_survives_reopen() {
         let tmp = tempfile::tempdir().unwrap();
         let reg = Registry::open(tmp.path(), LogConfig::default()).unwrap();
-        let mut cfg = BTreeMap::new();
-        cfg.insert("retention.ms".to_owned(), "1000".to_owned());
-        let t = reg.create("orders", 3, cfg, false).await.unwrap();
+        let mut image = Image::default();
+        apply(&mut image, vec![MetaRecord::Migrated]);
+        let orders = Uuid::new_v4();
+        // Partitions 0 and 2 here (broker 1), 1 on broker 2.
+        apply(&mut image, topic_records("orders", orders, &[1, 2, 1]));
+        apply(
+            &mut image,
+            vec![MetaRecord::Config {
+                resource: weir_meta::ConfigResource::Topic("orders".into()),
+                name: "retention.ms".into(),
+                value: Some("1000".into()),
+            }],
+        );
+        assert!(reg.apply_image(&image, 1).is_empty());
+        let t = reg.get("orders").unwrap();
+        assert_eq!(t.id, orders);
+        assert_eq!(t.partition_count(), 3);
+        assert_eq!(t.partitions.len(), 2);
+        assert!(t.led(0).is_ok() && t.led(2).is_ok());
+        assert_eq!(
+            t.led(1).unwrap_err(),
+            Unled::NotLeader {
+                leader: 2,
+                epoch: 0
+            }
+        );
+        assert_eq!(t.led(3).unwrap_err(), Unled::Unknown);
+        assert_eq!(t.config.retention_ms, Some(1000));
+        assert!(tmp.path().join("orders-2").exists() && !tmp.path().join("orders-1").exists());
         assert!(matches!(
-            reg.create("orders", 1, BTreeMap::new(), false).await,
+            reg.check_new("orders", 1, &BTreeMap::new()),
             Err(TopicError::Exists(_))
         ));
         assert!(matches!(
-            reg.create("bad name", 1, BTreeMap::new(), false).await,
+            reg.check_new("bad name", 1, &BTreeMap::new()),
             Err(TopicError::InvalidName(..))
         ));
         let mut bad = BTreeMap::new();
         bad.insert("retention.ms".to_owned(), "soon".to_owned());
         assert!(matches!(
-            reg.create("x", 1, bad, false).await,
+            reg.check_new("x", 1, &bad),
             Err(TopicError::InvalidConfig(_))
         ));
-        reg.add_partitions("orders", 5, false).await.unwrap();
+        reg.close();
+
+        // Reopened with an image that is behind (as after a crash, before
+        // the log is replayed): the topic is kept, not deleted.
+        let reg = Registry::open(tmp.path(), LogConfig::default()).unwrap();
+        let mut behind = Image::default();
+        apply(&mut behind, vec![MetaRecord::Migrated]);
+        reg.apply_image(&behind, 1);
+        assert!(tmp.path().join("orders-0").exists());
+        reg.apply_image(&image, 1);
+        assert_eq!(reg.get("orders").unwrap().partitions.len(), 2);
+
+        // Removed, then re-created under the same name: fresh logs.
+        apply(&mut image, vec![MetaRecord::RemoveTopic { id: orders }]);
+        assert_eq!(reg.apply_image(&image, 1), vec!["orders".to_owned()]);
+        assert!(reg.get("orders").is_none() && !tmp.path().join("orders-0").exists());
+        let again = Uuid::new_v4();
+        apply(&mut image, topic_records("orders", again, &[1]));
+        reg.apply_image(&image, 1);
+        assert_eq!(reg.get("orders").unwrap().id, again);
         reg.close();
         let reg = Registry::open(tmp.path(), LogConfig::default()).unwrap();
-        let again = reg.get("orders").unwrap();
-        assert_eq!(again.id, t.id);
-        assert_eq!(again.partitions.len(), 5);
-        assert_eq!(again.config.retention_ms, Some(1000));
-        assert!(reg.get_by_id(t.id).is_some());
-        reg.delete("orders").await.unwrap();
-        assert!(!tmp.path().join("orders-0").exists());
+        reg.apply_image(&image, 1);
+        assert_eq!(reg.get_by_id(again).unwrap().partitions.len(), 1);
         reg.close();
+    }
+
+    #[test]
+    fn a_one_node_directory_waits_for_its_import_and_strays_are_set_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("topics.toml"),
+            "[[topics]]\nname = \"old\"\nid = \"5a0c8b8e-8d0e-4d6e-9a43-7d1d6a2f0c11\"\npartitions = 2\n",
+        )
+        .unwrap();
         let reg = Registry::open(tmp.path(), LogConfig::default()).unwrap();
-        assert!(reg.all().is_empty());
+        assert_eq!(reg.get("old").unwrap().partitions.len(), 2);
+        // Not imported yet: kept.
+        reg.apply_image(&Image::default(), 1);
+        assert!(reg.get("old").is_some());
+        // The cluster was formed without it: set aside, not deleted.
+        let mut image = Image::default();
+        apply(&mut image, vec![MetaRecord::Migrated]);
+        reg.apply_image(&image, 1);
+        assert!(reg.get("old").is_none());
+        assert!(!tmp.path().join("old-0").exists());
+        let aside = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with("-stray")
+            })
+            .count();
+        assert_eq!(aside, 2);
         reg.close();
     }
 }

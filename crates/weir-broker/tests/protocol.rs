@@ -713,3 +713,99 @@ async fn shutdown_is_prompt_and_clean_whatever_clients_are_doing() {
         );
     }
 }
+
+/// A data directory written by the one-node version (`topics.toml`, the
+/// partition logs, committed offsets, `producer-ids`, no metadata log)
+/// opens with its topics, ids, configs, data and offsets, imported into
+/// the cluster metadata once; producer ids continue after the old ones.
+#[tokio::test]
+async fn a_one_node_data_directory_is_imported_into_the_metadata() {
+    use std::sync::Arc;
+    use weir_broker::groups::offsets::{Committed, OffsetStore};
+    let dir = tempfile::tempdir().unwrap();
+    let old_id = "5a0c8b8e-8d0e-4d6e-9a43-7d1d6a2f0c11";
+    std::fs::write(
+        dir.path().join("topics.toml"),
+        format!(
+            "[[topics]]\nname = \"old\"\nid = \"{old_id}\"\npartitions = 2\n\n[topics.configs]\n\"retention.ms\" = \"86400000\"\n\n\
+             [[topics]]\nname = \"__consumer_offsets\"\nid = \"0b8e0c5a-0d8e-4e6d-9a43-7d1d6a2f0c12\"\npartitions = 1\n\n[topics.configs]\n\"cleanup.policy\" = \"compact\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("producer-ids"), "5000\n").unwrap();
+    let log = weir_log::Log::open_dir(dir.path().join("old-0"), weir_log::LogConfig::default(), 0)
+        .unwrap();
+    log.append(&mut records(3, 5), 10).unwrap();
+    log.close().unwrap();
+    let offsets = Arc::new(
+        weir_log::Log::open_dir(
+            dir.path().join("__consumer_offsets-0"),
+            weir_log::LogConfig::default(),
+            0,
+        )
+        .unwrap(),
+    );
+    OffsetStore::load(offsets.clone())
+        .unwrap()
+        .write(vec![(
+            ("g".to_owned(), "old".to_owned(), 0),
+            Some(Committed {
+                offset: 2,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp: 10,
+            }),
+        )])
+        .unwrap();
+    Arc::try_unwrap(offsets).unwrap().close().unwrap();
+
+    for round in 0..2 {
+        let cfg = BrokerConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+        let running = RunningBroker::bind(cfg).await.unwrap();
+        let broker = running.broker().clone();
+        assert!(broker.cluster().image().migrated);
+        let addr = running.addr;
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(async move { running.serve(rx).await.unwrap() });
+        let mut c = Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            next_id: 1,
+        };
+        let md = c.call(&all_topics(), 12).await;
+        let t = md
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "old"))
+            .unwrap_or_else(|| panic!("round {round}: {md:?}"));
+        assert_eq!(t.topic_id.to_string(), old_id);
+        assert_eq!(t.partitions.len(), 2);
+        assert!(
+            t.partitions
+                .iter()
+                .all(|p| p.error_code == 0 && p.leader_id.0 == 0)
+        );
+        let f = c.call(&fetch_req("old", 0, 0, 0), 12).await;
+        assert_eq!(f.responses[0].partitions[0].high_watermark, 3);
+        let topic = broker.topics().get("old").unwrap();
+        assert_eq!(topic.config.retention_ms, Some(86_400_000));
+        let lag = broker.group_lag("g");
+        assert_eq!(lag.len(), 1, "{lag:?}");
+        assert_eq!((lag[0].committed, lag[0].lag), (2, Some(1)));
+        let mut init = InitProducerIdRequest::default();
+        init.transactional_id = None;
+        init.transaction_timeout_ms = 60_000;
+        init.producer_id = ProducerId(-1);
+        init.producer_epoch = -1;
+        let pid = c.call(&init, 4).await;
+        assert_eq!(pid.error_code, 0);
+        assert!(
+            pid.producer_id.0 >= 5000 + 1000 * round,
+            "round {round}: producer id {} reused an old block",
+            pid.producer_id.0
+        );
+        drop(c);
+        drop(broker);
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

@@ -125,7 +125,7 @@ pub struct MetaNode {
     image: watch::Receiver<Arc<Image>>,
     calls: mpsc::Sender<Call>,
     voters: BTreeMap<NodeId, String>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for MetaNode {
@@ -204,7 +204,7 @@ impl MetaNode {
             image,
             calls,
             voters: config.voters,
-            tasks,
+            tasks: Mutex::new(tasks),
         })
     }
 
@@ -268,13 +268,28 @@ impl MetaNode {
         let _ = tokio::time::timeout_at(deadline, rx.wait_for(|i| i.applied >= index)).await;
     }
 
-    /// Stops Raft and every task of the node.
-    pub async fn shutdown(self) {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Waits until some node leads the quorum (`false` if none did
+    /// within `within`).
+    pub async fn wait_for_leader(&self, within: Duration) -> bool {
+        let mut m = self.raft.metrics();
+        tokio::time::timeout(within, m.wait_for(|m| m.current_leader.is_some()))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Stops Raft and every task of the node (a second call does nothing).
+    pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
-        for t in &self.tasks {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in &tasks {
             t.abort();
         }
-        for t in self.tasks {
+        for t in tasks {
             let _ = t.await;
         }
     }

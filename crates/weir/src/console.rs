@@ -347,7 +347,7 @@ impl Live<'_> {
         let topics = self.broker.topics().all();
         let (mut size, mut partitions, mut messages) = (0u64, 0usize, 0u64);
         for t in topics.iter().filter(|t| !t.name.starts_with("__")) {
-            partitions += t.partitions.len();
+            partitions += t.partition_count();
             for p in &t.partitions {
                 size += p.log.size_bytes();
                 messages += held(&p.log);
@@ -440,7 +440,7 @@ impl Live<'_> {
                     "name": t.name,
                     "id": t.id.to_string(),
                     "internal": t.name.starts_with("__"),
-                    "partitions": t.partitions.len(),
+                    "partitions": t.partition_count(),
                     "size_bytes": size,
                     "messages": messages,
                     "end_offsets": end,
@@ -516,7 +516,7 @@ impl Live<'_> {
             return error(400, "give offset or time, not both");
         }
         let partitions: Vec<i32> = match partition {
-            Some(p) if p < 0 || p as usize >= t.partitions.len() => {
+            Some(p) if p < 0 || p as usize >= t.partition_count() => {
                 return error(404, format!("{name} has no partition {p}"));
             }
             Some(p) => vec![p as i32],

@@ -410,11 +410,13 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     // The flows' topics exist from the start, so their consumers subscribe
     // to something.
     for topic in ["oceanic", "nginxlog"] {
-        running
-            .broker()
-            .topics()
-            .ensure(topic, 1, BTreeMap::new())
-            .with_context(|| format!("creating topic {topic}"))?;
+        let broker = running.broker();
+        if broker.topics().get(topic).is_none() {
+            match runtime.block_on(broker.create_topic(topic, 1, -1, BTreeMap::new(), false)) {
+                Ok(_) | Err(weir_broker::topics::TopicError::Exists(_)) => {}
+                Err(e) => return Err(e).with_context(|| format!("creating topic {topic}")),
+            }
+        }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let broker_task = runtime.spawn(running.serve(stop_rx));

@@ -325,7 +325,8 @@ fn weir_broker_runs_from_a_kafka_server_properties() {
     let meta = std::fs::read_to_string(data.join("meta.properties")).unwrap();
     assert!(meta.contains("node.id=1"), "{meta}");
     common::sigterm(child);
-    // A three-voter quorum is refused at start, saying why.
+    // Three voters without a controller listener are refused at start,
+    // saying why.
     std::fs::write(
         &props,
         format!(
@@ -343,7 +344,7 @@ fn weir_broker_runs_from_a_kafka_server_properties() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("controller.quorum.voters") && err.contains("clustering"),
+        err.contains("listeners") && err.contains("needs a controller listener"),
         "{err}"
     );
 }

@@ -114,17 +114,6 @@ pub(super) async fn create_topics(
             r.error_message = Some(s(msg));
             r
         };
-        if ct.replication_factor != -1 && ct.replication_factor != 1 {
-            resp.topics.push(fail(
-                r,
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "replication factor {} is not possible: this is a single broker, only 1 (or -1 for the default) is",
-                    ct.replication_factor
-                ),
-            ));
-            continue;
-        }
         let node = broker.meta().node_id;
         let partitions = if !ct.assignments.is_empty() {
             if ct
@@ -147,8 +136,13 @@ pub(super) async fn create_topics(
         };
         let overrides = collect_configs(ct.configs.iter().map(|c| (&c.name, c.value.as_ref())));
         match broker
-            .topics()
-            .create(&name, partitions, overrides, req.validate_only)
+            .create_topic(
+                &name,
+                partitions,
+                ct.replication_factor,
+                overrides,
+                req.validate_only,
+            )
             .await
         {
             Ok(topic) => {
@@ -210,11 +204,8 @@ pub(super) async fn delete_topics(
             resp.responses.push(r);
             continue;
         };
-        match broker.topics().delete(&name).await {
+        match broker.delete_topic(&name).await {
             Ok(deleted) => {
-                let coordinator = broker.coordinator_arc();
-                let topic = name.clone();
-                let _ = tokio::task::spawn_blocking(move || coordinator.forget_topic(&topic)).await;
                 r.topic_id = deleted;
                 r.name = Some(TopicName(s(name)));
             }
@@ -237,7 +228,6 @@ pub(super) async fn create_partitions(
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
         if let Err(e) = broker
-            .topics()
             .add_partitions(t.name.0.as_str(), t.count, req.validate_only)
             .await
         {
@@ -390,8 +380,7 @@ pub(super) async fn alter_configs(
             match check_topic_keys(&configs) {
                 Ok(()) => topic_outcome(
                     broker
-                        .topics()
-                        .set_overrides(res.resource_name.as_str(), configs, req.validate_only)
+                        .set_topic_overrides(res.resource_name.as_str(), configs, req.validate_only)
                         .await,
                 ),
                 Err(e) => Err(e),
@@ -482,8 +471,11 @@ pub(super) async fn incremental_alter_configs(
                 None => match check_topic_keys(&overrides) {
                     Ok(()) => topic_outcome(
                         broker
-                            .topics()
-                            .set_overrides(res.resource_name.as_str(), overrides, req.validate_only)
+                            .set_topic_overrides(
+                                res.resource_name.as_str(),
+                                overrides,
+                                req.validate_only,
+                            )
                             .await,
                     ),
                     Err(e) => Err(e),

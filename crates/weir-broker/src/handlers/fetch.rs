@@ -10,8 +10,10 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::*;
 
+use super::s;
 use crate::Broker;
 use crate::error::log_error_code;
+use crate::topics::Unled;
 
 pub(super) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -63,6 +65,7 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
         req.max_bytes as usize
     };
     let mut total = 0usize;
+    let mut moved_to: Vec<i32> = Vec::new();
     for ft in &req.topics {
         let topic = if version >= 13 {
             broker.topics().get_by_id(ft.topic_id)
@@ -76,15 +79,27 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
         for fp in &ft.partitions {
             let mut pd = PartitionData::default();
             pd.partition_index = fp.partition;
-            let partition = topic
-                .as_ref()
-                .and_then(|t| t.partitions.get(usize::try_from(fp.partition).ok()?));
-            let Some(partition) = partition else {
-                pd.error_code = if version >= 13 {
-                    ResponseError::UnknownTopicId.code()
-                } else {
-                    ResponseError::UnknownTopicOrPartition.code()
+            let led = match &topic {
+                Some(t) => t.led(fp.partition),
+                None => Err(Unled::Unknown),
+            };
+            let Ok(partition) = led else {
+                pd.error_code = match led {
+                    Err(Unled::Unknown) if version >= 13 && topic.is_none() => {
+                        ResponseError::UnknownTopicId.code()
+                    }
+                    Err(e) => e.code().code(),
+                    Ok(_) => 0,
                 };
+                if let Err(Unled::NotLeader { leader, epoch }) = led
+                    && version >= 12
+                {
+                    pd.current_leader.leader_id = BrokerId(leader);
+                    pd.current_leader.leader_epoch = epoch;
+                    if leader >= 0 && !moved_to.contains(&leader) {
+                        moved_to.push(leader);
+                    }
+                }
                 pd.high_watermark = -1;
                 pd.last_stable_offset = -1;
                 pd.log_start_offset = -1;
@@ -137,6 +152,20 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
             counted.push((t.stats.clone(), sent, messages));
         }
         resp.responses.push(tr);
+    }
+    if version >= 16 {
+        resp.node_endpoints = super::metadata::live_brokers(broker)
+            .into_iter()
+            .filter(|b| moved_to.contains(&b.0))
+            .map(|(id, host, port, rack)| {
+                let mut e = fetch_response::NodeEndpoint::default();
+                e.node_id = BrokerId(id);
+                e.host = s(host);
+                e.port = i32::from(port);
+                e.rack = rack.map(s);
+                e
+            })
+            .collect();
     }
     (resp, total, counted)
 }

@@ -262,7 +262,7 @@ pub(super) async fn offset_commit(
             pr.error_code = if let Some(e) = check {
                 e.code()
             } else if topic.as_ref().is_none_or(|t| {
-                p.partition_index < 0 || p.partition_index as usize >= t.partitions.len()
+                p.partition_index < 0 || p.partition_index as usize >= t.partition_count()
             }) {
                 ResponseError::UnknownTopicOrPartition.code()
             } else if metadata.len() > MAX_METADATA {

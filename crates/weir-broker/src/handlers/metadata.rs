@@ -15,25 +15,51 @@ use super::s;
 use crate::Broker;
 use crate::topics::{Topic, TopicError};
 
-fn topic_entry(node: i32, t: &Topic) -> MetadataResponseTopic {
+fn topic_entry(t: &Topic, live: &[i32]) -> MetadataResponseTopic {
     let mut e = MetadataResponseTopic::default();
     e.name = Some(TopicName(s(t.name.clone())));
     e.topic_id = t.id;
     e.is_internal = t.name.starts_with("__");
     e.partitions = t
-        .partitions
+        .assignment
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             let mut mp = MetadataResponsePartition::default();
-            mp.partition_index = p.index;
-            mp.leader_id = BrokerId(node);
-            mp.leader_epoch = 0;
-            mp.replica_nodes = vec![BrokerId(node)];
-            mp.isr_nodes = vec![BrokerId(node)];
+            mp.partition_index = i as i32;
+            mp.leader_id = BrokerId(p.leader);
+            mp.leader_epoch = p.leader_epoch;
+            if p.leader < 0 {
+                mp.error_code = ResponseError::LeaderNotAvailable.code();
+            }
+            mp.replica_nodes = p.replicas.iter().map(|&r| BrokerId(r)).collect();
+            mp.isr_nodes = p.isr.iter().map(|&r| BrokerId(r)).collect();
+            mp.offline_replicas = p
+                .replicas
+                .iter()
+                .filter(|r| !live.contains(r))
+                .map(|&r| BrokerId(r))
+                .collect();
             mp
         })
         .collect();
     e
+}
+
+/// The live (unfenced) brokers and where clients reach them: (id, host,
+/// port, rack) on the listener clients use.
+pub(super) fn live_brokers(broker: &Broker) -> Vec<(i32, String, u16, Option<String>)> {
+    let image = broker.cluster().image();
+    let listener = broker.config().client_listener_name();
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let e = b.endpoints.iter().find(|e| e.listener == listener)?;
+            Some((b.id, e.host.clone(), e.port, b.rack.clone()))
+        })
+        .collect()
 }
 
 fn error_entry(name: Option<&str>, id: Uuid, err: ResponseError) -> MetadataResponseTopic {
@@ -49,16 +75,22 @@ pub(super) async fn metadata(
     req: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let node = broker.meta().node_id;
-    let (host, port) = broker.config().advertised();
     let mut resp = MetadataResponse::default();
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(node);
-    b.host = s(host);
-    b.port = i32::from(port);
-    resp.brokers = vec![b];
+    let brokers = live_brokers(broker);
+    let live: Vec<i32> = brokers.iter().map(|b| b.0).collect();
+    resp.brokers = brokers
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(id);
+            b.host = s(host);
+            b.port = i32::from(port);
+            b.rack = rack.map(s);
+            b
+        })
+        .collect();
     resp.cluster_id = Some(s(broker.meta().cluster_id.clone()));
-    resp.controller_id = BrokerId(node);
+    resp.controller_id = BrokerId(broker.cluster().controller().unwrap_or(-1));
 
     let topics = broker.topics();
     // v0: an empty list means all topics; v1+: null means all topics.
@@ -67,25 +99,30 @@ pub(super) async fn metadata(
         Some(list) => list.is_empty() && version == 0,
     };
     if all {
-        resp.topics = topics.all().iter().map(|t| topic_entry(node, t)).collect();
+        resp.topics = topics
+            .all()
+            .iter()
+            .filter(|t| !t.assignment.is_empty())
+            .map(|t| topic_entry(t, &live))
+            .collect();
         return resp;
     }
     let allow_create =
         (version < 4 || req.allow_auto_topic_creation) && broker.config().auto_create_topics;
     for wanted in req.topics.unwrap_or_default() {
         let entry = match wanted.name.as_ref().map(|n| n.0.as_str().to_owned()) {
-            Some(name) => match topics.get(&name) {
-                Some(t) => topic_entry(node, &t),
+            Some(name) => match topics.get(&name).filter(|t| !t.assignment.is_empty()) {
+                Some(t) => topic_entry(&t, &live),
                 None if allow_create => {
                     let partitions = broker.config().num_partitions;
-                    match topics
-                        .create(&name, partitions, BTreeMap::new(), false)
+                    match broker
+                        .create_topic(&name, partitions, -1, BTreeMap::new(), false)
                         .await
                     {
-                        Ok(t) => topic_entry(node, &t),
+                        Ok(t) => topic_entry(&t, &live),
                         // Another request created it meanwhile.
                         Err(TopicError::Exists(_)) => match topics.get(&name) {
-                            Some(t) => topic_entry(node, &t),
+                            Some(t) => topic_entry(&t, &live),
                             None => error_entry(
                                 Some(&name),
                                 Uuid::nil(),
@@ -102,7 +139,7 @@ pub(super) async fn metadata(
                 ),
             },
             None => match topics.get_by_id(wanted.topic_id) {
-                Some(t) => topic_entry(node, &t),
+                Some(t) => topic_entry(&t, &live),
                 None => error_entry(None, wanted.topic_id, ResponseError::UnknownTopicId),
             },
         };
@@ -115,16 +152,20 @@ pub(super) fn describe_cluster(
     broker: &Broker,
     _req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let node = broker.meta().node_id;
-    let (host, port) = broker.config().advertised();
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = s(broker.meta().cluster_id.clone());
-    resp.controller_id = BrokerId(node);
+    resp.controller_id = BrokerId(broker.cluster().controller().unwrap_or(-1));
     resp.endpoint_type = 1;
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(node);
-    b.host = s(host);
-    b.port = i32::from(port);
-    resp.brokers = vec![b];
+    resp.brokers = live_brokers(broker)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(id);
+            b.host = s(host);
+            b.port = i32::from(port);
+            b.rack = rack.map(s);
+            b
+        })
+        .collect();
     resp
 }

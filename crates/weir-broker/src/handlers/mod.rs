@@ -173,7 +173,7 @@ pub(crate) async fn dispatch(
             ResponseKind::OffsetDelete(groups::offset_delete(broker, r).await)
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(producer::init_producer_id(broker, r))
+            ResponseKind::InitProducerId(producer::init_producer_id(broker, r).await)
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(metadata::describe_cluster(broker, r))

@@ -33,17 +33,23 @@ pub(super) fn list_offsets(
             pr.partition_index = lp.partition_index;
             pr.timestamp = -1;
             pr.offset = -1;
-            let partition = topic
-                .as_ref()
-                .and_then(|t| t.partitions.get(usize::try_from(lp.partition_index).ok()?));
-            let Some(partition) = partition else {
-                pr.error_code = ResponseError::UnknownTopicOrPartition.code();
-                tr.partitions.push(pr);
-                continue;
+            let led = match &topic {
+                Some(t) => t.led(lp.partition_index),
+                None => Err(crate::topics::Unled::Unknown),
+            };
+            let partition = match led {
+                Ok(p) => p,
+                Err(e) => {
+                    pr.error_code = e.code().code();
+                    tr.partitions.push(pr);
+                    continue;
+                }
             };
             let log = &partition.log;
             if version >= 4 {
-                pr.leader_epoch = 0;
+                pr.leader_epoch = topic
+                    .as_ref()
+                    .map_or(-1, |t| t.leader_epoch(lp.partition_index));
             }
             match lp.timestamp {
                 LATEST | LATEST_TIERED => pr.offset = log.log_end_offset() as i64,
@@ -84,14 +90,17 @@ pub(super) async fn delete_records(
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = dp.partition_index;
             pr.low_watermark = -1;
-            let partition = topic
-                .as_ref()
-                .and_then(|t| t.partitions.get(usize::try_from(dp.partition_index).ok()?))
-                .cloned();
-            let Some(partition) = partition else {
-                pr.error_code = ResponseError::UnknownTopicOrPartition.code();
-                tr.partitions.push(pr);
-                continue;
+            let led = match &topic {
+                Some(t) => t.led(dp.partition_index).cloned(),
+                None => Err(crate::topics::Unled::Unknown),
+            };
+            let partition = match led {
+                Ok(p) => p,
+                Err(e) => {
+                    pr.error_code = e.code().code();
+                    tr.partitions.push(pr);
+                    continue;
+                }
             };
             // -1 means "up to the high watermark".
             let offset = if dp.offset == -1 {

@@ -13,6 +13,7 @@ use weir_log::Log;
 use super::{now_ms, s};
 use crate::Broker;
 use crate::error::log_error_code;
+use crate::topics::Unled;
 
 fn partition_error(
     index: i32,
@@ -67,6 +68,7 @@ pub(crate) fn append(
     // Appends are done first, then the acks=all waits run concurrently.
     let mut waits: Vec<Wait> = Vec::new();
     let mut appended = false;
+    let mut moved_to: Vec<i32> = Vec::new();
     for topic in req.topic_data {
         let mut tr = TopicProduceResponse::default();
         tr.name = topic.name.clone();
@@ -99,14 +101,33 @@ pub(crate) fn append(
                 ));
                 continue;
             }
-            let Some(partition) = found
-                .as_ref()
-                .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
-                .cloned()
-            else {
-                tr.partition_responses
-                    .push(partition_error(index, unknown, None));
-                continue;
+            let led = match &found {
+                Some(t) => t.led(index).cloned(),
+                None => Err(Unled::Unknown),
+            };
+            let partition = match led {
+                Ok(p) => p,
+                Err(Unled::Unknown) => {
+                    tr.partition_responses
+                        .push(partition_error(index, unknown, None));
+                    continue;
+                }
+                Err(e) => {
+                    let mut p = partition_error(index, e.code(), None);
+                    // KIP-951: where the partition went, so the client
+                    // re-routes without a metadata round trip.
+                    if let Unled::NotLeader { leader, epoch } = e
+                        && version >= 10
+                    {
+                        p.current_leader.leader_id = BrokerId(leader);
+                        p.current_leader.leader_epoch = epoch;
+                        if leader >= 0 && !moved_to.contains(&leader) {
+                            moved_to.push(leader);
+                        }
+                    }
+                    tr.partition_responses.push(p);
+                    continue;
+                }
             };
             // One replica, always in sync: acks=all needs no more than one.
             let min_isr = found.as_ref().map_or(1, |t| t.min_insync_replicas());
@@ -184,6 +205,18 @@ pub(crate) fn append(
     if appended {
         broker.topics().notify_appended();
     }
+    resp.node_endpoints = super::metadata::live_brokers(broker)
+        .into_iter()
+        .filter(|b| moved_to.contains(&b.0))
+        .map(|(id, host, port, rack)| {
+            let mut e = produce_response::NodeEndpoint::default();
+            e.node_id = BrokerId(id);
+            e.host = s(host);
+            e.port = i32::from(port);
+            e.rack = rack.map(s);
+            e
+        })
+        .collect();
     (resp, waits)
 }
 

@@ -11,7 +11,7 @@ use crate::Broker;
 pub(super) const TRANSACTIONS_UNSUPPORTED: &str =
     "transactions are not supported by this broker yet (idempotent producers are)";
 
-pub(super) fn init_producer_id(
+pub(super) async fn init_producer_id(
     broker: &Broker,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
@@ -29,14 +29,14 @@ pub(super) fn init_producer_id(
         resp.producer_epoch = req.producer_epoch + 1;
         return resp;
     }
-    match broker.producer_ids().next() {
+    match broker.producer_ids().next(broker.cluster()).await {
         Ok(id) => {
             resp.producer_id = ProducerId(id);
             resp.producer_epoch = 0;
         }
         Err(e) => {
-            warn!(error = %e, "could not reserve producer ids");
-            resp.error_code = ResponseError::KafkaStorageError.code();
+            warn!(error = %e, "could not get producer ids from the controller");
+            resp.error_code = ResponseError::CoordinatorNotAvailable.code();
         }
     }
     resp

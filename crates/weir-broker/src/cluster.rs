@@ -1,0 +1,318 @@
+//! The broker's side of the metadata quorum (docs/design/cluster.md).
+//!
+//! Every broker runs a [`MetaNode`] (`weir-meta`): with no quorum
+//! configured it is a one-voter quorum of itself, on a loopback port only
+//! it uses, so a single broker behaves as before. Around it:
+//!
+//! * registration: at start the broker registers (a new incarnation per
+//!   process, its advertised listeners) and heartbeats until the controller
+//!   unfences it; only then does it serve clients, as Kafka's brokers do;
+//! * heartbeats every `broker.heartbeat.interval.ms`, re-registering if
+//!   the controller no longer knows this registration; a controlled
+//!   shutdown heartbeat at stop moves leadership away first;
+//! * reconciliation: every applied image is applied to the topic
+//!   [`Registry`] (logs opened, configs changed, removed topics deleted),
+//!   and [`Cluster::request`] answers an admin change only once the
+//!   registry here shows it (invariant M6).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+use uuid::Uuid;
+use weir_meta::node::{MetaNode, NodeConfig};
+use weir_meta::{Answer, ControllerConfig, Endpoint, Image, MetaError, Request};
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::topics::{Registry, TopicError};
+
+/// How long an admin change may wait for the quorum.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The directory of the metadata log, under the data directory (Kafka's name).
+pub const METADATA_DIR: &str = "__cluster_metadata-0";
+
+/// This broker in the cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    node: MetaNode,
+    me: i32,
+    incarnation: Uuid,
+    /// The broker epoch of the current registration (0: none yet).
+    epoch: AtomicU64,
+    endpoints: Vec<Endpoint>,
+    heartbeat: Duration,
+    /// The image index the registry reflects.
+    reconciled: watch::Sender<u64>,
+}
+
+/// The settings of the metadata node of a broker.
+fn node_config(config: &BrokerConfig, me: i32) -> Result<NodeConfig, BrokerError> {
+    let kraft = &config.kraft;
+    let bad = |reason: String| {
+        BrokerError::Config(crate::ConfigError::Invalid {
+            key: "listeners".to_owned(),
+            value: String::new(),
+            reason,
+        })
+    };
+    let listen: SocketAddr = match kraft.controller_listener() {
+        Some(l) => {
+            let host = if l.host.is_empty() {
+                "0.0.0.0"
+            } else {
+                &l.host
+            };
+            format!("{host}:{}", l.port)
+                .parse()
+                .map_err(|e| bad(format!("controller listener {host}:{}: {e}", l.port)))?
+        }
+        // A quorum of one: nobody else connects.
+        None => SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let voters: BTreeMap<u64, String> = if kraft.voters.is_empty() {
+        BTreeMap::from([(me as u64, listen.to_string())])
+    } else {
+        kraft
+            .voters
+            .iter()
+            .map(|(id, host, port)| (*id as u64, format!("{host}:{port}")))
+            .collect()
+    };
+    let single = voters.len() == 1;
+    let mut node = NodeConfig::new(
+        me as u64,
+        voters,
+        listen,
+        config.data_dir.join(METADATA_DIR),
+    );
+    node.controller = ControllerConfig {
+        session_timeout_ms: config.session_timeout_ms as i64,
+        default_replication_factor: 1,
+        default_partitions: config.num_partitions,
+    };
+    if single {
+        // Nobody to wait for: elect at once.
+        node.election_ms = (150, 300);
+        node.heartbeat_ms = 50;
+    }
+    Ok(node)
+}
+
+impl Cluster {
+    /// Starts the metadata node of broker `me`.
+    pub async fn start(config: &BrokerConfig, me: i32) -> Result<Self, BrokerError> {
+        let node_config = node_config(config, me)?;
+        let node = MetaNode::start(node_config, Arc::new(weir_log::FsStorage))
+            .await
+            .map_err(|e| BrokerError::Cluster(e.to_string()))?;
+        let endpoints = config
+            .advertised_endpoints()
+            .into_iter()
+            .map(|(listener, host, port)| Endpoint {
+                listener,
+                host,
+                port,
+            })
+            .collect();
+        let (reconciled, _) = watch::channel(0);
+        Ok(Self {
+            node,
+            me,
+            incarnation: Uuid::new_v4(),
+            epoch: AtomicU64::new(0),
+            endpoints,
+            heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
+            reconciled,
+        })
+    }
+
+    /// This broker's id.
+    pub fn me(&self) -> i32 {
+        self.me
+    }
+
+    /// The current broker epoch (0 before registration).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// The applied image.
+    pub fn image(&self) -> Arc<Image> {
+        self.node.image().borrow().clone()
+    }
+
+    /// The active controller, if one is known.
+    pub fn controller(&self) -> Option<i32> {
+        self.node.leader().map(|l| l as i32)
+    }
+
+    /// Sends a request to the active controller; once it is committed,
+    /// waits until the registry here reflects it.
+    pub async fn request(&self, request: Request) -> Result<Answer, TopicError> {
+        let (answer, index) = self.call(request).await?;
+        let mut rx = self.reconciled.subscribe();
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, rx.wait_for(|i| *i >= index)).await;
+        Ok(answer)
+    }
+
+    /// Sends a request to the active controller and waits for this node's
+    /// image to include it; returns the answer and the entry's index.
+    async fn call(&self, request: Request) -> Result<(Answer, u64), TopicError> {
+        self.node
+            .request(request, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| TopicError::Timeout(e.to_string()))
+    }
+
+    async fn register(&self) -> Result<u64, TopicError> {
+        let (answer, _) = self
+            .call(Request::Register {
+                broker: self.me,
+                incarnation: self.incarnation,
+                endpoints: self.endpoints.clone(),
+                rack: None,
+            })
+            .await?;
+        let epoch = match answer {
+            Answer::AlreadyRegistered { epoch } => epoch,
+            Answer::Registered => self
+                .image()
+                .brokers
+                .get(&self.me)
+                .filter(|b| b.incarnation == self.incarnation)
+                .map_or(0, |b| b.epoch),
+            other => {
+                return Err(TopicError::Storage(format!(
+                    "unexpected answer to a registration: {other:?}"
+                )));
+            }
+        };
+        self.epoch.store(epoch, Ordering::Relaxed);
+        Ok(epoch)
+    }
+
+    /// One heartbeat; `Ok(fenced)`.
+    async fn heartbeat_once(&self, shutting_down: bool) -> Result<bool, TopicError> {
+        let (answer, _) = self
+            .call(Request::Heartbeat {
+                broker: self.me,
+                epoch: self.epoch(),
+                applied: self.image().applied,
+                shutting_down,
+            })
+            .await?;
+        match answer {
+            Answer::Heartbeat { fenced, .. } => Ok(fenced),
+            Answer::Refused(MetaError::StaleBrokerEpoch { .. } | MetaError::UnknownBroker(_)) => {
+                warn!("the controller no longer knows this registration; registering again");
+                self.epoch.store(0, Ordering::Relaxed);
+                Ok(true)
+            }
+            other => Err(TopicError::Storage(format!(
+                "unexpected answer to a heartbeat: {other:?}"
+            ))),
+        }
+    }
+
+    /// Registers and heartbeats until unfenced (retrying through elections
+    /// and a quorum not formed yet, logging while it waits).
+    pub async fn join(&self) {
+        let started = tokio::time::Instant::now();
+        let mut logged = started;
+        loop {
+            let done = if self.epoch() == 0 {
+                self.register().await.map(|_| false)
+            } else {
+                self.heartbeat_once(false).await.map(|fenced| !fenced)
+            };
+            match done {
+                Ok(true) => {
+                    info!(
+                        node_id = self.me,
+                        epoch = self.epoch(),
+                        "registered with the controller"
+                    );
+                    return;
+                }
+                Ok(false) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => {
+                    if logged.elapsed() > Duration::from_secs(5) {
+                        warn!(error = %e, waited = ?started.elapsed(), "waiting for the metadata quorum");
+                        logged = tokio::time::Instant::now();
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Heartbeats forever (run as a task).
+    pub async fn heartbeats(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let r = if self.epoch() == 0 {
+                self.register().await.map(|_| ())
+            } else {
+                self.heartbeat_once(false).await.map(|_| ())
+            };
+            if let Err(e) = r {
+                warn!(error = %e, "heartbeat to the controller failed");
+            }
+        }
+    }
+
+    /// Keeps the registry equal to the applied image (run as a task);
+    /// `removed` is told the topics deleted.
+    pub async fn reconcile(
+        self: Arc<Self>,
+        registry: Arc<Registry>,
+        removed: impl Fn(Vec<String>) + Send + Sync + 'static,
+    ) {
+        let removed = Arc::new(removed);
+        let mut rx = self.node.image();
+        loop {
+            let image = rx.borrow_and_update().clone();
+            let (reg, me) = (registry.clone(), self.me);
+            let img = image.clone();
+            match tokio::task::spawn_blocking(move || reg.apply_image(&img, me)).await {
+                Ok(gone) if !gone.is_empty() => {
+                    let removed = removed.clone();
+                    let _ = tokio::task::spawn_blocking(move || removed(gone)).await;
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "applying the metadata image failed"),
+            }
+            self.reconciled.send_replace(image.applied);
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Applies the current image to the registry now (at start, before
+    /// the reconcile task runs).
+    pub fn reconcile_now(&self, registry: &Registry) -> Vec<String> {
+        let image = self.image();
+        let gone = registry.apply_image(&image, self.me);
+        self.reconciled.send_replace(image.applied);
+        gone
+    }
+
+    /// Controlled shutdown: tells the controller, so the partitions led
+    /// here get other leaders (or none) before the process goes, then
+    /// stops the metadata node.
+    pub async fn shutdown(&self) {
+        if self.epoch() != 0 {
+            let _ = tokio::time::timeout(Duration::from_secs(3), self.heartbeat_once(true)).await;
+        }
+        self.node.shutdown().await;
+    }
+}
