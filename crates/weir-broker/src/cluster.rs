@@ -270,25 +270,22 @@ impl Cluster {
     }
 
     /// Keeps the registry equal to the applied image (run as a task);
-    /// `removed` is told the topics deleted.
+    /// `applied` runs after each change, told the topics deleted.
     pub async fn reconcile(
         self: Arc<Self>,
         registry: Arc<Registry>,
-        removed: impl Fn(Vec<String>) + Send + Sync + 'static,
+        applied: impl Fn(Vec<String>) + Send + Sync + 'static,
     ) {
-        let removed = Arc::new(removed);
+        let applied = Arc::new(applied);
         let mut rx = self.node.image();
         loop {
             let image = rx.borrow_and_update().clone();
             let (reg, me) = (registry.clone(), self.me);
             let img = image.clone();
-            match tokio::task::spawn_blocking(move || reg.apply_image(&img, me)).await {
-                Ok(gone) if !gone.is_empty() => {
-                    let removed = removed.clone();
-                    let _ = tokio::task::spawn_blocking(move || removed(gone)).await;
-                }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "applying the metadata image failed"),
+            let then = applied.clone();
+            let done = tokio::task::spawn_blocking(move || then(reg.apply_image(&img, me))).await;
+            if let Err(e) = done {
+                warn!(error = %e, "applying the metadata image failed");
             }
             self.reconciled.send_replace(image.applied);
             if rx.changed().await.is_err() {

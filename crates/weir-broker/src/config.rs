@@ -46,6 +46,9 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
+    /// when a cluster creates it (an existing one keeps its count).
+    pub offsets_topic_partitions: i32,
     /// `broker.session.timeout.ms`: a broker silent this long is fenced.
     pub session_timeout_ms: u64,
 }
@@ -309,6 +312,7 @@ impl BrokerConfig {
             kraft: KraftSettings::default(),
             retention_check_interval_ms: 30_000,
             heartbeat_interval_ms: 2_000,
+            offsets_topic_partitions: 16,
             session_timeout_ms: 9_000,
         }
     }
@@ -513,12 +517,11 @@ impl BrokerConfig {
                 }
             }
             "offsets.topic.num.partitions" => {
-                if int()? < 1 {
-                    return Err(bad("must be at least 1"));
+                let v = int()?;
+                if !(1..=10_000).contains(&v) {
+                    return Err(bad("must be between 1 and 10000"));
                 }
-                tracing::info!(
-                    "offsets.topic.num.partitions: this version keeps __consumer_offsets in one partition (a single node coordinates every group)"
-                );
+                self.offsets_topic_partitions = v as i32;
             }
             // Thread counts and socket buffers of Kafka's JVM broker: Weir
             // sizes its own runtime; checked, kept for DescribeConfigs.

@@ -53,7 +53,7 @@ pub struct Broker {
     topics: Arc<Registry>,
     cluster: Arc<cluster::Cluster>,
     producer_ids: producers::ProducerIds,
-    coordinator: Arc<groups::coordinator::Coordinator>,
+    groups: Arc<groups::coordinators::Coordinators>,
     metrics: metrics::BrokerMetrics,
     /// The reconcile and heartbeat tasks.
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -80,8 +80,7 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 impl Broker {
     /// Opens the data directory and joins the metadata quorum: registers,
     /// waits to be unfenced, imports a one-node data directory at its
-    /// first start, makes sure `__consumer_offsets` exists, and opens
-    /// every topic the image assigns here.
+    /// first start, and opens every topic the image assigns here.
     pub async fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io {
             what: "creating",
@@ -99,17 +98,13 @@ impl Broker {
             config.log_defaults.clone(),
         )?);
         let cluster = Arc::new(cluster::Cluster::start(&config, meta.node_id).await?);
-        // Topics removed while the coordinator does not exist yet are
-        // forgotten when its offsets load (they name no topic).
-        let coordinator_slot: Arc<std::sync::OnceLock<Arc<groups::coordinator::Coordinator>>> =
-            Arc::default();
+        let coordinators = Arc::new(groups::coordinators::Coordinators::new(config.group_limits));
         let mut tasks = vec![tokio::spawn(cluster.clone().reconcile(topics.clone(), {
-            let slot = coordinator_slot.clone();
+            let (groups, topics) = (coordinators.clone(), topics.clone());
             move |gone: Vec<String>| {
-                if let Some(c) = slot.get() {
-                    for t in gone {
-                        c.forget_topic(&t);
-                    }
+                groups.follow(topics.get(OFFSETS_TOPIC).as_deref());
+                for t in gone {
+                    groups.forget_topic(&t);
                 }
             }
         }))];
@@ -143,52 +138,8 @@ impl Broker {
                 return Err(BrokerError::Cluster(format!("importing the topics: {e}")));
             }
         }
-        if topics.get(OFFSETS_TOPIC).is_none() {
-            let mut compact = std::collections::BTreeMap::new();
-            compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
-            // Small segments, so compaction can drop whole ones soon.
-            compact.insert("segment.bytes".to_owned(), "16777216".to_owned());
-            let answer = cluster
-                .request(weir_meta::Request::CreateTopic {
-                    name: OFFSETS_TOPIC.to_owned(),
-                    partitions: 1,
-                    replication_factor: 1,
-                    configs: compact,
-                    id: uuid::Uuid::new_v4(),
-                })
-                .await
-                .map_err(|e| BrokerError::Cluster(e.to_string()))?;
-            match answer {
-                weir_meta::Answer::Done
-                | weir_meta::Answer::Refused(weir_meta::MetaError::TopicExists(_)) => {}
-                other => {
-                    return Err(BrokerError::Cluster(format!(
-                        "creating {OFFSETS_TOPIC}: {other:?}"
-                    )));
-                }
-            }
-        }
         cluster.reconcile_now(&topics);
-        let offsets_log = topics
-            .get(OFFSETS_TOPIC)
-            .and_then(|t| t.hosted(0).map(|p| p.log.clone()));
-        let offsets_log = match offsets_log {
-            Some(log) => log,
-            None => {
-                // Coordinated by the broker that hosts it (groups spread
-                // over brokers come with a partitioned offsets topic); an
-                // empty in-memory store answers here meanwhile.
-                return Err(BrokerError::Cluster(format!(
-                    "{OFFSETS_TOPIC} is not hosted on this broker: group coordination on several brokers is not supported yet"
-                )));
-            }
-        };
-        let store = groups::offsets::OffsetStore::load(offsets_log)?;
-        let coordinator = Arc::new(groups::coordinator::Coordinator::new(
-            store,
-            config.group_limits,
-        ));
-        let _ = coordinator_slot.set(coordinator.clone());
+        coordinators.follow(topics.get(OFFSETS_TOPIC).as_deref());
         tasks.push(tokio::spawn(cluster.clone().heartbeats()));
         Ok(Self {
             config,
@@ -196,10 +147,40 @@ impl Broker {
             topics,
             cluster,
             producer_ids: producers::ProducerIds::default(),
-            coordinator,
+            groups: coordinators,
             metrics: metrics::BrokerMetrics::default(),
             tasks,
         })
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet, as Kafka
+    /// does at the first FindCoordinator (so its partitions spread over
+    /// the brokers that are up by then, not only the first one).
+    pub async fn ensure_offsets_topic(&self) -> Result<(), topics::TopicError> {
+        if self.topics.get(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let mut compact = std::collections::BTreeMap::new();
+        compact.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        // Small segments, so compaction can drop whole ones soon.
+        compact.insert("segment.bytes".to_owned(), "16777216".to_owned());
+        let answer = self
+            .cluster
+            .request(weir_meta::Request::CreateTopic {
+                name: OFFSETS_TOPIC.to_owned(),
+                partitions: self.config.offsets_topic_partitions,
+                replication_factor: 1,
+                configs: compact,
+                id: uuid::Uuid::new_v4(),
+            })
+            .await?;
+        match answer {
+            weir_meta::Answer::Done
+            | weir_meta::Answer::Refused(weir_meta::MetaError::TopicExists(_)) => Ok(()),
+            other => Err(topics::TopicError::Storage(format!(
+                "creating {OFFSETS_TOPIC}: {other:?}"
+            ))),
+        }
     }
 
     /// The broker's place in the cluster.
@@ -222,13 +203,10 @@ impl Broker {
         &self.producer_ids
     }
 
-    /// The group coordinator.
-    pub fn coordinator(&self) -> &groups::coordinator::Coordinator {
-        &self.coordinator
-    }
-
-    pub(crate) fn coordinator_arc(&self) -> Arc<groups::coordinator::Coordinator> {
-        self.coordinator.clone()
+    /// The group coordinators of this broker (one per `__consumer_offsets`
+    /// partition it leads).
+    pub fn groups(&self) -> &groups::coordinators::Coordinators {
+        &self.groups
     }
 
     /// Cluster and node ids.
@@ -244,16 +222,18 @@ impl Broker {
     /// Per partition with a committed offset in `group`: the committed
     /// offset, the log end offset and the lag between them.
     pub fn group_lag(&self, group: &str) -> Vec<PartitionLag> {
-        self.coordinator
+        let Some(coordinator) = self.groups.for_group(group) else {
+            return Vec::new();
+        };
+        coordinator
             .offsets
             .of_group(group)
             .into_iter()
             .map(|(topic, partition, c)| {
-                let end = self.topics.get(&topic).and_then(|t| {
-                    t.partitions
-                        .get(usize::try_from(partition).ok()?)
-                        .map(|p| p.log.log_end_offset())
-                });
+                let end = self
+                    .topics
+                    .get(&topic)
+                    .and_then(|t| t.led(partition).ok().map(|p| p.log.log_end_offset()));
                 PartitionLag {
                     lag: end.map(|e| e.saturating_sub(c.offset.max(0) as u64)),
                     topic,
@@ -278,12 +258,12 @@ impl Broker {
     pub fn close(self) {
         let Broker {
             topics,
-            coordinator,
+            groups,
             tasks,
             ..
         } = self;
         drop(tasks);
-        drop(coordinator);
+        drop(groups);
         match Arc::try_unwrap(topics) {
             Ok(topics) => topics.close(),
             Err(_) => tracing::warn!(
@@ -377,12 +357,12 @@ impl RunningBroker {
                 let mut n = 0u64;
                 loop {
                     tick.tick().await;
-                    broker.coordinator.tick();
+                    broker.groups.tick();
                     n += 1;
                     if n.is_multiple_of(600) {
                         let b = broker.clone();
                         let _ = tokio::task::spawn_blocking(move || {
-                            b.coordinator.expire_offsets(b.config.offsets_retention_ms);
+                            b.groups.expire_offsets(b.config.offsets_retention_ms);
                         })
                         .await;
                     }

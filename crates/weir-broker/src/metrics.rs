@@ -318,21 +318,13 @@ pub fn render(broker: &Broker) -> String {
     );
     fsync.render("weir_log_fsync_duration_seconds", "", &mut out);
 
-    let mut groups: Vec<String> = broker
-        .coordinator()
-        .list()
-        .into_iter()
-        .map(|g| g.0)
-        .collect();
+    let mut groups: Vec<String> = broker.groups().list().into_iter().map(|g| g.0).collect();
     groups.sort();
     let mut committed = String::new();
     let mut lags = String::new();
     let mut members = String::new();
     for g in &groups {
-        let n = broker
-            .coordinator()
-            .describe(g)
-            .map_or(0, |v| v.members.len());
+        let n = broker.groups().describe(g).map_or(0, |v| v.members.len());
         let _ = writeln!(members, "weir_group_members{{group=\"{}\"}} {n}", label(g));
         for l in broker.group_lag(g) {
             let labels = format!(

@@ -466,6 +466,12 @@ async fn simple_commits_are_fetched_back_and_lag_is_computed() {
     };
     create(&mut c, "lag", &[]).await;
     c.call(&produce_req("lag", 1, records(10, 0)), 9).await;
+    // The coordinator first, as every client asks (it creates
+    // __consumer_offsets): this broker.
+    let mut fc = FindCoordinatorRequest::default();
+    fc.key = StrBytes::from_static_str("solo");
+    let found = c.call(&fc, 3).await;
+    assert_eq!((found.error_code, found.node_id.0), (0, 0), "{found:?}");
     // A commit outside group membership (generation -1, no member id).
     let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
     p.partition_index = 0;
@@ -706,7 +712,7 @@ async fn shutdown_is_prompt_and_clean_whatever_clients_are_doing() {
     let took = t.elapsed();
     let data_dir = dir.path().join("data");
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
-    for partition in ["busy-0", "__consumer_offsets-0"] {
+    for partition in ["busy-0"] {
         assert!(
             data_dir.join(partition).join("clean-shutdown").exists(),
             "{partition} was not closed cleanly"

@@ -331,7 +331,7 @@ impl Live<'_> {
             }
             s.pipelines.insert(p.name.clone(), v);
         }
-        for (g, _, _) in self.broker.coordinator().list() {
+        for (g, _, _) in self.broker.groups().list() {
             let lags = self
                 .broker
                 .group_lag(&g)
@@ -410,7 +410,7 @@ impl Live<'_> {
                 "partitions": partitions,
                 "messages": messages,
                 "connections": self.broker.metrics().connections.load(Ordering::Relaxed),
-                "groups": self.broker.coordinator().list().len(),
+                "groups": self.broker.groups().list().len(),
                 "messages_in_per_s": latest["messages_in_per_s"].as_f64().unwrap_or(0.0),
                 "messages_out_per_s": latest["messages_out_per_s"].as_f64().unwrap_or(0.0),
                 "bytes_in_per_s": latest["bytes_in_per_s"].as_f64().unwrap_or(0.0),
@@ -537,7 +537,7 @@ impl Live<'_> {
     }
 
     fn groups(&self) -> Value {
-        let mut list = self.broker.coordinator().list();
+        let mut list = self.broker.groups().list();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         let groups: Vec<Value> = list
             .into_iter()
@@ -545,7 +545,7 @@ impl Live<'_> {
                 let lags = self.broker.group_lag(&g);
                 let members = self
                     .broker
-                    .coordinator()
+                    .groups()
                     .describe(&g)
                     .map_or(0, |v| v.members.len());
                 json!({
@@ -562,7 +562,7 @@ impl Live<'_> {
     }
 
     fn group(&self, id: &str) -> Response {
-        let view = self.broker.coordinator().describe(id);
+        let view = self.broker.groups().describe(id);
         let lags = self.broker.group_lag(id);
         if view.is_none() && lags.is_empty() {
             return error(404, format!("no group {id}"));

@@ -58,6 +58,8 @@ pub enum GroupError {
     NonEmptyGroup,
     /// INVALID_GROUP_ID (24).
     InvalidGroupId,
+    /// NOT_COORDINATOR (16): the group is coordinated by another broker.
+    NotCoordinator,
 }
 
 impl GroupError {
@@ -74,6 +76,7 @@ impl GroupError {
             Self::GroupIdNotFound => 69,
             Self::NonEmptyGroup => 68,
             Self::InvalidGroupId => 24,
+            Self::NotCoordinator => 16,
         }
     }
 }

@@ -9,7 +9,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::producer::TRANSACTIONS_UNSUPPORTED;
 use super::s;
+use std::sync::Arc;
+
 use crate::Broker;
+use crate::groups::coordinator::Coordinator;
 use crate::groups::machine::{GroupError, Join, JoinResult, SyncResult};
 use crate::groups::offsets::Committed;
 
@@ -26,16 +29,48 @@ fn opt(s: &str) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.to_owned()))
 }
 
-pub(super) fn find_coordinator(
+/// The coordinator of `group` here, or NOT_COORDINATOR (the client asks
+/// FindCoordinator again).
+fn coordinator(broker: &Broker, group: &str) -> Result<Arc<Coordinator>, i16> {
+    broker
+        .groups()
+        .for_group(group)
+        .ok_or(ResponseError::NotCoordinator.code())
+}
+
+/// Where a group's coordinator is: the leader of its `__consumer_offsets`
+/// partition, as (node, host, port), or the error to answer.
+fn locate(broker: &Broker, group: &str) -> Result<(i32, String, u16), (i16, String)> {
+    let unavailable = |why: String| (ResponseError::CoordinatorNotAvailable.code(), why);
+    let topic = broker
+        .topics()
+        .get(crate::OFFSETS_TOPIC)
+        .ok_or_else(|| unavailable(format!("{} does not exist yet", crate::OFFSETS_TOPIC)))?;
+    let p = crate::groups::coordinators::partition_for(group, topic.partition_count());
+    let leader = topic
+        .assignment
+        .get(p as usize)
+        .map_or(-1, |info| info.leader);
+    super::metadata::live_brokers(broker)
+        .into_iter()
+        .find(|b| b.0 == leader)
+        .map(|(id, host, port, _)| (id, host, port))
+        .ok_or_else(|| unavailable(format!("{}-{p} has no leader", crate::OFFSETS_TOPIC)))
+}
+
+pub(super) async fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let node = broker.meta().node_id;
-    let (host, port) = broker.config().advertised();
-    let answer = |key_type: i8| -> (i16, Option<StrBytes>) {
+    if req.key_type == KEY_GROUP
+        && let Err(e) = broker.ensure_offsets_topic().await
+    {
+        tracing::warn!(error = %e, "could not create {}", crate::OFFSETS_TOPIC);
+    }
+    let answer = |key_type: i8, key: &str| -> Result<(i32, String, u16), (i16, String)> {
         match key_type {
-            KEY_GROUP => (0, None),
+            KEY_GROUP => locate(broker, key),
             // Not retriable, so a transactional producer's
             // init_transactions() fails at once instead of waiting forever
             // for a coordinator (clients treat this error as fatal).
@@ -43,45 +78,55 @@ pub(super) fn find_coordinator(
                 tracing::warn!(
                     "FindCoordinator for a transaction refused: {TRANSACTIONS_UNSUPPORTED}"
                 );
-                (
+                Err((
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    Some(s(TRANSACTIONS_UNSUPPORTED)),
-                )
+                    TRANSACTIONS_UNSUPPORTED.to_owned(),
+                ))
             }
-            _ => (
+            _ => Err((
                 ResponseError::InvalidRequest.code(),
-                Some(s(format!(
-                    "coordinator key type {key_type} is not supported"
-                ))),
-            ),
+                format!("coordinator key type {key_type} is not supported"),
+            )),
         }
     };
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
         for key in req.coordinator_keys {
-            let (error, message) = answer(req.key_type);
             let mut c = find_coordinator_response::Coordinator::default();
+            match answer(req.key_type, key.as_str()) {
+                Ok((node, host, port)) => {
+                    c.node_id = BrokerId(node);
+                    c.host = s(host);
+                    c.port = i32::from(port);
+                }
+                Err((code, message)) => {
+                    c.node_id = BrokerId(-1);
+                    c.host = s("");
+                    c.port = -1;
+                    c.error_code = code;
+                    c.error_message = Some(s(message));
+                }
+            }
             c.key = key;
-            c.node_id = BrokerId(if error == 0 { node } else { -1 });
-            c.host = s(if error == 0 {
-                host.clone()
-            } else {
-                String::new()
-            });
-            c.port = if error == 0 { i32::from(port) } else { -1 };
-            c.error_code = error;
-            c.error_message = message;
             resp.coordinators.push(c);
         }
     } else {
-        let (error, message) = answer(req.key_type);
-        resp.error_code = error;
-        if version >= 1 {
-            resp.error_message = message;
+        match answer(req.key_type, req.key.as_str()) {
+            Ok((node, host, port)) => {
+                resp.node_id = BrokerId(node);
+                resp.host = s(host);
+                resp.port = i32::from(port);
+            }
+            Err((code, message)) => {
+                resp.error_code = code;
+                if version >= 1 {
+                    resp.error_message = Some(s(message));
+                }
+                resp.node_id = BrokerId(-1);
+                resp.host = s("");
+                resp.port = -1;
+            }
         }
-        resp.node_id = BrokerId(if error == 0 { node } else { -1 });
-        resp.host = s(if error == 0 { host } else { String::new() });
-        resp.port = if error == 0 { i32::from(port) } else { -1 };
     }
     resp
 }
@@ -153,7 +198,16 @@ pub(super) async fn join_group(
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let result = broker.coordinator().join(&group, join).await;
+    let c = match coordinator(broker, &group) {
+        Ok(c) => c,
+        Err(code) => {
+            let mut resp = JoinGroupResponse::default();
+            resp.error_code = code;
+            resp.generation_id = -1;
+            return resp;
+        }
+    };
+    let result = c.join(&group, join).await;
     join_response(result, version)
 }
 
@@ -178,8 +232,15 @@ pub(super) async fn sync_group(
         .into_iter()
         .map(|a| (a.member_id.as_str().to_owned(), a.assignment))
         .collect();
-    let r = broker
-        .coordinator()
+    let c = match coordinator(broker, req.group_id.0.as_str()) {
+        Ok(c) => c,
+        Err(code) => {
+            let mut resp = SyncGroupResponse::default();
+            resp.error_code = code;
+            return resp;
+        }
+    };
+    let r = c
         .sync(
             req.group_id.0.as_str(),
             req.member_id.as_str(),
@@ -193,7 +254,14 @@ pub(super) async fn sync_group(
 
 pub(super) fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut resp = HeartbeatResponse::default();
-    resp.error_code = code(broker.coordinator().heartbeat(
+    let c = match coordinator(broker, req.group_id.0.as_str()) {
+        Ok(c) => c,
+        Err(code) => {
+            resp.error_code = code;
+            return resp;
+        }
+    };
+    resp.error_code = code(c.heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),
         req.group_instance_id.as_ref().map(|i| i.as_str()),
@@ -209,22 +277,21 @@ pub(super) fn leave_group(
 ) -> LeaveGroupResponse {
     let group = req.group_id.0.as_str();
     let mut resp = LeaveGroupResponse::default();
+    let c = match coordinator(broker, group) {
+        Ok(c) => c,
+        Err(code) => {
+            resp.error_code = code;
+            return resp;
+        }
+    };
     if version < 3 {
-        resp.error_code = code(
-            broker
-                .coordinator()
-                .leave(group, req.member_id.as_str(), None),
-        );
+        resp.error_code = code(c.leave(group, req.member_id.as_str(), None));
         return resp;
     }
     for m in req.members {
         let instance = m.group_instance_id.as_ref().map(|i| i.as_str());
         let mut r = leave_group_response::MemberResponse::default();
-        r.error_code = code(
-            broker
-                .coordinator()
-                .leave(group, m.member_id.as_str(), instance),
-        );
+        r.error_code = code(c.leave(group, m.member_id.as_str(), instance));
         r.member_id = m.member_id;
         r.group_instance_id = m.group_instance_id;
         resp.members.push(r);
@@ -237,12 +304,16 @@ pub(super) async fn offset_commit(
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group = req.group_id.0.as_str().to_owned();
-    let check = broker.coordinator().check_commit(
-        &group,
-        req.member_id.as_str(),
-        req.group_instance_id.as_ref().map(|i| i.as_str()),
-        req.generation_id_or_member_epoch,
-    );
+    let c = coordinator(broker, &group);
+    let check = match &c {
+        Ok(c) => c.check_commit(
+            &group,
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|i| i.as_str()),
+            req.generation_id_or_member_epoch,
+        ),
+        Err(_) => Some(GroupError::NotCoordinator),
+    };
     let now = super::now_ms();
     let mut writes = Vec::new();
     let mut resp = OffsetCommitResponse::default();
@@ -287,8 +358,7 @@ pub(super) async fn offset_commit(
         }
         resp.topics.push(tr);
     }
-    if !writes.is_empty() {
-        let coordinator = broker.coordinator_arc();
+    if let (false, Ok(coordinator)) = (writes.is_empty(), c) {
         let written = tokio::task::spawn_blocking(move || coordinator.offsets.write(writes)).await;
         if !matches!(written, Ok(Ok(()))) {
             for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
@@ -303,12 +373,12 @@ pub(super) async fn offset_commit(
 
 /// (partition, committed offset, leader epoch, metadata) for a topic.
 fn committed(
-    broker: &Broker,
+    c: &Coordinator,
     group: &str,
     topic: &str,
     partitions: Option<&[i32]>,
 ) -> Vec<(i32, i64, i32, String)> {
-    let store = &broker.coordinator().offsets;
+    let store = &c.offsets;
     match partitions {
         Some(ps) => ps
             .iter()
@@ -328,9 +398,8 @@ fn committed(
     }
 }
 
-fn topics_of_group(broker: &Broker, group: &str) -> Vec<String> {
-    let mut t: Vec<String> = broker
-        .coordinator()
+fn topics_of_group(c: &Coordinator, group: &str) -> Vec<String> {
+    let mut t: Vec<String> = c
         .offsets
         .of_group(group)
         .into_iter()
@@ -348,13 +417,13 @@ pub(super) fn offset_fetch(
     /// The topics (and partitions) to answer for: those asked, or with no
     /// list every topic the group has committed for (all partitions).
     fn wanted_topics(
-        broker: &Broker,
+        c: &Coordinator,
         group: &str,
         asked: Option<Vec<(String, Vec<i32>)>>,
     ) -> Vec<(String, Option<Vec<i32>>)> {
         match asked {
             Some(ts) => ts.into_iter().map(|(t, p)| (t, Some(p))).collect(),
-            None => topics_of_group(broker, group)
+            None => topics_of_group(c, group)
                 .into_iter()
                 .map(|t| (t, None))
                 .collect(),
@@ -372,11 +441,19 @@ pub(super) fn offset_fetch(
                     .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes))
                     .collect()
             });
-            let wanted = wanted_topics(broker, group, asked);
+            let c = match coordinator(broker, group) {
+                Ok(c) => c,
+                Err(code) => {
+                    gr.error_code = code;
+                    resp.groups.push(gr);
+                    continue;
+                }
+            };
+            let wanted = wanted_topics(&c, group, asked);
             for (topic, parts) in wanted {
                 let mut tr = offset_fetch_response::OffsetFetchResponseTopics::default();
                 tr.name = TopicName(s(topic.clone()));
-                for (p, offset, epoch, meta) in committed(broker, group, &topic, parts.as_deref()) {
+                for (p, offset, epoch, meta) in committed(&c, group, &topic, parts.as_deref()) {
                     let mut pr = offset_fetch_response::OffsetFetchResponsePartitions::default();
                     pr.partition_index = p;
                     pr.committed_offset = offset;
@@ -396,11 +473,31 @@ pub(super) fn offset_fetch(
             .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes))
             .collect()
     });
-    let wanted = wanted_topics(broker, group, asked);
+    let c = match coordinator(broker, group) {
+        Ok(c) => c,
+        Err(code) => {
+            // v2+ has a group-level error; v0-1 carry it per partition.
+            resp.error_code = code;
+            for (topic, parts) in asked.unwrap_or_default() {
+                let mut tr = offset_fetch_response::OffsetFetchResponseTopic::default();
+                tr.name = TopicName(s(topic));
+                for p in parts {
+                    let mut pr = offset_fetch_response::OffsetFetchResponsePartition::default();
+                    pr.partition_index = p;
+                    pr.committed_offset = -1;
+                    pr.error_code = code;
+                    tr.partitions.push(pr);
+                }
+                resp.topics.push(tr);
+            }
+            return resp;
+        }
+    };
+    let wanted = wanted_topics(&c, group, asked);
     for (topic, parts) in wanted {
         let mut tr = offset_fetch_response::OffsetFetchResponseTopic::default();
         tr.name = TopicName(s(topic.clone()));
-        for (p, offset, epoch, meta) in committed(broker, group, &topic, parts.as_deref()) {
+        for (p, offset, epoch, meta) in committed(&c, group, &topic, parts.as_deref()) {
             let mut pr = offset_fetch_response::OffsetFetchResponsePartition::default();
             pr.partition_index = p;
             pr.committed_offset = offset;
@@ -424,7 +521,16 @@ pub(super) fn describe_groups(
     for id in req.groups {
         let mut g = describe_groups_response::DescribedGroup::default();
         g.group_id = id.clone();
-        match broker.coordinator().describe(id.0.as_str()) {
+        let c = match coordinator(broker, id.0.as_str()) {
+            Ok(c) => c,
+            Err(code) => {
+                g.error_code = code;
+                g.group_state = s("");
+                resp.groups.push(g);
+                continue;
+            }
+        };
+        match c.describe(id.0.as_str()) {
             Some(v) => {
                 g.group_state = s(v.state.name());
                 g.protocol_type = s(v.protocol_type);
@@ -480,7 +586,7 @@ pub(super) fn list_groups(
     if !classic_wanted {
         return resp;
     }
-    for (id, protocol_type, state) in broker.coordinator().list() {
+    for (id, protocol_type, state) in broker.groups().list() {
         if !states.is_empty() && !states.contains(&state.name().to_lowercase()) {
             continue;
         }
@@ -504,10 +610,18 @@ pub(super) async fn delete_groups(
 ) -> DeleteGroupsResponse {
     let mut resp = DeleteGroupsResponse::default();
     for id in req.groups_names {
-        let coordinator = broker.coordinator_arc();
-        let name = id.0.as_str().to_owned();
-        let result = tokio::task::spawn_blocking(move || coordinator.delete(&name)).await;
         let mut r = delete_groups_response::DeletableGroupResult::default();
+        let c = match coordinator(broker, id.0.as_str()) {
+            Ok(c) => c,
+            Err(code) => {
+                r.group_id = id;
+                r.error_code = code;
+                resp.results.push(r);
+                continue;
+            }
+        };
+        let name = id.0.as_str().to_owned();
+        let result = tokio::task::spawn_blocking(move || c.delete(&name)).await;
         r.group_id = id;
         r.error_code = match result {
             Ok(Ok(())) => 0,
@@ -525,14 +639,21 @@ pub(super) async fn offset_delete(
 ) -> OffsetDeleteResponse {
     let group = req.group_id.0.as_str().to_owned();
     let mut resp = OffsetDeleteResponse::default();
-    if broker.coordinator().describe(&group).is_none() {
+    let c = match coordinator(broker, &group) {
+        Ok(c) => c,
+        Err(code) => {
+            resp.error_code = code;
+            return resp;
+        }
+    };
+    if c.describe(&group).is_none() {
         resp.error_code = GroupError::GroupIdNotFound.code();
         return resp;
     }
     let mut deletes = Vec::new();
     for t in req.topics {
         let topic = t.name.0.as_str().to_owned();
-        let subscribed = broker.coordinator().subscribed_to(&group, &topic);
+        let subscribed = c.subscribed_to(&group, &topic);
         let mut tr = offset_delete_response::OffsetDeleteResponseTopic::default();
         tr.name = t.name.clone();
         for p in t.partitions {
@@ -547,9 +668,8 @@ pub(super) async fn offset_delete(
         }
         resp.topics.push(tr);
     }
-    let coordinator = broker.coordinator_arc();
     if !matches!(
-        tokio::task::spawn_blocking(move || coordinator.offsets.write(deletes)).await,
+        tokio::task::spawn_blocking(move || c.offsets.write(deletes)).await,
         Ok(Ok(()))
     ) {
         resp.error_code = ResponseError::KafkaStorageError.code();

@@ -135,7 +135,7 @@ pub(crate) async fn dispatch(
             ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version).await)
         }
         RequestKind::JoinGroup(r) => {
             let client = header
