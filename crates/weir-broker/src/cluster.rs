@@ -37,6 +37,25 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The directory of the metadata log, under the data directory (Kafka's name).
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
 
+/// A broker as the metadata shows it (the console's Brokers page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerStatus {
+    /// Broker id.
+    pub id: i32,
+    /// Where clients reach it (listener, host, port).
+    pub endpoints: Vec<(String, String, u16)>,
+    /// Its broker epoch.
+    pub epoch: u64,
+    /// Fenced: no heartbeat within the session timeout (or shutting down).
+    pub fenced: bool,
+    /// It is the active controller.
+    pub controller: bool,
+    /// Partitions it leads.
+    pub leads: usize,
+    /// Partitions it holds a replica of.
+    pub replicas: usize,
+}
+
 /// This broker in the cluster.
 #[derive(Debug)]
 pub struct Cluster {
@@ -150,6 +169,37 @@ impl Cluster {
     /// The active controller, if one is known.
     pub fn controller(&self) -> Option<i32> {
         self.node.leader().map(|l| l as i32)
+    }
+
+    /// Every registered broker, by id.
+    pub fn brokers(&self) -> Vec<BrokerStatus> {
+        let image = self.image();
+        let controller = self.controller();
+        image
+            .brokers
+            .values()
+            .map(|b| {
+                let parts = image.topics.values().flat_map(|t| t.partitions.iter());
+                let (mut leads, mut replicas) = (0, 0);
+                for p in parts {
+                    leads += usize::from(p.leader == b.id);
+                    replicas += usize::from(p.replicas.contains(&b.id));
+                }
+                BrokerStatus {
+                    id: b.id,
+                    endpoints: b
+                        .endpoints
+                        .iter()
+                        .map(|e| (e.listener.clone(), e.host.clone(), e.port))
+                        .collect(),
+                    epoch: b.epoch,
+                    fenced: b.fenced,
+                    controller: controller == Some(b.id),
+                    leads,
+                    replicas,
+                }
+            })
+            .collect()
     }
 
     /// Sends a request to the active controller; once it is committed,

@@ -110,7 +110,7 @@ impl Broker {
         }))];
         cluster.join().await;
         let image = cluster.image();
-        if !image.migrated {
+        if !image.migrated || image.cluster_id.is_none() {
             let old: Vec<_> = topics
                 .all()
                 .into_iter()
@@ -131,6 +131,7 @@ impl Broker {
                     broker: meta.node_id,
                     topics: old,
                     next_producer_id: producers::legacy_next(&config.data_dir)?,
+                    cluster_id: meta.cluster_id.clone(),
                 })
                 .await
                 .map_err(|e| BrokerError::Cluster(e.to_string()))?;
@@ -138,6 +139,13 @@ impl Broker {
                 return Err(BrokerError::Cluster(format!("importing the topics: {e}")));
             }
         }
+        let meta = match cluster.image().cluster_id.clone() {
+            Some(id) if id != meta.cluster_id => {
+                info!(cluster_id = %id, "taking the cluster id of the metadata quorum");
+                ClusterMeta::adopt(&config.data_dir, id)?
+            }
+            _ => meta,
+        };
         cluster.reconcile_now(&topics);
         coordinators.follow(topics.get(OFFSETS_TOPIC).as_deref());
         tasks.push(tokio::spawn(cluster.clone().heartbeats()));

@@ -49,6 +49,31 @@ impl ClusterMeta {
         Ok(meta)
     }
 
+    /// Rewrites `meta.properties` with the cluster id of the metadata
+    /// quorum this node joined (the nodes of a new cluster each wrote
+    /// their own at first start; the first one's stands).
+    pub fn adopt(dir: &Path, cluster_id: String) -> Result<Self, BrokerError> {
+        let current = Self::load_or_create_any(dir, None)?;
+        let meta = Self {
+            cluster_id,
+            node_id: current.node_id,
+        };
+        meta.write(dir)?;
+        Ok(meta)
+    }
+
+    fn write(&self, dir: &Path) -> Result<(), BrokerError> {
+        let text = format!(
+            "# Written by weir on first start; do not edit.\nversion=1\ncluster.id={}\nnode.id={}\n",
+            self.cluster_id, self.node_id
+        );
+        crate::topics::write_atomic(dir, FILE, text.as_bytes()).map_err(|source| BrokerError::Io {
+            what: "writing",
+            path: dir.join(FILE),
+            source,
+        })
+    }
+
     fn load_or_create_any(dir: &Path, node_id: Option<i32>) -> Result<Self, BrokerError> {
         let path = dir.join(FILE);
         let bad = |reason: String| BrokerError::Metadata {
@@ -89,17 +114,7 @@ impl ClusterMeta {
                     cluster_id: base64_url(uuid::Uuid::new_v4().as_bytes()),
                     node_id: node_id.unwrap_or(0),
                 };
-                let text = format!(
-                    "# Written by weir on first start; do not edit.\nversion=1\ncluster.id={}\nnode.id={}\n",
-                    meta.cluster_id, meta.node_id
-                );
-                crate::topics::write_atomic(dir, FILE, text.as_bytes()).map_err(|source| {
-                    BrokerError::Io {
-                        what: "writing",
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
+                meta.write(dir)?;
                 Ok(meta)
             }
             Err(source) => Err(BrokerError::Io {
@@ -131,6 +146,14 @@ mod tests {
                 .unwrap()
                 .node_id,
             7
+        );
+        let adopted = ClusterMeta::adopt(tmp.path(), "other".into()).unwrap();
+        assert_eq!(adopted.node_id, 0);
+        assert_eq!(
+            ClusterMeta::load_or_create(tmp.path(), Some(0))
+                .unwrap()
+                .cluster_id,
+            "other"
         );
         std::fs::write(tmp.path().join(FILE), "cluster.id=x\n").unwrap();
         assert!(ClusterMeta::load_or_create(tmp.path(), None).is_err());

@@ -123,6 +123,8 @@ pub enum Request {
         topics: Vec<(String, Uuid, i32, BTreeMap<String, String>)>,
         /// The first producer id not yet used there.
         next_producer_id: i64,
+        /// Its `meta.properties` cluster id: the cluster's, if it has none.
+        cluster_id: String,
     },
     /// A broker needs producer ids (AllocateProducerIds).
     AllocateProducerIds {
@@ -390,14 +392,18 @@ impl Controller {
                 broker,
                 topics,
                 next_producer_id,
+                cluster_id,
             } => {
+                let mut records = Vec::new();
+                if image.cluster_id.is_none() {
+                    records.push(MetaRecord::ClusterId { id: cluster_id });
+                }
                 if image.migrated || !image.topics.is_empty() {
                     return Decision {
-                        records: Vec::new(),
+                        records,
                         answer: Answer::Done,
                     };
                 }
-                let mut records = Vec::new();
                 for (name, id, partitions, configs) in topics {
                     let placed = (0..partitions).map(|p| (p, vec![broker])).collect();
                     records.extend(topic_records(name, id, configs, placed));

@@ -122,6 +122,9 @@ pub struct Image {
     pub next_producer_id: i64,
     /// The one-node version's topics were imported.
     pub migrated: bool,
+    /// The cluster id, once the first node set it.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
 }
 
 impl Image {
@@ -279,6 +282,12 @@ impl Image {
                 self.next_producer_id = *next;
             }
             MetaRecord::Migrated => self.migrated = true,
+            MetaRecord::ClusterId { id } => {
+                // The first one stands.
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(id.clone());
+                }
+            }
         }
         Ok(())
     }

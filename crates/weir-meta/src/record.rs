@@ -134,6 +134,12 @@ pub enum MetaRecord {
     },
     /// The topics of a one-node data directory were imported.
     Migrated,
+    /// The cluster's id (the first node's `meta.properties` id; every
+    /// node takes it).
+    ClusterId {
+        /// Kafka's 22-character cluster id.
+        id: String,
+    },
 }
 
 /// Why bytes did not decode into a record.
@@ -194,6 +200,9 @@ mod tests {
                 value: None,
             },
             MetaRecord::Migrated,
+            MetaRecord::ClusterId {
+                id: "k-_KkMW6R8qS73Nf7n0WVg".into(),
+            },
         ];
         for r in records {
             assert_eq!(MetaRecord::decode(&r.encode()).unwrap(), r);

@@ -37,6 +37,14 @@ pub(crate) struct BrokerArgs {
     /// Let the console create and delete topics and reset group offsets.
     #[arg(long)]
     console_admin: bool,
+    /// This node's id (Kafka's node.id).
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// The metadata quorum's voters, `1@host:port,2@host:port,...` (Kafka's
+    /// controller.quorum.voters); each node also needs a
+    /// CONTROLLER://host:port entry in `listeners`.
+    #[arg(long)]
+    controller_quorum: Option<String>,
 }
 
 /// Builds the broker configuration: defaults, then the file, then `--set`,
@@ -62,6 +70,12 @@ pub(crate) fn config(args: &BrokerArgs) -> Result<BrokerConfig> {
             .with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
         cfg.set(k.trim(), v.trim())
             .with_context(|| format!("--set {kv}"))?;
+    }
+    if let Some(id) = args.node_id {
+        cfg.set("node.id", &id.to_string())?;
+    }
+    if let Some(voters) = &args.controller_quorum {
+        cfg.set("controller.quorum.voters", voters)?;
     }
     if let Some(dir) = &args.data_dir {
         cfg.data_dir.clone_from(dir);

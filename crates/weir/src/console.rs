@@ -255,6 +255,7 @@ impl Live<'_> {
             ("GET", "/api/v1/console/topics") => Response::json(200, &self.topics()),
             ("POST", "/api/v1/console/topics") => self.create_topic(req),
             ("GET", "/api/v1/console/groups") => Response::json(200, &self.groups()),
+            ("GET", "/api/v1/console/brokers") => Response::json(200, &self.brokers()),
             ("GET", "/api/v1/console/pipelines") => Response::json(200, &self.pipelines_json()),
             // Topic names cannot hold '/'; group names can, so a group is
             // everything after the prefix (less a final "/reset").
@@ -280,6 +281,7 @@ impl Live<'_> {
                 "/api/v1/console/overview"
                 | "/api/v1/console/topics"
                 | "/api/v1/console/groups"
+                | "/api/v1/console/brokers"
                 | "/api/v1/console/pipelines"
                 | "/metrics",
             ) => error(405, format!("{method} is not allowed on {path}")),
@@ -420,6 +422,34 @@ impl Live<'_> {
             "series": series,
             "admin": self.admin,
             "store": self.store,
+        })
+    }
+
+    fn brokers(&self) -> Value {
+        let cluster = self.broker.cluster();
+        let list: Vec<Value> = cluster
+            .brokers()
+            .into_iter()
+            .map(|b| {
+                let (host, port) = b
+                    .endpoints
+                    .first()
+                    .map_or((String::new(), 0), |e| (e.1.clone(), e.2));
+                json!({
+                    "id": b.id,
+                    "address": format!("{host}:{port}"),
+                    "epoch": b.epoch,
+                    "state": if b.fenced { "fenced" } else { "alive" },
+                    "controller": b.controller,
+                    "partitions_led": b.leads,
+                    "replicas": b.replicas,
+                })
+            })
+            .collect();
+        json!({
+            "this": self.broker.meta().node_id,
+            "controller": cluster.controller(),
+            "brokers": list,
         })
     }
 

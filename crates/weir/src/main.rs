@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod broker;
 mod console;
+mod dev;
 mod kafka_cli;
 mod logtool;
 mod pipeline;
@@ -105,6 +106,13 @@ enum Command {
         after_help = "Examples:\n  weir broker                      127.0.0.1:9092, data in ./weir-data\n  weir broker --listen 0.0.0.0:9092 --advertised-listener kafka1:9092 --set num.partitions=3\n  weir broker --http 127.0.0.1:9644   console at http://127.0.0.1:9644/console/, metrics at /metrics"
     )]
     Broker(broker::BrokerArgs),
+    /// Local tools: `weir dev cluster` runs a cluster of brokers on this
+    /// machine, each node its own process.
+    #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  weir dev cluster --nodes 3      nodes on 127.0.0.1:9092, :9094, :9096 (controllers on the odd ports)\n  weir dev cluster --set broker.session.timeout.ms=3000"
+    )]
+    Dev(DevCommand),
     /// Generate test data for the reference flows, one line each on stdout.
     #[command(
         after_help = "Examples:\n  weir gen nginx --count 1000 > access.log\n  weir gen sensors --count 100000 --brokers 127.0.0.1:9092 --topic oceanic --rate 1000"
@@ -141,6 +149,14 @@ enum Command {
         after_help = "Examples:\n  weir log dump weir-data/kafka/oceanic-0 --batches\n  weir log check weir-data/kafka/oceanic-0"
     )]
     Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Start a local cluster: N `weir broker` processes, broker and
+    /// controller each, with their own data directories; prints their PIDs
+    /// and addresses; Ctrl-C stops them all.
+    Cluster(dev::ClusterArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,10 +228,18 @@ enum LogCommand {
 
 fn main() -> ExitCode {
     weir_broker::alloc::tune();
+    // The Raft library narrates every election and logs each retry to an
+    // unreachable peer as an error: silent unless asked for (WEIR_LOG=
+    // info,openraft=info); Weir logs what matters (no quorum, a node
+    // leaving) itself.
+    let mut filter = std::env::var("WEIR_LOG").unwrap_or_else(|_| "info".to_owned());
+    if !filter.contains("openraft") {
+        filter.push_str(",openraft=off");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| "info,openraft=off".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -243,6 +267,7 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Broker(args) => broker::run(args),
+        Command::Dev(DevCommand::Cluster(args)) => dev::cluster(args, &mut out),
         Command::Sql(args) => sql::run(args, &mut out),
         Command::Bench(cmd) => bench::run(cmd, &mut out),
         Command::Topic { cmd, conn } => kafka_cli::topic(&conn, cmd, &mut out),

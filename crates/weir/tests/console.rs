@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Proc, free_port, need_command, need_python_module};
-use serde_json::Value;
+use serde_json::{Value, json};
 use weir_pipeline::http::{Url, request};
 
 struct Up {
@@ -234,6 +234,16 @@ fn every_console_endpoint_answers_and_changes_are_refused_by_default() {
     let g = up.json("/api/v1/console/groups");
     let a = find(&g["groups"], "group", "weir-flow-a");
     assert_eq!(a["members"], 1, "{g}");
+    // Brokers: this one, alive, the controller, leading every partition.
+    let b = up.json("/api/v1/console/brokers");
+    let me = &b["brokers"][0];
+    assert_eq!(b["brokers"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(
+        (&me["state"], &me["controller"]),
+        (&json!("alive"), &json!(true)),
+        "{b}"
+    );
+    assert!(me["partitions_led"].as_u64().unwrap() >= 2, "{b}");
     let g = up.json("/api/v1/console/groups/weir-flow-a");
     assert_eq!(g["members"][0]["assignment"]["oceanic"][0], 0, "{g}");
     let off = find(&g["offsets"], "topic", "oceanic");

@@ -90,7 +90,11 @@ pub(super) async fn metadata(
         })
         .collect();
     resp.cluster_id = Some(s(broker.meta().cluster_id.clone()));
-    resp.controller_id = BrokerId(broker.cluster().controller().unwrap_or(-1));
+    // As Kafka's KRaft brokers do, clients are given a live broker as the
+    // "controller" (this one): any broker takes admin requests and
+    // forwards them to the active controller, so an admin client never
+    // waits on a controller that just died.
+    resp.controller_id = BrokerId(broker.meta().node_id);
 
     let topics = broker.topics();
     // v0: an empty list means all topics; v1+: null means all topics.
@@ -154,7 +158,8 @@ pub(super) fn describe_cluster(
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = s(broker.meta().cluster_id.clone());
-    resp.controller_id = BrokerId(broker.cluster().controller().unwrap_or(-1));
+    // A live broker that forwards admin requests (see Metadata).
+    resp.controller_id = BrokerId(broker.meta().node_id);
     resp.endpoint_type = 1;
     resp.brokers = live_brokers(broker)
         .into_iter()

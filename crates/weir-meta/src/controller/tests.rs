@@ -502,6 +502,7 @@ fn a_one_node_data_directory_migrates_once() {
         broker: 1,
         topics: vec![("old".into(), id, 3, configs)],
         next_producer_id: 5000,
+        cluster_id: "first".into(),
     };
     assert_eq!(s.run(0, migrate.clone()).0, Answer::Done);
     let t = s.image.topic("old").unwrap();
@@ -515,10 +516,22 @@ fn a_one_node_data_directory_migrates_once() {
     );
     assert!(s.image.migrated);
     assert_eq!(s.image.next_producer_id, 5000);
-    // Again: nothing happens.
+    assert_eq!(s.image.cluster_id.as_deref(), Some("first"));
+    // Again, even from another node: nothing happens.
     let before = s.index;
     s.run(0, migrate);
+    let (answer, _) = s.run(
+        0,
+        Request::Migrate {
+            broker: 2,
+            topics: Vec::new(),
+            next_producer_id: 0,
+            cluster_id: "second".into(),
+        },
+    );
+    assert_eq!(answer, Answer::Done);
     assert_eq!(s.index, before);
+    assert_eq!(s.image.cluster_id.as_deref(), Some("first"));
 }
 
 #[test]

@@ -272,6 +272,19 @@ async function groups() {
   ], g.groups, { id: "groups-table", empty: "no consumer groups" });
 }
 
+async function brokers() {
+  const b = await api("/api/v1/console/brokers");
+  main().innerHTML = `<h1>Brokers</h1><p>This console runs on broker ${esc(b.this)}; the active controller is ${b.controller === null ? "not known (no quorum)" : esc(b.controller)}.</p>` + table([
+    col("Id", "id", { num: true }),
+    col("Address", "address"),
+    col("State", r => r.state === "alive" ? "alive" : `<span class="bad">fenced</span>`, { html: true }),
+    col("Controller", r => r.controller ? "yes" : ""),
+    col("Partitions led", "partitions_led", { num: true }),
+    col("Replicas", "replicas", { num: true }),
+    col("Epoch", "epoch", { num: true }),
+  ], b.brokers, { id: "brokers-table", empty: "no brokers registered" });
+}
+
 async function group(id) {
   const g = await api(`/api/v1/console/groups/${encodeURIComponent(id)}`);
   const topicsOf = [...new Set(g.offsets.map(o => o.topic))];
@@ -457,6 +470,7 @@ async function route() {
   const views = {
     overview: [overview, 2000], topics: [() => parts[1] ? topic(parts[1]) : topics(), 0],
     groups: [() => parts[1] ? group(parts[1]) : groups(), 0], pipelines: [pipelines, 3000],
+    brokers: [brokers, 2000],
     data: [data, 0], sql: [sqlView, 0],
   };
   const [fn, every] = views[view] || views.overview;

@@ -1,0 +1,767 @@
+//! Three `weir broker` processes as one cluster, on 127.0.0.1, .2 and .3:
+//! partitions spread over them, every broker's Metadata the same, real
+//! clients producing and a consumer group reading back exactly once; a
+//! kill -9 of the active controller (a new one is elected, admin requests
+//! keep working, the killed node rejoins with its id and partitions); a
+//! kill -9 of a broker leading one-replica partitions (they go offline,
+//! the rest serve, nothing acknowledged is lost); consumer groups on
+//! different coordinators resuming after their coordinator restarts.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, need_command, need_python_module, run_with_stdin};
+use serde_json::Value;
+
+const PIP: &str = "python3 -m pip install confluent-kafka kafka-python";
+
+struct Node {
+    id: u16,
+    host: String,
+    port: u16,
+    controller: u16,
+    http: u16,
+    dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// A cluster of broker processes, each stopped when this is dropped.
+struct Cluster {
+    nodes: Vec<Node>,
+    voters: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: u16) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let nodes: Vec<Node> = (1..=n)
+            .map(|id| Node {
+                id,
+                host: format!("127.0.0.{id}"),
+                port: free_port(),
+                controller: free_port(),
+                http: free_port(),
+                dir: tmp.path().join(format!("node-{id}")),
+                log: tmp.path().join(format!("node-{id}.log")),
+                child: None,
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@{}:{}", n.id, n.host, n.controller))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            nodes,
+            voters,
+            _tmp: tmp,
+        };
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c.wait_brokers(n as usize, Duration::from_secs(30));
+        c
+    }
+
+    fn node(&self, id: u16) -> &Node {
+        &self.nodes[usize::from(id) - 1]
+    }
+
+    fn spawn(&mut self, id: u16) {
+        let voters = self.voters.clone();
+        let n = &mut self.nodes[usize::from(id) - 1];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("broker")
+            .arg("--data-dir")
+            .arg(&n.dir)
+            .args(["--node-id", &id.to_string(), "--controller-quorum", &voters])
+            .arg("--set")
+            .arg(format!(
+                "listeners=PLAINTEXT://{}:{},CONTROLLER://{}:{}",
+                n.host, n.port, n.host, n.controller
+            ))
+            .args(["--http", &format!("{}:{}", n.host, n.http)])
+            .args([
+                "--set",
+                "broker.session.timeout.ms=2000",
+                "--set",
+                "broker.heartbeat.interval.ms=250",
+            ])
+            .env("WEIR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starting weir broker");
+        n.child = Some(child);
+    }
+
+    fn kill9(&mut self, id: u16) {
+        if let Some(mut c) = self.nodes[usize::from(id) - 1].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!("--- node {} (last lines)\n", n.id));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The console's Brokers view of one node.
+    fn brokers(&self, id: u16) -> Option<Value> {
+        let n = self.node(id);
+        let url = weir_pipeline::http::Url::parse(&format!(
+            "http://{}:{}/api/v1/console/brokers",
+            n.host, n.http
+        ))
+        .ok()?;
+        let (status, body) =
+            weir_pipeline::http::request("GET", &url, &[], b"", Duration::from_secs(5)).ok()?;
+        (status == 200).then(|| serde_json::from_slice(&body).ok())?
+    }
+
+    /// The active controller as node `id` knows it.
+    fn controller(&self, id: u16, within: Duration) -> u16 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(c) = self.brokers(id).and_then(|b| b["controller"].as_u64()) {
+                return c as u16;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} knows no controller\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Metadata from one broker, as kcat shows it (JSON).
+    fn metadata(&self, id: u16, topic: Option<&str>) -> Option<Value> {
+        let mut cmd = Command::new("kcat");
+        cmd.args(["-b", &self.node(id).addr(), "-L", "-J", "-m", "5"]);
+        if let Some(t) = topic {
+            cmd.args(["-t", t]);
+        }
+        let out = run_with_stdin(&mut cmd, None);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits until broker 1.. (any live one) lists `n` brokers.
+    fn wait_brokers(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let live: Vec<u16> = self
+                .nodes
+                .iter()
+                .filter(|x| x.child.is_some())
+                .map(|x| x.id)
+                .collect();
+            let ok = live.iter().all(|&id| {
+                self.metadata(id, None)
+                    .is_some_and(|m| m["brokers"].as_array().is_some_and(|b| b.len() == n))
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not show {n} brokers within {within:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until every partition of `topic` has a leader, seen from `id`.
+    fn wait_leaders(&self, id: u16, topic: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(m) = self.metadata(id, Some(topic))
+                && leaders(&m, topic).iter().all(|&l| l >= 0)
+                && !leaders(&m, topic).is_empty()
+            {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic} did not get leaders within {within:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn weir(&self, args: &[&str]) -> std::process::Output {
+        run_with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(args)
+                .env("WEIR_LOG", "warn"),
+            None,
+        )
+    }
+
+    fn create_topic(&self, via: u16, name: &str, partitions: u32) {
+        let out = self.weir(&[
+            "topic",
+            "create",
+            name,
+            "-p",
+            &partitions.to_string(),
+            "-b",
+            &self.node(via).addr(),
+        ]);
+        assert!(
+            out.status.success(),
+            "creating {name}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+    }
+
+    fn python(&self, args: &[&str]) -> String {
+        let out = Command::new("python3")
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
+            .arg("cluster.py")
+            .args(["--bootstrap", &self.bootstrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster.py {args:?}: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn kcat(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = run_with_stdin(
+            Command::new("kcat")
+                .args(["-b", &self.bootstrap()])
+                .args(args),
+            stdin,
+        );
+        assert!(
+            out.status.success(),
+            "kcat {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// The leader of every partition of `topic`, by partition.
+fn leaders(m: &Value, topic: &str) -> Vec<i64> {
+    let Some(t) = m["topics"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["topic"] == topic))
+    else {
+        return Vec::new();
+    };
+    let mut ps: Vec<(i64, i64)> = t["partitions"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["partition"].as_i64().unwrap_or(-1),
+                        p["leader"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ps.sort();
+    ps.into_iter().map(|(_, l)| l).collect()
+}
+
+/// What every broker must agree on: brokers and topics (the controller
+/// id each gives clients is itself: it forwards admin requests).
+fn agreed(m: &Value) -> Value {
+    serde_json::json!({
+        "brokers": m["brokers"],
+        "topics": m["topics"],
+    })
+}
+
+fn needs() {
+    need_command("kcat", "apt-get install -y kcat");
+    need_python_module("confluent_kafka", PIP);
+    need_python_module("kafka", PIP);
+}
+
+fn distinct(out: &str) -> (u64, u64) {
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "distinct")
+        .unwrap_or_else(|| panic!("no count in {out:?}"));
+    (
+        words[at + 1].parse().unwrap(),
+        words[at + 3].parse().unwrap(),
+    )
+}
+
+#[test]
+fn three_brokers_spread_partitions_and_survive_a_dead_controller() {
+    needs();
+    let mut c = Cluster::start(3);
+    c.create_topic(2, "spread", 12);
+    let m = c.wait_leaders(1, "spread", Duration::from_secs(10));
+    let led: BTreeSet<i64> = leaders(&m, "spread").into_iter().collect();
+    assert_eq!(led, BTreeSet::from([1, 2, 3]), "leaders on every broker");
+    // Every broker answers the same metadata.
+    let views: Vec<Value> = (1..=3)
+        .map(|id| agreed(&c.metadata(id, None).expect("metadata")))
+        .collect();
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "brokers disagree: {views:#?}"
+    );
+
+    // Three clients produce 10 000 each; one group reads all back once.
+    let lines: String = (0..10_000).map(|i| format!("kc-{i}:kc:{i}\n")).collect();
+    c.kcat(
+        &["-P", "-t", "spread", "-K", ":", "-X", "acks=all"],
+        Some(&lines),
+    );
+    c.python(&[
+        "produce-confluent",
+        "--topic",
+        "spread",
+        "--tag",
+        "ck",
+        "--count",
+        "10000",
+    ]);
+    c.python(&[
+        "produce-kafka-python",
+        "--topic",
+        "spread",
+        "--tag",
+        "kp",
+        "--count",
+        "10000",
+    ]);
+    let out = c.python(&[
+        "consume",
+        "--topic",
+        "spread",
+        "--group",
+        "all",
+        "--expect",
+        "30000",
+        "--commit-every",
+        "1000",
+        "--timeout",
+        "120",
+    ]);
+    assert_eq!(distinct(&out), (30_000, 0), "{out}");
+
+    // The Brokers page: three alive, one controller, all agreeing.
+    let controller = c.controller(1, Duration::from_secs(5));
+    assert!((1..=3).contains(&controller));
+    for id in 1..=3 {
+        let b = c.brokers(id).expect("brokers page");
+        let list = b["brokers"].as_array().unwrap();
+        assert_eq!(list.len(), 3, "{b}");
+        assert!(list.iter().all(|x| x["state"] == "alive"), "{b}");
+        assert_eq!(b["controller"], controller, "{b}");
+        assert_eq!(
+            list.iter()
+                .map(|x| x["partitions_led"].as_u64().unwrap())
+                .sum::<u64>(),
+            12 + 16,
+            "{b}"
+        );
+    }
+    // Kill -9 the active controller.
+    c.kill9(controller);
+    let survivor = if controller == 1 { 2 } else { 1 };
+    let t = Instant::now();
+    loop {
+        let out = c.weir(&[
+            "topic",
+            "create",
+            "after-failover",
+            "-p",
+            "3",
+            "-b",
+            &c.node(survivor).addr(),
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no CreateTopics after the controller died: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(10), "CreateTopics took {took:?}");
+    let now = c.controller(survivor, Duration::from_secs(5));
+    assert!(now != controller, "controller {now}");
+    // The dead node is fenced once its session times out.
+    let t = Instant::now();
+    while !c.brokers(survivor).is_some_and(|b| {
+        b["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == controller && x["state"] == "fenced")
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "node {controller} never fenced"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The killed node comes back with its id and its partitions.
+    c.spawn(controller);
+    c.wait_brokers(3, Duration::from_secs(30));
+    let m = c.wait_leaders(controller, "spread", Duration::from_secs(20));
+    let led: BTreeSet<i64> = leaders(&m, "spread").into_iter().collect();
+    assert!(led.contains(&i64::from(controller)), "{m}");
+    // Nothing acknowledged was lost.
+    let out = c.python(&[
+        "consume",
+        "--topic",
+        "spread",
+        "--group",
+        "again",
+        "--expect",
+        "30000",
+        "--commit-every",
+        "1000",
+        "--timeout",
+        "120",
+    ]);
+    assert_eq!(distinct(&out), (30_000, 0), "{out}");
+}
+
+#[test]
+fn a_dead_broker_s_partitions_are_offline_until_it_returns() {
+    needs();
+    let mut c = Cluster::start(3);
+    c.create_topic(1, "single", 6);
+    let m = c.wait_leaders(1, "single", Duration::from_secs(10));
+    let owners = leaders(&m, "single");
+    for p in 0..6 {
+        let lines: String = (0..100).map(|i| format!("p{p}-{i}\n")).collect();
+        c.kcat(
+            &["-P", "-t", "single", "-p", &p.to_string(), "-X", "acks=all"],
+            Some(&lines),
+        );
+    }
+    let controller = c.controller(1, Duration::from_secs(5));
+    let victim = (1..=3u16).find(|&b| b != controller).unwrap();
+    let other = (1..=3u16).find(|&b| b != victim).unwrap();
+    c.kill9(victim);
+    // Its partitions lose their leader once its session times out.
+    let t = Instant::now();
+    loop {
+        let now = c
+            .metadata(other, Some("single"))
+            .map(|m| leaders(&m, "single"));
+        if let Some(ls) = &now
+            && ls.len() == 6
+            && (0..6).all(|p| (owners[p] == i64::from(victim)) == (ls[p] == -1))
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "partitions of broker {victim} still led: {now:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The others keep serving.
+    let alive = (0..6).find(|&p| owners[p] != i64::from(victim)).unwrap();
+    let lines: String = (0..10).map(|i| format!("late-{i}\n")).collect();
+    let out = run_with_stdin(
+        Command::new("kcat")
+            .args(["-b", &c.node(other).addr()])
+            .args([
+                "-P",
+                "-t",
+                "single",
+                "-p",
+                &alive.to_string(),
+                "-X",
+                "acks=all",
+            ]),
+        Some(&lines),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    c.spawn(victim);
+    c.wait_brokers(3, Duration::from_secs(30));
+    c.wait_leaders(other, "single", Duration::from_secs(20));
+    for p in 0..6 {
+        let got = c.kcat(
+            &[
+                "-C",
+                "-t",
+                "single",
+                "-p",
+                &p.to_string(),
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+            ],
+            None,
+        );
+        let want = if p == alive { 110 } else { 100 };
+        assert_eq!(got.lines().count(), want, "partition {p}");
+    }
+}
+
+/// The `__consumer_offsets` partition of a group, as Kafka computes it.
+fn offsets_partition(group: &str, partitions: usize) -> usize {
+    let h = group
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    (if h == i32::MIN { 0 } else { h.unsigned_abs() }) as usize % partitions
+}
+
+#[test]
+fn groups_on_different_coordinators_resume_after_their_broker_restarts() {
+    needs();
+    let mut c = Cluster::start(3);
+    c.create_topic(3, "work", 6);
+    c.wait_leaders(1, "work", Duration::from_secs(10));
+    let lines: String = (0..600).map(|i| format!("w{i}\n")).collect();
+    c.kcat(&["-P", "-t", "work", "-X", "acks=all"], Some(&lines));
+    // A first FindCoordinator creates the offsets topic.
+    c.python(&[
+        "consume", "--topic", "work", "--group", "probe", "--max", "1", "--expect", "600",
+    ]);
+    let m = c.wait_leaders(1, "__consumer_offsets", Duration::from_secs(10));
+    let offsets = leaders(&m, "__consumer_offsets");
+    assert_eq!(offsets.len(), 16);
+    // Two groups whose coordinators are on different brokers.
+    let coordinator = |g: &str| offsets[offsets_partition(g, offsets.len())];
+    let a = "group-a".to_owned();
+    let b = (0..1000)
+        .map(|i| format!("group-b{i}"))
+        .find(|g| coordinator(g) != coordinator(&a))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let read = |name: &str| -> BTreeSet<String> {
+        std::fs::read_to_string(dir.path().join(name))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    for g in [&a, &b] {
+        let out = c.python(&[
+            "consume",
+            "--topic",
+            "work",
+            "--group",
+            g,
+            "--max",
+            "250",
+            "--expect",
+            "600",
+            "--out",
+            &dir.path().join(format!("{g}-1")).display().to_string(),
+        ]);
+        assert_eq!(distinct(&out), (250, 0), "{out}");
+    }
+    // Restart group a's coordinator (kill -9, as a crash).
+    let broker = coordinator(&a) as u16;
+    c.kill9(broker);
+    std::thread::sleep(Duration::from_millis(500));
+    c.spawn(broker);
+    c.wait_brokers(3, Duration::from_secs(30));
+    c.wait_leaders(1, "__consumer_offsets", Duration::from_secs(20));
+    c.wait_leaders(1, "work", Duration::from_secs(20));
+    for g in [&a, &b] {
+        let out = c.python(&[
+            "consume",
+            "--topic",
+            "work",
+            "--group",
+            g,
+            "--expect",
+            "350",
+            "--timeout",
+            "60",
+            "--out",
+            &dir.path().join(format!("{g}-2")).display().to_string(),
+        ]);
+        assert_eq!(distinct(&out), (350, 0), "group {g}: {out}");
+        let (first, second) = (read(&format!("{g}-1")), read(&format!("{g}-2")));
+        assert!(first.is_disjoint(&second), "group {g} read messages twice");
+        assert_eq!(first.len() + second.len(), 600, "group {g}");
+    }
+}
+
+/// Six consecutive free ports on 127.0.0.1 (the Kafka and controller
+/// ports of three `weir dev cluster` nodes).
+fn free_run() -> u16 {
+    for _ in 0..100 {
+        let base = free_port();
+        if base > 65_000 {
+            continue;
+        }
+        let held: Vec<_> = (0..6)
+            .map_while(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == 6 {
+            return base;
+        }
+    }
+    panic!("no six consecutive free ports");
+}
+
+#[test]
+fn weir_dev_cluster_runs_three_processes_and_stops_them() {
+    need_command("kcat", "apt-get install -y kcat");
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_run();
+    let mut dev = common::Proc(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["dev", "cluster", "--nodes", "3", "--http", "0"])
+            .arg("--dir")
+            .arg(tmp.path())
+            .args(["--base-port", &base.to_string()])
+            .args(["--set", "broker.session.timeout.ms=2000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = dev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("weir dev cluster printed nothing")
+    };
+    assert!(next().starts_with("node"), "a header first");
+    let mut pids = Vec::new();
+    for i in 1..=3u16 {
+        let line = next();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[0], i.to_string(), "{line}");
+        pids.push(f[1].parse::<u32>().unwrap());
+        assert_eq!(f[2], format!("127.0.0.1:{}", base + 2 * (i - 1)), "{line}");
+    }
+    assert!(next().starts_with("bootstrap servers: 127.0.0.1:"));
+    let bootstrap = format!("127.0.0.1:{}", base + 2);
+    let t = Instant::now();
+    loop {
+        let out = run_with_stdin(
+            Command::new("kcat").args(["-b", &bootstrap, "-L", "-m", "5"]),
+            None,
+        );
+        if String::from_utf8_lossy(&out.stdout).contains(" 3 brokers:") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no 3-broker cluster");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // kill -9 one: it is reported, with the line that restarts it.
+    let _ = Command::new("kill")
+        .args(["-9", &pids[2].to_string()])
+        .status();
+    let t = Instant::now();
+    loop {
+        let line = next();
+        if line.starts_with(&format!("node 3 (pid {})", pids[2])) {
+            assert!(next().contains("restart it:"));
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+    // SIGTERM: every node stops, then the command.
+    let _ = Command::new("kill")
+        .args(["-TERM", &dev.id().to_string()])
+        .status();
+    let status = dev.wait().unwrap();
+    assert!(status.success(), "{status}");
+    for pid in &pids[..2] {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "node pid {pid} still runs"
+        );
+    }
+}
