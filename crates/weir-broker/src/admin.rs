@@ -85,8 +85,15 @@ impl Broker {
         })
     }
 
-    /// Deletes a topic; returns its id.
+    /// Deletes a topic; returns its id. `__consumer_offsets` cannot be
+    /// deleted (every group's offsets are in it).
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        if name == crate::OFFSETS_TOPIC {
+            return Err(TopicError::InvalidName(
+                name.to_owned(),
+                "an internal topic cannot be deleted",
+            ));
+        }
         let id = self
             .topics
             .get(name)

@@ -65,9 +65,38 @@ pub struct Cluster {
     /// The broker epoch of the current registration (0: none yet).
     epoch: AtomicU64,
     endpoints: Vec<Endpoint>,
+    /// Where this node's metadata node listens, when it is not a voter
+    /// (the controller adds it as a learner).
+    raft_addr: Option<String>,
     heartbeat: Duration,
     /// The image index the registry reflects.
     reconciled: watch::Sender<u64>,
+}
+
+/// Runs a controller-only node (`process.roles=controller`): a voter of
+/// the metadata quorum serving no clients, until `shutdown` turns true.
+pub async fn run_controller(
+    config: BrokerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io {
+        what: "creating",
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    config.kraft.check()?;
+    let meta = crate::ClusterMeta::load_or_create(&config.data_dir, config.kraft.node_id)?;
+    let node = MetaNode::start(
+        node_config(&config, meta.node_id)?,
+        Arc::new(weir_log::FsStorage),
+    )
+    .await
+    .map_err(|e| BrokerError::Cluster(e.to_string()))?;
+    info!(node_id = meta.node_id, addr = %node.local_addr(), "controller running");
+    crate::stopped(&mut shutdown).await;
+    node.shutdown().await;
+    info!("controller stopped");
+    Ok(())
 }
 
 /// The settings of the metadata node of a broker.
@@ -91,6 +120,9 @@ fn node_config(config: &BrokerConfig, me: i32) -> Result<NodeConfig, BrokerError
                 .parse()
                 .map_err(|e| bad(format!("controller listener {host}:{}: {e}", l.port)))?
         }
+        // A broker-only node: beside its broker listener, a port of its own
+        // (it tells the controller at registration).
+        None if !kraft.voters.is_empty() => SocketAddr::new(config.listen.ip(), 0),
         // A quorum of one: nobody else connects.
         None => SocketAddr::from(([127, 0, 0, 1], 0)),
     };
@@ -103,7 +135,7 @@ fn node_config(config: &BrokerConfig, me: i32) -> Result<NodeConfig, BrokerError
             .map(|(id, host, port)| (*id as u64, format!("{host}:{port}")))
             .collect()
     };
-    let single = voters.len() == 1;
+    let single = voters.len() == 1 && voters.contains_key(&(me as u64));
     let mut node = NodeConfig::new(
         me as u64,
         voters,
@@ -127,9 +159,12 @@ impl Cluster {
     /// Starts the metadata node of broker `me`.
     pub async fn start(config: &BrokerConfig, me: i32) -> Result<Self, BrokerError> {
         let node_config = node_config(config, me)?;
+        let voter = config.kraft.voters.is_empty() || config.kraft.voters.iter().any(|v| v.0 == me);
         let node = MetaNode::start(node_config, Arc::new(weir_log::FsStorage))
             .await
             .map_err(|e| BrokerError::Cluster(e.to_string()))?;
+        let raft_addr =
+            (!voter).then(|| format!("{}:{}", config.advertised().0, node.local_addr().port()));
         let endpoints = config
             .advertised_endpoints()
             .into_iter()
@@ -146,6 +181,7 @@ impl Cluster {
             incarnation: Uuid::new_v4(),
             epoch: AtomicU64::new(0),
             endpoints,
+            raft_addr,
             heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
             reconciled,
         })
@@ -227,6 +263,7 @@ impl Cluster {
                 incarnation: self.incarnation,
                 endpoints: self.endpoints.clone(),
                 rack: None,
+                raft: self.raft_addr.clone(),
             })
             .await?;
         let epoch = match answer {
@@ -337,7 +374,11 @@ impl Cluster {
             if let Err(e) = done {
                 warn!(error = %e, "applying the metadata image failed");
             }
-            self.reconciled.send_replace(image.applied);
+            self.reconciled.send_if_modified(|i| {
+                let newer = image.applied > *i;
+                *i = (*i).max(image.applied);
+                newer
+            });
             if rx.changed().await.is_err() {
                 return;
             }
@@ -346,11 +387,16 @@ impl Cluster {
 
     /// Applies the current image to the registry now (at start, before
     /// the reconcile task runs).
-    pub fn reconcile_now(&self, registry: &Registry) -> Vec<String> {
+    pub async fn reconcile_now(&self, registry: Arc<Registry>) {
         let image = self.image();
-        let gone = registry.apply_image(&image, self.me);
-        self.reconciled.send_replace(image.applied);
-        gone
+        let me = self.me;
+        let img = image.clone();
+        let _ = tokio::task::spawn_blocking(move || registry.apply_image(&img, me)).await;
+        self.reconciled.send_if_modified(|i| {
+            let newer = image.applied > *i;
+            *i = (*i).max(image.applied);
+            newer
+        });
     }
 
     /// Controlled shutdown: tells the controller, so the partitions led

@@ -138,6 +138,16 @@ impl KraftSettings {
         }
     }
 
+    /// This node is a controller (a voter of the metadata quorum).
+    pub fn is_controller(&self) -> bool {
+        self.roles.is_none_or(|r| r.1)
+    }
+
+    /// This node serves clients as a broker.
+    pub fn is_broker(&self) -> bool {
+        self.roles.is_none_or(|r| r.0)
+    }
+
     /// The listener the metadata quorum uses on this node, if configured.
     pub fn controller_listener(&self) -> Option<&Listener> {
         let controllers = self.controller_names();
@@ -168,12 +178,30 @@ impl KraftSettings {
             && !(broker && controller)
         {
             let v = if broker { "broker" } else { "controller" };
+            if self.voters.is_empty() {
+                return Err(invalid(
+                    "process.roles",
+                    v.to_owned(),
+                    format!("a {v}-only node needs controller.quorum.voters"),
+                ));
+            }
+            if !broker && self.controller_listener().is_none() {
+                return Err(invalid(
+                    "process.roles",
+                    v.to_owned(),
+                    "a controller needs a controller listener (CONTROLLER://host:port in listeners)"
+                        .to_owned(),
+                ));
+            }
+        }
+        if let Some(id) = self.node_id
+            && !self.is_controller()
+            && self.voters.iter().any(|(v, _, _)| *v == id)
+        {
             return Err(invalid(
                 "process.roles",
-                v.to_owned(),
-                format!(
-                    "a {v}-only node is not supported yet: every node of this version is broker and controller (process.roles=broker,controller)"
-                ),
+                "broker".to_owned(),
+                format!("a broker-only node's node.id ({id}) must not be one of the voters"),
             ));
         }
         if self.bootstrap_servers.len() > 1 {
@@ -185,6 +213,7 @@ impl KraftSettings {
         }
         if let Some(id) = self.node_id
             && !self.voters.is_empty()
+            && self.is_controller()
             && !self.voters.iter().any(|(v, _, _)| *v == id)
         {
             return Err(invalid(
@@ -197,7 +226,7 @@ impl KraftSettings {
                 format!("a controller's node.id ({id}) must be one of the voters"),
             ));
         }
-        if self.voters.len() > 1 {
+        if self.voters.len() > 1 || !self.is_controller() {
             if self.node_id.is_none() {
                 return Err(invalid(
                     "node.id",
@@ -205,7 +234,14 @@ impl KraftSettings {
                     "a quorum of several voters needs node.id on every node".to_owned(),
                 ));
             }
-            let Some(l) = self.controller_listener() else {
+            let listener = self.controller_listener();
+            // A broker-only node needs none: its metadata node listens
+            // beside its broker listener, on a port of its own.
+            let Some(l) = listener.or(if self.is_controller() {
+                None
+            } else {
+                self.listeners.first()
+            }) else {
                 return Err(invalid(
                     "listeners",
                     self.listeners
@@ -225,6 +261,7 @@ impl KraftSettings {
                 .find(|(v, _, _)| Some(*v) == self.node_id);
             if let Some((_, _, port)) = me
                 && *port != l.port
+                && self.is_controller()
             {
                 return Err(invalid(
                     "controller.quorum.voters",
@@ -936,7 +973,18 @@ mod tests {
             refused("controller.quorum.voters", "1@a:9999,2@b:19093,3@c:19093")
                 .contains("port 19093")
         );
-        assert!(refused("process.roles", "broker").contains("broker-only"));
+        // A broker-only node: its id is not a voter's.
+        assert!(refused("process.roles", "broker").contains("not be one of the voters"));
+        let mut b = kraft();
+        b.set("process.roles", "broker").unwrap();
+        b.set("controller.quorum.voters", "2@a:19093").unwrap();
+        b.set("listeners", "PLAINTEXT://127.0.0.1:19092").unwrap();
+        b.set("advertised.listeners", "PLAINTEXT://localhost:19092")
+            .unwrap();
+        b.kraft.check().unwrap();
+        let mut c = kraft();
+        c.set("process.roles", "controller").unwrap();
+        c.kraft.check().unwrap();
         assert!(refused("controller.quorum.voters", "2@a:9093").contains("node.id"));
         assert!(
             refused(

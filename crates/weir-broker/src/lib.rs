@@ -111,10 +111,12 @@ impl Broker {
         cluster.join().await;
         let image = cluster.image();
         if !image.migrated || image.cluster_id.is_none() {
+            // Every topic of this directory: a one-node version's, or this
+            // node's own after its metadata log was lost.
             let old: Vec<_> = topics
                 .all()
                 .into_iter()
-                .filter(|t| t.meta_index == 0)
+                .filter(|t| !image.topics.contains_key(&t.id))
                 .map(|t| {
                     let count = t.partitions.iter().map(|p| p.index + 1).max().unwrap_or(0);
                     (t.name.clone(), t.id, count, t.overrides.clone())
@@ -140,13 +142,21 @@ impl Broker {
             }
         }
         let meta = match cluster.image().cluster_id.clone() {
-            Some(id) if id != meta.cluster_id => {
-                info!(cluster_id = %id, "taking the cluster id of the metadata quorum");
+            Some(id) if meta.provisional => {
+                if id != meta.cluster_id {
+                    info!(cluster_id = %id, "taking the cluster id of the metadata quorum");
+                }
                 ClusterMeta::adopt(&config.data_dir, id)?
+            }
+            Some(id) if id != meta.cluster_id => {
+                return Err(BrokerError::Cluster(format!(
+                    "this data directory belongs to cluster {}, but the metadata quorum is cluster {id}: a node cannot move between clusters (start it with an empty data directory)",
+                    meta.cluster_id
+                )));
             }
             _ => meta,
         };
-        cluster.reconcile_now(&topics);
+        cluster.reconcile_now(topics.clone()).await;
         coordinators.follow(topics.get(OFFSETS_TOPIC).as_deref());
         tasks.push(tokio::spawn(cluster.clone().heartbeats()));
         Ok(Self {

@@ -12,6 +12,10 @@ pub struct ClusterMeta {
     pub cluster_id: String,
     /// Node id.
     pub node_id: i32,
+    /// The cluster id was made up here at first start and is the
+    /// cluster's only once the metadata quorum confirms it (or gives
+    /// another, which then replaces it).
+    pub provisional: bool,
 }
 
 const FILE: &str = "meta.properties";
@@ -57,6 +61,7 @@ impl ClusterMeta {
         let meta = Self {
             cluster_id,
             node_id: current.node_id,
+            provisional: false,
         };
         meta.write(dir)?;
         Ok(meta)
@@ -64,8 +69,14 @@ impl ClusterMeta {
 
     fn write(&self, dir: &Path) -> Result<(), BrokerError> {
         let text = format!(
-            "# Written by weir on first start; do not edit.\nversion=1\ncluster.id={}\nnode.id={}\n",
-            self.cluster_id, self.node_id
+            "# Written by weir on first start; do not edit.\nversion=1\ncluster.id={}\nnode.id={}\n{}",
+            self.cluster_id,
+            self.node_id,
+            if self.provisional {
+                "# the cluster id is confirmed by the metadata quorum at the first start\nweir.cluster.id.provisional=true\n"
+            } else {
+                ""
+            }
         );
         crate::topics::write_atomic(dir, FILE, text.as_bytes()).map_err(|source| BrokerError::Io {
             what: "writing",
@@ -84,6 +95,7 @@ impl ClusterMeta {
             Ok(text) => {
                 let mut cluster_id = None;
                 let mut node_id = None;
+                let mut provisional = false;
                 for line in text
                     .lines()
                     .map(str::trim)
@@ -94,6 +106,7 @@ impl ClusterMeta {
                     };
                     match k.trim() {
                         "cluster.id" => cluster_id = Some(v.trim().to_owned()),
+                        "weir.cluster.id.provisional" => provisional = v.trim() == "true",
                         "node.id" | "broker.id" => {
                             node_id = Some(
                                 v.trim()
@@ -107,12 +120,14 @@ impl ClusterMeta {
                 Ok(Self {
                     cluster_id: cluster_id.ok_or_else(|| bad("no cluster.id".to_owned()))?,
                     node_id: node_id.ok_or_else(|| bad("no node.id".to_owned()))?,
+                    provisional,
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let meta = Self {
                     cluster_id: base64_url(uuid::Uuid::new_v4().as_bytes()),
                     node_id: node_id.unwrap_or(0),
+                    provisional: true,
                 };
                 meta.write(dir)?;
                 Ok(meta)
@@ -135,6 +150,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let a = ClusterMeta::load_or_create(tmp.path(), None).unwrap();
         assert_eq!(a.cluster_id.len(), 22);
+        assert!(a.provisional);
         assert_eq!(a.node_id, 0);
         let b = ClusterMeta::load_or_create(tmp.path(), Some(0)).unwrap();
         assert_eq!(a, b);
@@ -149,6 +165,11 @@ mod tests {
         );
         let adopted = ClusterMeta::adopt(tmp.path(), "other".into()).unwrap();
         assert_eq!(adopted.node_id, 0);
+        assert!(
+            !ClusterMeta::load_or_create(tmp.path(), None)
+                .unwrap()
+                .provisional
+        );
         assert_eq!(
             ClusterMeta::load_or_create(tmp.path(), Some(0))
                 .unwrap()

@@ -219,6 +219,9 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
     if name == "." || name == ".." {
         return bad("'.' and '..' are not allowed");
     }
+    if name == "__cluster_metadata" {
+        return bad("reserved for the cluster metadata log");
+    }
     if name.len() > 249 {
         return bad("longer than 249 characters");
     }
@@ -242,6 +245,26 @@ pub struct Registry {
     /// Bumped after every append, so long-polling fetches wake up.
     appended: watch::Sender<u64>,
     flusher: Flusher,
+    /// The index of the last image applied (older ones are skipped).
+    applied: std::sync::atomic::AtomicU64,
+    /// `topics.toml` could not be written: written again at the next image.
+    unsaved: std::sync::atomic::AtomicBool,
+}
+
+/// Kafka's per-partition file naming the topic id, so a directory is
+/// never taken for another topic's.
+const PARTITION_METADATA: &str = "partition.metadata";
+
+fn partition_metadata(id: Uuid) -> String {
+    format!("version: 0\ntopic_id: {id}\n")
+}
+
+/// The topic id a partition directory says it belongs to.
+fn read_partition_id(dir: &Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
 }
 
 fn now_ms() -> i64 {
@@ -295,11 +318,17 @@ impl Registry {
                 .unwrap_or_else(|| (0..t.partitions).collect());
             let mut partitions = Vec::new();
             for p in hosted {
-                let log = Arc::new(Log::open_dir(
-                    data_dir.join(format!("{}-{p}", t.name)),
-                    config.clone(),
-                    now_ms(),
-                )?);
+                let dir = data_dir.join(format!("{}-{p}", t.name));
+                let log = Arc::new(Log::open_dir(&dir, config.clone(), now_ms())?);
+                if read_partition_id(&dir) != Some(id) {
+                    // Written by the one-node version, which kept none.
+                    write_atomic(&dir, PARTITION_METADATA, partition_metadata(id).as_bytes())
+                        .map_err(|source| BrokerError::Io {
+                            what: "writing",
+                            path: dir.join(PARTITION_METADATA),
+                            source,
+                        })?;
+                }
                 flusher.register(&log);
                 partitions.push(Arc::new(Partition { index: p, log }));
             }
@@ -329,6 +358,8 @@ impl Registry {
             change: Mutex::new(()),
             appended,
             flusher,
+            applied: std::sync::atomic::AtomicU64::new(0),
+            unsaved: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -438,7 +469,14 @@ impl Registry {
     /// the names of the topics removed. Blocking (opens and deletes
     /// files).
     pub fn apply_image(&self, image: &Image, me: i32) -> Vec<String> {
+        use std::sync::atomic::Ordering;
         let _guard = self.change.lock().unwrap_or_else(|p| p.into_inner());
+        if image.applied < self.applied.load(Ordering::Relaxed) {
+            // An older image than one already applied (the start-up pass
+            // and the reconcile task may race): nothing to learn from it.
+            return Vec::new();
+        }
+        self.applied.store(image.applied, Ordering::Relaxed);
         let current = self.read().clone();
         let mut next: BTreeMap<String, Arc<Topic>> = BTreeMap::new();
         let mut removed = Vec::new();
@@ -448,19 +486,20 @@ impl Registry {
             if image.topics.contains_key(&t.id) {
                 continue;
             }
-            if t.meta_index == 0 && !image.migrated {
-                // Not imported yet: kept until the migration is applied.
+            if image.removed.contains(&t.id) {
+                self.remove_logs(t, false);
+                removed.push(name.clone());
+                continue;
+            }
+            if !image.migrated || t.meta_index > image.applied {
+                // Not imported yet, or created after what this image has
+                // seen (an image replayed at start can be behind the logs):
+                // kept until the image catches up.
                 next.insert(name.clone(), t.clone());
                 continue;
             }
-            if t.meta_index > image.applied {
-                // Created after what this image has seen (an image replayed
-                // at start can be behind the logs): kept until it catches up.
-                next.insert(name.clone(), t.clone());
-                continue;
-            }
-            self.remove_logs(t, t.meta_index == 0);
-            removed.push(name.clone());
+            // Never in this cluster's metadata: set aside, not deleted.
+            self.remove_logs(t, true);
         }
         for info in image.topics.values() {
             if next.contains_key(&info.name) {
@@ -485,17 +524,8 @@ impl Registry {
                     partitions.push(have.clone());
                     continue;
                 }
-                let dir = self.data_dir.join(format!("{}-{index}", info.name));
-                if dir.exists() {
-                    // Left over from a topic deleted while the broker was down.
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                match Log::open_dir(dir, config.clone(), now_ms()) {
-                    Ok(log) => {
-                        let log = Arc::new(log);
-                        self.flusher.register(&log);
-                        partitions.push(Arc::new(Partition { index, log }));
-                    }
+                match self.open_partition(&info.name, info.id, index, &config) {
+                    Ok(log) => partitions.push(Arc::new(Partition { index, log })),
                     Err(e) => {
                         warn!(topic = %info.name, partition = index, error = %e, "could not open a partition assigned here; it stays offline")
                     }
@@ -539,18 +569,57 @@ impl Registry {
                 })
             });
         *self.write() = next;
-        if changed && let Err(e) = self.persist() {
-            warn!(error = %e, "could not record the hosted topics");
+        if changed || self.unsaved.load(Ordering::Relaxed) {
+            match self.persist() {
+                Ok(()) => self.unsaved.store(false, Ordering::Relaxed),
+                Err(e) => {
+                    self.unsaved.store(true, Ordering::Relaxed);
+                    warn!(error = %e, "could not record the hosted topics; trying again at the next change");
+                }
+            }
         }
         removed
+    }
+
+    /// Opens partition `index` of topic `id` here: its directory if it
+    /// holds this topic's log (`partition.metadata` says so; the record of
+    /// hosted topics may have been lost), else a new one, after setting
+    /// aside whatever another topic left there.
+    fn open_partition(
+        &self,
+        name: &str,
+        id: Uuid,
+        index: i32,
+        config: &LogConfig,
+    ) -> Result<Arc<Log>, TopicError> {
+        let dir = self.data_dir.join(format!("{name}-{index}"));
+        if dir.exists() && read_partition_id(&dir) != Some(id) {
+            let aside = self.data_dir.join(format!(
+                "{name}-{index}.{}-stray",
+                read_partition_id(&dir).unwrap_or_else(Uuid::nil).simple()
+            ));
+            warn!(dir = %dir.display(), to = %aside.display(), "a directory of another topic of the same name is set aside");
+            let _ = std::fs::remove_dir_all(&aside);
+            std::fs::rename(&dir, &aside).map_err(|e| {
+                TopicError::Storage(format!("setting aside {}: {e}", dir.display()))
+            })?;
+        }
+        let log = Arc::new(Log::open_dir(&dir, config.clone(), now_ms())?);
+        if read_partition_id(&dir) != Some(id) {
+            write_atomic(&dir, PARTITION_METADATA, partition_metadata(id).as_bytes())
+                .map_err(|e| TopicError::Storage(format!("writing {}: {e}", dir.display())))?;
+        }
+        self.flusher.register(&log);
+        Ok(log)
     }
 
     /// Closes a removed topic's partitions and deletes their logs (a stray
     /// one, never in the metadata, is set aside instead, as Kafka does).
     fn remove_logs(&self, topic: &Topic, stray: bool) {
         for p in &topic.partitions {
-            // A cleaning pass over it ends first (at its next batch).
-            p.log.stop_cleaning();
+            // A cleaning pass over it ends first (at its next batch), and
+            // nothing writes into the directory any more.
+            p.log.retire();
             let dir = p.log.dir().to_owned();
             let result = if stray {
                 let aside = dir.with_file_name(format!(
@@ -568,7 +637,9 @@ impl Registry {
                 warn!(dir = %dir.display(), error = %e, "could not remove a deleted topic's partition");
             }
         }
-        info!(topic = %topic.name, "deleted topic");
+        if !stray {
+            info!(topic = %topic.name, "deleted topic");
+        }
     }
 
     /// Runs retention on every partition.
@@ -771,8 +842,53 @@ mod tests {
         reg.close();
         let reg = Registry::open(tmp.path(), LogConfig::default()).unwrap();
         reg.apply_image(&image, 1);
-        assert_eq!(reg.get_by_id(again).unwrap().partitions.len(), 1);
+        let t = reg.get_by_id(again).unwrap();
+        assert_eq!(t.partitions.len(), 1);
+        t.partitions[0]
+            .log
+            .append(
+                &mut weir_log::batch::encode_batch(&[weir_log::batch::Record {
+                    timestamp: 1,
+                    key: None,
+                    value: Some(b"kept".to_vec()),
+                    headers: vec![],
+                }]),
+                1,
+            )
+            .unwrap();
+        drop(t);
         reg.close();
+
+        // The record of hosted topics lost: the directory says whose it
+        // is, and its data is kept.
+        std::fs::remove_file(tmp.path().join("topics.toml")).unwrap();
+        let reg = Registry::open(tmp.path(), LogConfig::default()).unwrap();
+        reg.apply_image(&image, 1);
+        assert_eq!(
+            reg.get("orders").unwrap().partitions[0]
+                .log
+                .log_end_offset(),
+            1
+        );
+        reg.close();
+
+        // A directory of another topic under the name is set aside.
+        let mut other = Image::default();
+        apply(&mut other, vec![MetaRecord::Migrated]);
+        apply(&mut other, topic_records("orders", Uuid::new_v4(), &[1]));
+        std::fs::remove_file(tmp.path().join("topics.toml")).unwrap();
+        let reg2 = Registry::open(tmp.path(), LogConfig::default()).unwrap();
+        reg2.apply_image(&other, 1);
+        assert_eq!(
+            reg2.get("orders").unwrap().partitions[0]
+                .log
+                .log_end_offset(),
+            0
+        );
+        assert!(std::fs::read_dir(tmp.path()).unwrap().any(|e| {
+            e.unwrap().file_name().to_string_lossy() == format!("orders-0.{}-stray", again.simple())
+        }));
+        reg2.close();
     }
 
     #[test]

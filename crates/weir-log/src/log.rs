@@ -525,6 +525,21 @@ impl Log {
         write_lock(&self.state).config = config;
     }
 
+    /// Stops the log for good before its directory is removed (its topic
+    /// was deleted): a running cleaning pass ends, an append or a sync in
+    /// progress finishes, and every later append, sync, roll, retention
+    /// pass or close fails with `Failed`, so nothing is written into a
+    /// directory re-created under the same name.
+    pub fn retire(&self) {
+        self.stop_cleaning();
+        drop(write_lock(&self.state));
+        self.failed.store(true, Ordering::Release);
+        // Taken one after the other, never nested (a sync may hold this
+        // one while it reads the state).
+        drop(write_lock(&self.state));
+        drop(lock(&self.flush_lock));
+    }
+
     pub(crate) fn check_failed(&self) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
             return Err(LogError::Failed {

@@ -69,6 +69,11 @@ pub enum Request {
         endpoints: Vec<Endpoint>,
         /// `broker.rack`.
         rack: Option<String>,
+        /// For a broker that is not a voter: where its metadata node
+        /// listens, so the controller adds it to the quorum as a learner
+        /// (it then receives the metadata log).
+        #[serde(default)]
+        raft: Option<String>,
     },
     /// A broker's heartbeat (BrokerHeartbeat).
     Heartbeat {
@@ -264,6 +269,7 @@ impl Controller {
                 incarnation,
                 endpoints,
                 rack,
+                ..
             } => {
                 self.last_heartbeat.insert(broker, now_ms);
                 if let Some(b) = image.brokers.get(&broker)

@@ -125,6 +125,11 @@ pub struct Image {
     /// The cluster id, once the first node set it.
     #[serde(default)]
     pub cluster_id: Option<String>,
+    /// Ids of every topic removed (so a broker deletes the logs of a topic
+    /// only when the metadata says it was removed, never because it does
+    /// not know it).
+    #[serde(default)]
+    pub removed: std::collections::BTreeSet<Uuid>,
 }
 
 impl Image {
@@ -266,6 +271,7 @@ impl Image {
             MetaRecord::RemoveTopic { id } => {
                 let t = self.topics.remove(id).ok_or(Refused::UnknownTopic(*id))?;
                 self.names.remove(&t.name);
+                self.removed.insert(*id);
             }
             MetaRecord::ProducerIds {
                 broker,

@@ -121,6 +121,7 @@ fn now_ms() -> i64 {
 /// A running metadata node.
 pub struct MetaNode {
     id: NodeId,
+    addr: SocketAddr,
     raft: Raft,
     image: watch::Receiver<Arc<Image>>,
     calls: mpsc::Sender<Call>,
@@ -172,6 +173,10 @@ impl MetaNode {
                     addr: config.listen,
                     source,
                 })?;
+        let addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let (calls, rx) = mpsc::channel::<Call>(256);
         let tasks = vec![
             tokio::spawn(serve(listener, raft.clone(), calls.clone())),
@@ -200,6 +205,7 @@ impl MetaNode {
         }
         Ok(Self {
             id: config.node_id,
+            addr,
             raft,
             image,
             calls,
@@ -228,17 +234,31 @@ impl MetaNode {
     ) -> Result<(Answer, u64), NodeError> {
         let deadline = tokio::time::Instant::now() + within;
         let mut peers: BTreeMap<NodeId, Peer> = BTreeMap::new();
+        // A node that knows no leader (a learner not added yet) asks the
+        // voters in turn, following the leader each one names.
+        let voters: Vec<NodeId> = self.voters.keys().copied().collect();
+        let mut hint: Option<NodeId> = None;
+        let mut turn = 0usize;
         loop {
             if tokio::time::Instant::now() >= deadline {
                 return Err(NodeError::NoController(within));
             }
-            let reply = match self.leader() {
+            let target = self.leader().or(hint.take()).or_else(|| {
+                turn += 1;
+                voters.get(turn % voters.len().max(1)).copied()
+            });
+            let reply = match target {
                 Some(l) if l == self.id => {
                     let (tx, rx) = oneshot::channel();
                     if self.calls.send((request.clone(), tx)).await.is_err() {
                         return Err(NodeError::NoController(within));
                     }
-                    rx.await.ok()
+                    // The controller task may be stuck on a write that
+                    // cannot commit (no quorum): the deadline still holds.
+                    tokio::time::timeout_at(deadline, rx)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
                 }
                 Some(l) => match self.voters.get(&l) {
                     Some(addr) => {
@@ -255,9 +275,13 @@ impl MetaNode {
                 },
                 None => None,
             };
-            if let Some(ControllerReply::Answered { answer, index }) = reply {
-                self.wait_applied(index, deadline).await;
-                return Ok((answer, index));
+            match reply {
+                Some(ControllerReply::Answered { answer, index }) => {
+                    self.wait_applied(index, deadline).await;
+                    return Ok((answer, index));
+                }
+                Some(ControllerReply::NotController { leader }) => hint = leader,
+                None => {}
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -271,6 +295,11 @@ impl MetaNode {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// Where this node's quorum listener is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Waits until some node leads the quorum (`false` if none did
@@ -344,12 +373,57 @@ fn leads(raft: &Raft, id: NodeId) -> (bool, Option<NodeId>) {
 /// Writes a decision's records as one entry; `Some(index)` once applied,
 /// `None` when this node stopped leading.
 async fn write(raft: &Raft, records: Vec<crate::record::MetaRecord>) -> Option<u64> {
-    match raft.client_write(Command(records)).await {
-        Ok(resp) => Some(resp.log_id.index),
-        Err(e) => {
+    // A leader cut off from its quorum cannot commit: give up after a
+    // while (the caller retries through whoever leads then; every request
+    // is idempotent or harmless to repeat).
+    match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(Command(records))).await {
+        Ok(Ok(resp)) => Some(resp.log_id.index),
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "metadata write failed; no longer the controller");
             None
         }
+        Err(_) => {
+            tracing::warn!("a metadata write did not commit within {WRITE_TIMEOUT:?}: no quorum?");
+            None
+        }
+    }
+}
+
+/// How long a controller waits for one of its writes to commit.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes a broker that is not a voter a learner of the quorum at `addr`
+/// (or moves it there), so it receives the metadata log.
+async fn add_learner(raft: &Raft, id: NodeId, addr: &str) {
+    use openraft::ChangeMembers;
+    let (voter, known) = {
+        let m = raft.metrics().borrow().membership_config.clone();
+        let membership = m.membership();
+        (
+            membership.voter_ids().any(|v| v == id),
+            membership
+                .nodes()
+                .find(|(n, _)| **n == id)
+                .map(|(_, node)| node.addr.clone()),
+        )
+    };
+    if voter {
+        // A voter's address is fixed by controller.quorum.voters.
+        return;
+    }
+    let node = BTreeMap::from([(
+        id,
+        BasicNode {
+            addr: addr.to_owned(),
+        },
+    )]);
+    let change = match known.as_deref() {
+        Some(a) if a == addr => return,
+        Some(_) => ChangeMembers::SetNodes(node),
+        None => ChangeMembers::AddNodes(node),
+    };
+    if let Err(e) = raft.change_membership(change, false).await {
+        tracing::warn!(node = id, error = %e, "could not add a broker to the metadata quorum as a learner");
     }
 }
 
@@ -395,6 +469,14 @@ async fn controller_task(
         let current = image.borrow().clone();
         match call {
             Some((req, tx)) => {
+                if let Request::Register {
+                    broker,
+                    raft: Some(addr),
+                    ..
+                } = &req
+                {
+                    add_learner(&raft, *broker as NodeId, addr).await;
+                }
                 let d = c.handle(&current, now_ms(), req);
                 if d.records.is_empty() {
                     let _ = tx.send(ControllerReply::Answered {

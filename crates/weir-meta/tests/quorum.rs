@@ -129,6 +129,7 @@ fn register(broker: i32) -> Request {
             port: 9000 + broker as u16,
         }],
         rack: None,
+        raft: None,
     }
 }
 

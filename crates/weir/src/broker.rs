@@ -130,6 +130,14 @@ pub(crate) fn run(args: BrokerArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        if !cfg.kraft.is_broker() {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            return Ok(weir_broker::cluster::run_controller(cfg, stop_rx).await?);
+        }
         let running = RunningBroker::bind(cfg).await?;
         let sampling = Arc::new(AtomicBool::new(false));
         let _http = match &args.http {

@@ -21,6 +21,8 @@ const PIP: &str = "python3 -m pip install confluent-kafka kafka-python";
 
 struct Node {
     id: u16,
+    /// `process.roles`.
+    roles: &'static str,
     host: String,
     port: u16,
     controller: u16,
@@ -45,10 +47,16 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: u16) -> Self {
+        Self::start_with(&vec!["broker,controller"; usize::from(n)])
+    }
+
+    /// Node i+1 with `roles[i]` as its `process.roles`.
+    fn start_with(roles: &[&'static str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let nodes: Vec<Node> = (1..=n)
+        let nodes: Vec<Node> = (1..=roles.len() as u16)
             .map(|id| Node {
                 id,
+                roles: roles[usize::from(id) - 1],
                 host: format!("127.0.0.{id}"),
                 port: free_port(),
                 controller: free_port(),
@@ -60,6 +68,7 @@ impl Cluster {
             .collect();
         let voters = nodes
             .iter()
+            .filter(|n| n.roles.contains("controller"))
             .map(|n| format!("{}@{}:{}", n.id, n.host, n.controller))
             .collect::<Vec<_>>()
             .join(",");
@@ -68,10 +77,11 @@ impl Cluster {
             voters,
             _tmp: tmp,
         };
-        for id in 1..=n {
+        for id in 1..=roles.len() as u16 {
             c.spawn(id);
         }
-        c.wait_brokers(n as usize, Duration::from_secs(30));
+        let brokers = roles.iter().filter(|r| r.contains("broker")).count();
+        c.wait_brokers(brokers, Duration::from_secs(30));
         c
     }
 
@@ -87,16 +97,23 @@ impl Cluster {
             .append(true)
             .open(&n.log)
             .unwrap();
+        let listeners = match n.roles {
+            "broker" => format!("PLAINTEXT://{}:{}", n.host, n.port),
+            "controller" => format!("CONTROLLER://{}:{}", n.host, n.controller),
+            _ => format!(
+                "PLAINTEXT://{}:{},CONTROLLER://{}:{}",
+                n.host, n.port, n.host, n.controller
+            ),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("broker")
             .arg("--data-dir")
             .arg(&n.dir)
             .args(["--node-id", &id.to_string(), "--controller-quorum", &voters])
             .arg("--set")
-            .arg(format!(
-                "listeners=PLAINTEXT://{}:{},CONTROLLER://{}:{}",
-                n.host, n.port, n.host, n.controller
-            ))
+            .arg(format!("listeners={listeners}"))
+            .arg("--set")
+            .arg(format!("process.roles={}", n.roles))
             .args(["--http", &format!("{}:{}", n.host, n.http)])
             .args([
                 "--set",
@@ -123,6 +140,7 @@ impl Cluster {
     fn bootstrap(&self) -> String {
         self.nodes
             .iter()
+            .filter(|n| n.roles.contains("broker"))
             .map(Node::addr)
             .collect::<Vec<_>>()
             .join(",")
@@ -192,7 +210,7 @@ impl Cluster {
             let live: Vec<u16> = self
                 .nodes
                 .iter()
-                .filter(|x| x.child.is_some())
+                .filter(|x| x.child.is_some() && x.roles.contains("broker"))
                 .map(|x| x.id)
                 .collect();
             let ok = live.iter().all(|&id| {
@@ -660,6 +678,51 @@ fn groups_on_different_coordinators_resume_after_their_broker_restarts() {
         assert!(first.is_disjoint(&second), "group {g} read messages twice");
         assert_eq!(first.len() + second.len(), 600, "group {g}");
     }
+}
+
+#[test]
+fn broker_only_and_controller_only_nodes_work_together() {
+    need_command("kcat", "apt-get install -y kcat");
+    // Voters 1, 2 (both roles) and 3 (controller only); 4 is a broker only,
+    // a learner of the quorum.
+    let mut c = Cluster::start_with(&[
+        "broker,controller",
+        "broker,controller",
+        "controller",
+        "broker",
+    ]);
+    let m = c
+        .metadata(4, None)
+        .expect("metadata from the broker-only node");
+    let ids: BTreeSet<i64> = m["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, BTreeSet::from([1, 2, 4]), "{m}");
+    c.create_topic(4, "mixed", 6);
+    let m = c.wait_leaders(1, "mixed", Duration::from_secs(10));
+    let led: BTreeSet<i64> = leaders(&m, "mixed").into_iter().collect();
+    assert_eq!(
+        led,
+        BTreeSet::from([1, 2, 4]),
+        "no partition on the controller-only node"
+    );
+    let lines: String = (0..1200).map(|i| format!("x{i}\n")).collect();
+    c.kcat(&["-P", "-t", "mixed", "-X", "acks=all"], Some(&lines));
+    // The broker-only node restarts (a new port for its metadata node):
+    // it rejoins and leads its partitions again, nothing lost.
+    c.kill9(4);
+    c.spawn(4);
+    c.wait_brokers(3, Duration::from_secs(30));
+    c.wait_leaders(4, "mixed", Duration::from_secs(20));
+    let got = c.kcat(&["-C", "-t", "mixed", "-o", "beginning", "-e", "-q"], None);
+    let got: BTreeSet<&str> = got.lines().collect();
+    assert_eq!(got.len(), 1200);
+    // A topic created after the restart reaches it too.
+    c.create_topic(1, "later", 3);
+    c.wait_leaders(4, "later", Duration::from_secs(10));
 }
 
 /// Six consecutive free ports on 127.0.0.1 (the Kafka and controller

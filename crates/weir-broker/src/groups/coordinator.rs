@@ -44,6 +44,9 @@ pub struct GroupView {
 #[derive(Debug)]
 pub struct Coordinator {
     inner: Mutex<Inner>,
+    /// This broker stopped leading the offsets partition: every request
+    /// (and every parked one) is answered NOT_COORDINATOR.
+    resigned: std::sync::atomic::AtomicBool,
     /// Committed offsets.
     pub offsets: OffsetStore,
     limits: Limits,
@@ -141,6 +144,7 @@ impl Coordinator {
         }
         Self {
             inner: Mutex::new(inner),
+            resigned: std::sync::atomic::AtomicBool::new(false),
             offsets,
             limits,
         }
@@ -197,6 +201,29 @@ impl Coordinator {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Stops coordinating (the offsets partition moved away): parked
+    /// JoinGroup / SyncGroup requests are answered NOT_COORDINATOR now, so
+    /// their clients find the new coordinator at once.
+    pub fn resign(&self) {
+        self.resigned
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Dropping the senders wakes every parked request.
+        self.lock().waiters.clear();
+    }
+
+    /// Whether [`Coordinator::resign`] was called.
+    pub fn resigned(&self) -> bool {
+        self.resigned.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn lost(&self) -> GroupError {
+        if self.resigned() {
+            GroupError::NotCoordinator
+        } else {
+            GroupError::RebalanceInProgress
+        }
+    }
+
     /// JoinGroup; waits while the rebalance is in progress.
     pub async fn join(&self, group: &str, j: Join) -> JoinResult {
         let rx = {
@@ -217,7 +244,7 @@ impl Coordinator {
         match rx.await {
             Ok(Delivery::Join(_, r)) => r,
             _ => JoinResult {
-                error: Some(GroupError::RebalanceInProgress),
+                error: Some(self.lost()),
                 generation: -1,
                 protocol_type: String::new(),
                 protocol_name: String::new(),
@@ -266,7 +293,7 @@ impl Coordinator {
         match rx.await {
             Ok(Delivery::Sync(_, r)) => r,
             _ => SyncResult {
-                error: Some(GroupError::RebalanceInProgress),
+                error: Some(self.lost()),
                 protocol_type: String::new(),
                 protocol_name: String::new(),
                 assignment: Bytes::new(),

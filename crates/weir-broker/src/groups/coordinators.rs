@@ -39,6 +39,8 @@ pub struct Coordinators {
     loaded: RwLock<BTreeMap<i32, Arc<Coordinator>>>,
     /// Partitions of `__consumer_offsets` (0 until it exists).
     partitions: std::sync::atomic::AtomicUsize,
+    /// One `follow` at a time.
+    following: std::sync::Mutex<()>,
 }
 
 impl Coordinators {
@@ -48,6 +50,7 @@ impl Coordinators {
             limits,
             loaded: RwLock::default(),
             partitions: std::sync::atomic::AtomicUsize::new(0),
+            following: std::sync::Mutex::default(),
         }
     }
 
@@ -78,42 +81,66 @@ impl Coordinators {
     /// Loads the partitions of `offsets` this broker now leads and drops
     /// the ones it no longer leads. Blocking (reads the logs).
     pub fn follow(&self, offsets: Option<&Topic>) {
-        let Some(topic) = offsets else { return };
-        self.partitions.store(
-            topic.partition_count(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
-        loaded.retain(|p, c| {
-            let keep = topic
-                .led(*p)
-                .is_ok_and(|part| Arc::ptr_eq(&part.log, c.offsets.log()));
-            if !keep {
-                tracing::info!(
-                    partition = p,
-                    "no longer coordinating the groups of this offsets partition"
-                );
+        let _one = self.following.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(topic) = offsets else {
+            // No offsets topic (not created yet, or deleted): nothing here.
+            self.partitions
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            let gone = std::mem::take(&mut *self.loaded.write().unwrap_or_else(|p| p.into_inner()));
+            for c in gone.values() {
+                c.resign();
             }
-            keep
-        });
-        for p in 0..topic.partition_count() as i32 {
-            if loaded.contains_key(&p) {
-                continue;
-            }
-            let Ok(part) = topic.led(p) else { continue };
-            match OffsetStore::load(part.log.clone()) {
-                Ok(store) => {
-                    loaded.insert(p, Arc::new(Coordinator::new(store, self.limits)));
-                    tracing::info!(
-                        partition = p,
-                        "coordinating the groups of this offsets partition"
-                    );
+            return;
+        };
+        // Which to drop and which to load, under a short lock; the logs are
+        // read outside it, so group requests never wait for a load.
+        let (gone, wanted) = {
+            let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+            let mut gone = Vec::new();
+            loaded.retain(|p, c| {
+                let keep = topic
+                    .led(*p)
+                    .is_ok_and(|part| Arc::ptr_eq(&part.log, c.offsets.log()));
+                if !keep {
+                    gone.push((*p, c.clone()));
                 }
+                keep
+            });
+            let wanted: Vec<(i32, Arc<weir_log::Log>)> = (0..topic.partition_count() as i32)
+                .filter(|p| !loaded.contains_key(p))
+                .filter_map(|p| topic.led(p).ok().map(|part| (p, part.log.clone())))
+                .collect();
+            (gone, wanted)
+        };
+        for (p, c) in gone {
+            c.resign();
+            tracing::info!(
+                partition = p,
+                "no longer coordinating the groups of this offsets partition"
+            );
+        }
+        let mut fresh = Vec::new();
+        for (p, log) in wanted {
+            match OffsetStore::load(log) {
+                Ok(store) => fresh.push((p, Arc::new(Coordinator::new(store, self.limits)))),
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "could not load an offsets partition; its groups are not coordinated here")
                 }
             }
         }
+        let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+        for (p, c) in fresh {
+            loaded.insert(p, c);
+            tracing::info!(
+                partition = p,
+                "coordinating the groups of this offsets partition"
+            );
+        }
+        // Set last: groups route to a partition only once it is loaded.
+        self.partitions.store(
+            topic.partition_count(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// (group, protocol type, state) of every group coordinated here.

@@ -116,15 +116,19 @@ pub(super) async fn create_topics(
         };
         let node = broker.meta().node_id;
         let partitions = if !ct.assignments.is_empty() {
-            if ct
-                .assignments
-                .iter()
-                .any(|a| a.broker_ids.iter().any(|b| b.0 != node))
+            // On a cluster of one, an assignment to that broker is the
+            // placement the controller makes anyway; others are refused.
+            let alone = broker.cluster().image().brokers.len() == 1;
+            if !alone
+                || ct
+                    .assignments
+                    .iter()
+                    .any(|a| a.broker_ids.iter().any(|b| b.0 != node))
             {
                 resp.topics.push(fail(
                     r,
                     ResponseError::InvalidReplicaAssignment,
-                    format!("replicas can only be assigned to broker {node}"),
+                    "explicit replica assignments are not supported on a cluster of several brokers yet: leave the placement to the controller".to_owned(),
                 ));
                 continue;
             }

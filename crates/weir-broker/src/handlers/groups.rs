@@ -35,6 +35,7 @@ fn coordinator(broker: &Broker, group: &str) -> Result<Arc<Coordinator>, i16> {
     broker
         .groups()
         .for_group(group)
+        .filter(|c| !c.resigned())
         .ok_or(ResponseError::NotCoordinator.code())
 }
 
@@ -63,10 +64,19 @@ pub(super) async fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    if req.key_type == KEY_GROUP
-        && let Err(e) = broker.ensure_offsets_topic().await
-    {
-        tracing::warn!(error = %e, "could not create {}", crate::OFFSETS_TOPIC);
+    if req.key_type == KEY_GROUP {
+        // Bounded well inside a client's request timeout: without the topic
+        // the answer is COORDINATOR_NOT_AVAILABLE, which clients retry.
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            broker.ensure_offsets_topic(),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not create {}", crate::OFFSETS_TOPIC),
+            Err(_) => tracing::warn!("creating {} is taking long", crate::OFFSETS_TOPIC),
+        }
     }
     let answer = |key_type: i8, key: &str| -> Result<(i32, String, u16), (i16, String)> {
         match key_type {

@@ -142,7 +142,10 @@ pub(super) async fn metadata(
                     ResponseError::UnknownTopicOrPartition,
                 ),
             },
-            None => match topics.get_by_id(wanted.topic_id) {
+            None => match topics
+                .get_by_id(wanted.topic_id)
+                .filter(|t| !t.assignment.is_empty())
+            {
                 Some(t) => topic_entry(&t, &live),
                 None => error_entry(None, wanted.topic_id, ResponseError::UnknownTopicId),
             },

@@ -86,6 +86,7 @@ fn register(broker: i32) -> Request {
             port: 9092,
         }],
         rack: None,
+        raft: None,
     }
 }
 
