@@ -119,6 +119,27 @@ impl Topic {
         self.hosted(index).ok_or(Unled::Offline)
     }
 
+    /// KIP-320: a client's `current_leader_epoch` for partition `index`
+    /// against this leader's (-1: the client does not say): older is
+    /// FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH (this broker has
+    /// not caught up with the metadata yet).
+    pub fn check_epoch(
+        &self,
+        index: i32,
+        current: i32,
+    ) -> Result<(), kafka_protocol::ResponseError> {
+        use kafka_protocol::ResponseError as E;
+        if current < 0 {
+            return Ok(());
+        }
+        let mine = self.leader_epoch(index);
+        match current.cmp(&mine) {
+            std::cmp::Ordering::Less => Err(E::FencedLeaderEpoch),
+            std::cmp::Ordering::Greater => Err(E::UnknownLeaderEpoch),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
     /// The leader epoch of partition `index` (-1 if there is none).
     pub fn leader_epoch(&self, index: i32) -> i32 {
         usize::try_from(index)
@@ -521,11 +542,20 @@ impl Registry {
                     continue;
                 }
                 if let Some(have) = existing.and_then(|t| t.hosted(index)) {
+                    if p.leader == me {
+                        // Batches appended from now on carry this epoch.
+                        have.log.set_leader_epoch(p.leader_epoch);
+                    }
                     partitions.push(have.clone());
                     continue;
                 }
                 match self.open_partition(&info.name, info.id, index, &config) {
-                    Ok(log) => partitions.push(Arc::new(Partition { index, log })),
+                    Ok(log) => {
+                        if p.leader == me {
+                            log.set_leader_epoch(p.leader_epoch);
+                        }
+                        partitions.push(Arc::new(Partition { index, log }));
+                    }
                     Err(e) => {
                         warn!(topic = %info.name, partition = index, error = %e, "could not open a partition assigned here; it stays offline")
                     }
@@ -803,6 +833,43 @@ mod tests {
             }
         );
         assert_eq!(t.led(3).unwrap_err(), Unled::Unknown);
+        // A leadership change reaches the log: new batches carry the epoch.
+        apply(
+            &mut image,
+            vec![MetaRecord::PartitionChange(weir_meta::PartitionChange {
+                topic: orders,
+                partition: 0,
+                leader: Some(-1),
+                isr: None,
+                replicas: None,
+            })],
+        );
+        apply(
+            &mut image,
+            vec![MetaRecord::PartitionChange(weir_meta::PartitionChange {
+                topic: orders,
+                partition: 0,
+                leader: Some(1),
+                isr: None,
+                replicas: None,
+            })],
+        );
+        reg.apply_image(&image, 1);
+        let t = reg.get("orders").unwrap();
+        assert_eq!(t.leader_epoch(0), 2);
+        let mut b = weir_log::batch::encode_batch(&[weir_log::batch::Record {
+            timestamp: 1,
+            key: None,
+            value: Some(b"e".to_vec()),
+            headers: vec![],
+        }]);
+        t.led(0).unwrap().log.append(&mut b, 1).unwrap();
+        assert_eq!(
+            weir_log::batch::BatchHeader::parse(&b)
+                .unwrap()
+                .partition_leader_epoch,
+            2
+        );
         assert_eq!(t.config.retention_ms, Some(1000));
         assert!(tmp.path().join("orders-2").exists() && !tmp.path().join("orders-1").exists());
         assert!(matches!(

@@ -813,3 +813,71 @@ async fn a_one_node_data_directory_is_imported_into_the_metadata() {
         task.await.unwrap();
     }
 }
+
+/// KIP-101 / KIP-320: OffsetForLeaderEpoch answers from the log's epochs;
+/// a client's current leader epoch that is not the leader's gets
+/// FENCED_LEADER_EPOCH (older) or UNKNOWN_LEADER_EPOCH (newer).
+#[tokio::test]
+async fn leader_epochs_are_served_and_checked() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let b = start(&[]).await;
+    let mut c = Client::connect(&b).await;
+    create(&mut c, "epochs", &[]).await;
+    c.call(&produce_req("epochs", -1, records(3, 5)), 9).await;
+    let md = c.call(&all_topics(), 12).await;
+    let epoch = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "epochs"))
+        .unwrap()
+        .partitions[0]
+        .leader_epoch;
+    let ask = |current: i32, wanted: i32| {
+        let mut p = OffsetForLeaderPartition::default();
+        p.partition = 0;
+        p.current_leader_epoch = current;
+        p.leader_epoch = wanted;
+        let mut t = OffsetForLeaderTopic::default();
+        t.topic = TopicName(StrBytes::from_static_str("epochs"));
+        t.partitions = vec![p];
+        let mut r = OffsetForLeaderEpochRequest::default();
+        r.replica_id = BrokerId(-1);
+        r.topics = vec![t];
+        r
+    };
+    let got = c.call(&ask(epoch, epoch), 4).await;
+    let e = &got.topics[0].partitions[0];
+    assert_eq!(
+        (e.error_code, e.leader_epoch, e.end_offset),
+        (0, epoch, 3),
+        "{got:?}"
+    );
+    let got = c.call(&ask(epoch + 1, epoch), 4).await;
+    assert_eq!(
+        got.topics[0].partitions[0].error_code,
+        kafka_protocol::ResponseError::UnknownLeaderEpoch.code()
+    );
+    // Fetch with the leader's epoch works, with a newer one it is refused.
+    let mut f = fetch_req("epochs", 0, 0, 0);
+    f.topics[0].partitions[0].current_leader_epoch = epoch;
+    let r = c.call(&f, 12).await;
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    assert_eq!(r.responses[0].partitions[0].high_watermark, 3);
+    f.topics[0].partitions[0].current_leader_epoch = epoch + 3;
+    let r = c.call(&f, 12).await;
+    assert_eq!(
+        r.responses[0].partitions[0].error_code,
+        kafka_protocol::ResponseError::UnknownLeaderEpoch.code()
+    );
+    if epoch > 0 {
+        f.topics[0].partitions[0].current_leader_epoch = epoch - 1;
+        let r = c.call(&f, 12).await;
+        assert_eq!(
+            r.responses[0].partitions[0].error_code,
+            kafka_protocol::ResponseError::FencedLeaderEpoch.code()
+        );
+    }
+    b.shutdown().await;
+}

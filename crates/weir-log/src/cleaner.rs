@@ -260,7 +260,7 @@ fn cleanable_segments(st: &State, now_ms: i64) -> Vec<SegRef> {
 
 /// A small file's bytes; `None` when it does not exist. A read error is
 /// an error (never taken for "absent").
-fn read_file(storage: &dyn Storage, path: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_file(storage: &dyn Storage, path: &Path) -> Result<Option<Vec<u8>>> {
     if !storage.exists(path) {
         return Ok(None);
     }

@@ -35,6 +35,7 @@ pub mod batch;
 mod cleaner;
 pub mod compression;
 mod config;
+pub mod epochs;
 mod error;
 mod flusher;
 mod index;

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::batch::{self, BatchHeader, TimestampType};
 use crate::config::{CleanupPolicy, LogConfig};
+use crate::epochs::{EpochCache, LEADER_EPOCH_FILE};
 use crate::error::{LogError, Result};
 use crate::producer::{Check, ProducerState, SequenceError};
 use crate::segment::{self, OpenMode, Segment};
@@ -98,6 +99,8 @@ pub(crate) struct State {
     pub(crate) log_start_offset: u64,
     /// Idempotent-producer state as of the log end.
     producers: ProducerState,
+    /// Which leader epoch started where (`leader-epoch-checkpoint`).
+    pub(crate) epochs: EpochCache,
 }
 
 impl State {
@@ -238,6 +241,47 @@ fn read_number(storage: &dyn Storage, path: &Path) -> Option<u64> {
 /// Writes a small text file holding one number, atomically and durably.
 fn write_number(storage: &dyn Storage, dir: &Path, name: &str, value: u64) -> Result<()> {
     write_file(storage, dir, name, format!("0\n{value}\n").as_bytes())
+}
+
+/// The leader-epoch cache at open: the checkpoint, or rebuilt from the
+/// batch headers when it is missing or unreadable (a log written before
+/// epochs were kept), cut back to the recovered end.
+fn open_epochs(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &[Segment],
+    end: u64,
+) -> Result<EpochCache> {
+    let path = dir.join(LEADER_EPOCH_FILE);
+    let stored = crate::cleaner::read_file(storage, &path)?
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| EpochCache::decode(&t));
+    let (mut epochs, write) = match stored {
+        Some(c) => (c, false),
+        None => {
+            let mut c = EpochCache::default();
+            let mut header = [0u8; batch::HEADER_LEN];
+            for seg in segments {
+                let mut pos = 0u64;
+                while pos + batch::HEADER_LEN as u64 <= seg.size {
+                    seg.log
+                        .read_exact_at(&mut header, pos)
+                        .map_err(|e| LogError::io(&seg.log_path, e))?;
+                    let Ok(h) = BatchHeader::parse(&header) else {
+                        break;
+                    };
+                    c.assign(h.partition_leader_epoch, h.base_offset.max(0) as u64);
+                    let Some(len) = h.total_len() else { break };
+                    pos += len as u64;
+                }
+            }
+            (c, end > 0)
+        }
+    };
+    if epochs.truncate_to(end) || write {
+        write_file(storage, dir, LEADER_EPOCH_FILE, epochs.encode().as_bytes())?;
+    }
+    Ok(epochs)
 }
 
 /// Writes a file atomically and durably: temp file, fsync, rename,
@@ -461,6 +505,7 @@ impl Log {
         let first_base = segments[0].base_offset;
         let producers = rebuild_producers(st, &dir, &names, &segments)?;
         let end = segments.last().map_or(0, |s| s.next_offset);
+        let epochs = open_epochs(st, &dir, &segments, end)?;
         let log_start_offset = saved_start.unwrap_or(0).max(first_base).min(end);
         let flushed = if clean {
             end
@@ -479,6 +524,7 @@ impl Log {
                 segments,
                 log_start_offset,
                 producers,
+                epochs,
             }),
             flushed: AtomicU64::new(flushed),
             flush_lock: Mutex::new(FlushState {
@@ -507,6 +553,20 @@ impl Log {
     /// The partition directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch of this log not above
+    /// `epoch` and the offset where the next one starts (the log end for
+    /// the latest); `None` when every epoch here is larger, or none is
+    /// known.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        let st = read_lock(&self.state);
+        st.epochs.end_offset_for(epoch, st.end())
+    }
+
+    /// The leader epochs of this log and the offsets they start at.
+    pub fn epochs(&self) -> Vec<(i32, u64)> {
+        read_lock(&self.state).epochs.entries().to_vec()
     }
 
     /// Sets the leader epoch stamped on appended batches.
@@ -622,6 +682,19 @@ impl Log {
         self.maybe_roll(&mut st, records.len() as u64, offsets, now_ms)?;
         let log_append = st.config.message_timestamp_type == TimestampType::LogAppendTime;
         let base_offset = st.end();
+        if st.epochs.latest().is_none_or(|l| l < epoch) {
+            // A new epoch starts here: recorded before its first batch is
+            // written (a crash in between is cut back at the next open).
+            let mut next_epochs = st.epochs.clone();
+            next_epochs.assign(epoch, base_offset);
+            write_file(
+                &*self.storage,
+                &self.dir,
+                LEADER_EPOCH_FILE,
+                next_epochs.encode().as_bytes(),
+            )?;
+            st.epochs = next_epochs;
+        }
         let mut next = base_offset;
         for b in &mut batches {
             let bytes = &mut records[b.position..b.position + b.len];

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use weir_log::batch::{self, BatchHeader, TimestampType};
 use weir_log::{
-    CLEAN_SHUTDOWN_FILE, CleanupPolicy, ErrorKind, FaultStorage, Flusher, Log, LogError,
+    CLEAN_SHUTDOWN_FILE, CleanupPolicy, ErrorKind, FaultStorage, Flusher, Log, LogError, Storage,
     SystemClock,
 };
 
@@ -152,6 +152,47 @@ fn leader_epoch_and_log_append_time_are_stamped() {
         log.offset_for_timestamp(123_456).unwrap(),
         Some((0, 123_456))
     );
+}
+
+#[test]
+fn leader_epochs_are_kept_cut_on_a_crash_and_rebuilt_when_missing() {
+    let s = FaultStorage::new();
+    let log = open(&s, small_config());
+    for (epoch, n) in [(0, 3), (2, 4), (5, 2)] {
+        log.set_leader_epoch(epoch);
+        for i in 0..n {
+            log.append(&mut batch("e", 1, 50, i), 0).unwrap();
+        }
+    }
+    assert_eq!(log.epochs(), vec![(0, 0), (2, 3), (5, 7)]);
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 3)));
+    assert_eq!(log.end_offset_for_epoch(1), Some((0, 3)));
+    assert_eq!(log.end_offset_for_epoch(3), Some((2, 7)));
+    assert_eq!(log.end_offset_for_epoch(9), Some((5, 9)));
+    assert_eq!(log.end_offset_for_epoch(-1), None);
+    log.flush_until(9).unwrap();
+    // Epoch 7 starts, its batch is never synced: a power cut takes both.
+    log.set_leader_epoch(7);
+    log.append(&mut batch("e", 1, 50, 99), 0).unwrap();
+    assert_eq!(log.epochs().last(), Some(&(7, 9)));
+    drop(log);
+    s.crash();
+    let log = open(&s, small_config());
+    assert_eq!(log.log_end_offset(), 9);
+    assert_eq!(
+        log.epochs(),
+        vec![(0, 0), (2, 3), (5, 7)],
+        "epoch 7 is gone with its data"
+    );
+    log.close().unwrap();
+    // A log written before epochs were kept (no checkpoint): rebuilt from
+    // the batch headers.
+    s.remove(&dir().join(weir_log::epochs::LEADER_EPOCH_FILE))
+        .unwrap();
+    let log = open(&s, small_config());
+    assert_eq!(log.epochs(), vec![(0, 0), (2, 3), (5, 7)]);
+    assert!(s.exists(&dir().join(weir_log::epochs::LEADER_EPOCH_FILE)));
+    log.close().unwrap();
 }
 
 #[test]

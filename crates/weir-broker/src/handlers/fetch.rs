@@ -83,6 +83,20 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                 Some(t) => t.led(fp.partition),
                 None => Err(Unled::Unknown),
             };
+            let led = match (led, &topic) {
+                (Ok(part), Some(t)) => match t.check_epoch(fp.partition, fp.current_leader_epoch) {
+                    Ok(()) => Ok(part),
+                    Err(e) => {
+                        pd.error_code = e.code();
+                        pd.high_watermark = -1;
+                        pd.last_stable_offset = -1;
+                        pd.log_start_offset = -1;
+                        tr.partitions.push(pd);
+                        continue;
+                    }
+                },
+                (led, _) => led,
+            };
             let Ok(partition) = led else {
                 pd.error_code = match led {
                     Err(Unled::Unknown) if version >= 13 && topic.is_none() => {

@@ -56,6 +56,10 @@ const APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::ListGroups, ListGroupsRequest::VERSIONS),
     (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS),
     (ApiKey::OffsetDelete, OffsetDeleteRequest::VERSIONS),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        OffsetForLeaderEpochRequest::VERSIONS,
+    ),
 ];
 
 /// The version range served for an API, if it is served at all.
@@ -109,6 +113,9 @@ pub(crate) async fn dispatch(
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(broker, r, version).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, version))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r))
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(offsets::delete_records(broker, r).await)

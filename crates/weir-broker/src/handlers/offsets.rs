@@ -45,6 +45,14 @@ pub(super) fn list_offsets(
                     continue;
                 }
             };
+            if let Some(Err(e)) = topic
+                .as_ref()
+                .map(|t| t.check_epoch(lp.partition_index, lp.current_leader_epoch))
+            {
+                pr.error_code = e.code();
+                tr.partitions.push(pr);
+                continue;
+            }
             let log = &partition.log;
             if version >= 4 {
                 pr.leader_epoch = topic
@@ -119,6 +127,50 @@ pub(super) async fn delete_records(
                 Err(_) => pr.error_code = ResponseError::KafkaStorageError.code(),
             }
             tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}
+
+/// OffsetForLeaderEpoch (KIP-101 / KIP-320): for each partition, the
+/// largest leader epoch of its log not above the one asked and the offset
+/// where the next epoch starts, so a consumer (or a follower) can tell
+/// whether its position is still on the leader's log.
+pub(super) fn offset_for_leader_epoch(
+    broker: &Broker,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    use kafka_protocol::messages::offset_for_leader_epoch_response::{
+        EpochEndOffset, OffsetForLeaderTopicResult,
+    };
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let topic = broker.topics().get(t.topic.0.as_str());
+        let mut tr = OffsetForLeaderTopicResult::default();
+        tr.topic = t.topic;
+        for p in t.partitions {
+            let mut e = EpochEndOffset::default();
+            e.partition = p.partition;
+            e.leader_epoch = -1;
+            e.end_offset = -1;
+            let led = match &topic {
+                Some(t) => t.led(p.partition).map_err(|u| u.code()).and_then(|part| {
+                    t.check_epoch(p.partition, p.current_leader_epoch)
+                        .map(|()| part)
+                }),
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
+            match led {
+                Ok(part) => {
+                    if let Some((epoch, end)) = part.log.end_offset_for_epoch(p.leader_epoch) {
+                        e.leader_epoch = epoch;
+                        e.end_offset = end as i64;
+                    }
+                }
+                Err(code) => e.error_code = code.code(),
+            }
+            tr.partitions.push(e);
         }
         resp.topics.push(tr);
     }
