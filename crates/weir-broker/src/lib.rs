@@ -28,6 +28,7 @@ mod meta;
 pub mod metrics;
 pub mod null;
 mod producers;
+pub mod replica;
 mod server;
 mod topic_config;
 pub mod topics;
