@@ -131,6 +131,23 @@ pub enum Request {
         /// Its `meta.properties` cluster id: the cluster's, if it has none.
         cluster_id: String,
     },
+    /// A partition leader changes its ISR (Kafka's AlterPartition).
+    AlterPartition {
+        /// The leader's broker id.
+        broker: i32,
+        /// Its broker epoch (KIP-903).
+        epoch: u64,
+        /// The topic's id.
+        topic: Uuid,
+        /// Partition index.
+        partition: i32,
+        /// The leader epoch it leads in.
+        leader_epoch: i32,
+        /// The partition epoch it saw.
+        partition_epoch: i32,
+        /// The new ISR.
+        isr: Vec<i32>,
+    },
     /// A broker needs producer ids (AllocateProducerIds).
     AllocateProducerIds {
         /// Broker id.
@@ -173,6 +190,33 @@ pub enum MetaError {
     /// BROKER_ID_NOT_REGISTERED.
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),
+    /// UNKNOWN_TOPIC_ID / UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("partition {1} of topic {0} does not exist")]
+    UnknownPartition(Uuid, i32),
+    /// FENCED_LEADER_EPOCH / NOT_LEADER_OR_FOLLOWER: the sender does not
+    /// lead the partition in that epoch.
+    #[error("broker {broker} does not lead in epoch {given} (leader {leader}, epoch {current})")]
+    NotLeader {
+        /// The sender.
+        broker: i32,
+        /// Its epoch.
+        given: i32,
+        /// The leader.
+        leader: i32,
+        /// The current leader epoch.
+        current: i32,
+    },
+    /// INVALID_UPDATE_VERSION: the partition changed since the sender saw it.
+    #[error("partition epoch {given} is not the current {current}")]
+    StalePartitionEpoch {
+        /// Given.
+        given: i32,
+        /// Current.
+        current: i32,
+    },
+    /// INELIGIBLE_REPLICA / INVALID_REQUEST: the new ISR is not possible.
+    #[error("{0}")]
+    InvalidIsr(String),
 }
 
 /// What a request is answered with once its records are applied.
@@ -196,6 +240,11 @@ pub enum Answer {
     },
     /// Done (topic created, deleted, configs set, ...).
     Done,
+    /// An AlterPartition committed: the partition's new epoch.
+    PartitionChanged {
+        /// The partition epoch after the change.
+        partition_epoch: i32,
+    },
     /// Producer ids `[first, first + PRODUCER_ID_BLOCK)`.
     ProducerIds {
         /// First id of the block.
@@ -427,6 +476,83 @@ impl Controller {
                 Decision {
                     records,
                     answer: Answer::Done,
+                }
+            }
+            Request::AlterPartition {
+                broker,
+                epoch,
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                if let Err(e) = Self::check_epoch(image, broker, epoch) {
+                    return Decision::refuse(e);
+                }
+                let Some(p) = image.topics.get(&topic).and_then(|t| {
+                    usize::try_from(partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                }) else {
+                    return Decision::refuse(MetaError::UnknownPartition(topic, partition));
+                };
+                if p.leader != broker || p.leader_epoch != leader_epoch {
+                    return Decision::refuse(MetaError::NotLeader {
+                        broker,
+                        given: leader_epoch,
+                        leader: p.leader,
+                        current: p.leader_epoch,
+                    });
+                }
+                if p.partition_epoch != partition_epoch {
+                    return Decision::refuse(MetaError::StalePartitionEpoch {
+                        given: partition_epoch,
+                        current: p.partition_epoch,
+                    });
+                }
+                let mut sorted = isr.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                if sorted.len() != isr.len() || !isr.contains(&broker) {
+                    return Decision::refuse(MetaError::InvalidIsr(format!(
+                        "an ISR holds its leader and each replica once: {isr:?}"
+                    )));
+                }
+                if let Some(r) = isr.iter().find(|r| !p.replicas.contains(r)) {
+                    return Decision::refuse(MetaError::InvalidIsr(format!(
+                        "broker {r} is not a replica of the partition"
+                    )));
+                }
+                // A broker joining must be registered and unfenced (KIP-903:
+                // a fenced or restarted one may have lost its tail).
+                if let Some(r) = isr
+                    .iter()
+                    .find(|r| !p.isr.contains(r) && image.brokers.get(r).is_none_or(|b| b.fenced))
+                {
+                    return Decision::refuse(MetaError::InvalidIsr(format!(
+                        "broker {r} is fenced and cannot join the ISR"
+                    )));
+                }
+                if isr == p.isr {
+                    return Decision {
+                        records: Vec::new(),
+                        answer: Answer::PartitionChanged {
+                            partition_epoch: p.partition_epoch,
+                        },
+                    };
+                }
+                Decision {
+                    records: vec![MetaRecord::PartitionChange(PartitionChange {
+                        topic,
+                        partition,
+                        leader: None,
+                        isr: Some(isr),
+                        replicas: None,
+                    })],
+                    answer: Answer::PartitionChanged {
+                        partition_epoch: p.partition_epoch + 1,
+                    },
                 }
             }
             Request::AllocateProducerIds { broker, epoch } => {

@@ -549,3 +549,124 @@ fn a_repeated_registration_of_the_same_process_keeps_its_epoch() {
     assert_eq!(a, Answer::Registered);
     assert!(newer > epoch);
 }
+
+#[test]
+fn alter_partition_is_guarded_by_leader_partition_and_broker_epochs() {
+    let mut s = Sim::new();
+    let e1 = s.join(0, 1);
+    let e2 = s.join(0, 2);
+    let e3 = s.join(0, 3);
+    let (a, _) = s.run(0, create("r", 1, 3));
+    assert_eq!(a, Answer::Done);
+    let t = s.image.topic("r").unwrap().clone();
+    let p = t.partitions[0].clone();
+    let leader = p.leader;
+    let epochs = BTreeMap::from([(1, e1), (2, e2), (3, e3)]);
+    let alter = |isr: Vec<i32>, leader_epoch: i32, partition_epoch: i32, broker: i32| {
+        Request::AlterPartition {
+            broker,
+            epoch: epochs[&broker],
+            topic: t.id,
+            partition: 0,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        }
+    };
+    let others: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&r| r != leader)
+        .collect();
+    // The leader drops a follower: committed, the partition epoch moves.
+    let (a, _) = s.run(
+        1,
+        alter(
+            vec![leader, others[0]],
+            p.leader_epoch,
+            p.partition_epoch,
+            leader,
+        ),
+    );
+    assert_eq!(
+        a,
+        Answer::PartitionChanged {
+            partition_epoch: p.partition_epoch + 1
+        }
+    );
+    assert_eq!(
+        s.image.topic("r").unwrap().partitions[0].isr,
+        vec![leader, others[0]]
+    );
+    // The same proposal again, now stale: refused.
+    let (a, _) = s.run(
+        2,
+        alter(vec![leader], p.leader_epoch, p.partition_epoch, leader),
+    );
+    assert!(
+        matches!(a, Answer::Refused(MetaError::StalePartitionEpoch { .. })),
+        "{a:?}"
+    );
+    // From a follower, or an old leader epoch: refused.
+    let pe = p.partition_epoch + 1;
+    let (a, _) = s.run(3, alter(vec![others[0]], p.leader_epoch, pe, others[0]));
+    assert!(
+        matches!(a, Answer::Refused(MetaError::NotLeader { .. })),
+        "{a:?}"
+    );
+    let (a, _) = s.run(3, alter(vec![leader], p.leader_epoch - 1, pe, leader));
+    assert!(
+        matches!(a, Answer::Refused(MetaError::NotLeader { .. })),
+        "{a:?}"
+    );
+    // An ISR without its leader, or with a stranger: refused.
+    let (a, _) = s.run(3, alter(vec![others[0]], p.leader_epoch, pe, leader));
+    assert!(
+        matches!(a, Answer::Refused(MetaError::InvalidIsr(_))),
+        "{a:?}"
+    );
+    let (a, _) = s.run(3, alter(vec![leader, 9], p.leader_epoch, pe, leader));
+    assert!(
+        matches!(a, Answer::Refused(MetaError::InvalidIsr(_))),
+        "{a:?}"
+    );
+    // A fenced broker cannot join back.
+    let dropped = others[1];
+    let (a, _) = s.run(
+        4,
+        Request::Heartbeat {
+            broker: dropped,
+            epoch: epochs[&dropped],
+            applied: s.image.applied,
+            shutting_down: true,
+        },
+    );
+    assert!(matches!(a, Answer::Heartbeat { fenced: true, .. }), "{a:?}");
+    let pe = s.image.topic("r").unwrap().partitions[0].partition_epoch;
+    let (a, _) = s.run(
+        5,
+        alter(vec![leader, others[0], dropped], p.leader_epoch, pe, leader),
+    );
+    assert!(
+        matches!(a, Answer::Refused(MetaError::InvalidIsr(_))),
+        "{a:?}"
+    );
+    // A stale broker epoch: refused.
+    let (a, _) = s.run(
+        6,
+        Request::AlterPartition {
+            broker: leader,
+            epoch: epochs[&leader] + 1000,
+            topic: t.id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: pe,
+            isr: vec![leader],
+        },
+    );
+    assert!(
+        matches!(a, Answer::Refused(MetaError::StaleBrokerEpoch { .. })),
+        "{a:?}"
+    );
+}
