@@ -305,15 +305,24 @@ fn describe_topic(conn: &Conn, name: &str, out: &mut impl Write) -> Result<()> {
     )?;
     let consumer = conn.consumer("weir-cli")?;
     for p in t.partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(name, p.id(), TIMEOUT)
-            .unwrap_or((-1, -1));
+        // An offline partition (no leader) has no offsets to ask for.
+        let (low, high) = if p.leader() < 0 {
+            (-1, -1)
+        } else {
+            consumer
+                .fetch_watermarks(name, p.id(), TIMEOUT)
+                .unwrap_or((-1, -1))
+        };
         let list = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+        let leader = if p.leader() < 0 {
+            "none".to_owned()
+        } else {
+            p.leader().to_string()
+        };
         writeln!(
             out,
-            "\tTopic: {name}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tStartOffset: {low}\tEndOffset: {high}",
+            "\tTopic: {name}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}\tStartOffset: {low}\tEndOffset: {high}",
             p.id(),
-            p.leader(),
             list(p.replicas()),
             list(p.isr()),
         )?;

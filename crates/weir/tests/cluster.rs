@@ -551,6 +551,16 @@ fn a_dead_broker_s_partitions_are_offline_until_it_returns() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // kafka-topics-style describe shows them without a leader.
+    let out = c.weir(&["topic", "describe", "single", "-b", &c.node(other).addr()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offline = (0..6).filter(|&p| owners[p] == i64::from(victim)).count();
+    assert_eq!(text.matches("Leader: none").count(), offline, "{text}");
     // The others keep serving.
     let alive = (0..6).find(|&p| owners[p] != i64::from(victim)).unwrap();
     let lines: String = (0..10).map(|i| format!("late-{i}\n")).collect();
