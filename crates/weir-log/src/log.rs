@@ -21,6 +21,8 @@ use crate::producer::{Check, ProducerState, SequenceError};
 use crate::segment::{self, OpenMode, Segment};
 use crate::storage::{FsStorage, Storage, StorageFile};
 
+mod replicated;
+
 /// "No timestamp" in `oldest_unflushed_ms`.
 const NONE: i64 = i64::MIN;
 
@@ -190,9 +192,11 @@ enum Need {
 
 impl Need {
     /// Whether a sync by another thread satisfied this need.
-    fn met(self, flushed: u64, checkpointed_segment: u64) -> bool {
+    /// `end` is the log end now: a log cut back (a follower truncated)
+    /// meets a need above its new end with that end.
+    fn met(self, flushed: u64, checkpointed_segment: u64, end: u64) -> bool {
         match self {
-            Need::Offset(o) => flushed >= o,
+            Need::Offset(o) => flushed >= o.min(end),
             Need::Checkpoint { active_base } => checkpointed_segment >= active_base,
             Need::Force => false,
         }
@@ -996,7 +1000,11 @@ impl Log {
         loop {
             let met = match need {
                 Need::Force => led,
-                _ => need.met(self.flushed.load(Ordering::Acquire), g.checkpointed_segment),
+                _ => need.met(
+                    self.flushed.load(Ordering::Acquire),
+                    g.checkpointed_segment,
+                    self.end_offset.load(Ordering::Acquire),
+                ),
             };
             if met || self.failed.load(Ordering::Acquire) {
                 if let Some(id) = registered {
@@ -1048,9 +1056,10 @@ impl Log {
     fn wake_waiters(&self, g: &mut FlushState, failed: bool) {
         let flushed = self.flushed.load(Ordering::Acquire);
         let checkpointed = g.checkpointed_segment;
+        let end = self.end_offset.load(Ordering::Acquire);
         let mut leader = failed;
         g.waiters.retain(|w| {
-            if w.need.met(flushed, checkpointed) {
+            if w.need.met(flushed, checkpointed, end) {
                 w.thread.unpark();
                 return false;
             }
