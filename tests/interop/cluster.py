@@ -5,7 +5,9 @@ values are `<tag>:<i>` with acks=all; `consume` reads with a consumer group
 until it has seen --expect distinct values (or --timeout passes), commits,
 and prints `distinct N duplicates D`; with --max it stops after that many
 messages, committing what it read, so a later run resumes there; --out
-writes the distinct values read, one per line.
+writes the distinct values read, one per line. `produce-acked` sends
+--count values to one --partition with acks=all and a --timeout-ms
+delivery timeout, and writes to --out the values acknowledged.
 """
 import sys
 import time
@@ -38,6 +40,26 @@ def produce_confluent(bootstrap, topic, tag, n):
     check(left == 0, f"{left} messages not delivered")
     check(not errors, f"delivery errors {errors[:3]}")
     print(f"produced {n}")
+
+
+def produce_acked(bootstrap, topic, tag, n, partition, timeout_ms, out):
+    """acks=all to one partition; writes the values the broker acknowledged."""
+    from confluent_kafka import Producer
+
+    acked, failed = [], []
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1,
+                  "message.timeout.ms": timeout_ms, "request.timeout.ms": timeout_ms})
+
+    def report(err, msg):
+        (failed if err is not None else acked).append(msg.value())
+
+    for i in range(n):
+        p.produce(topic, value=f"{tag}:{i}".encode(), partition=partition, on_delivery=report)
+    p.flush(timeout_ms / 1000 + 10)
+    with open(out, "w") as f:
+        for v in acked:
+            f.write(v.decode() + "\n")
+    print(f"acked {len(acked)} failed {len(failed)}")
 
 
 def produce_kafka_python(bootstrap, topic, tag, n):
@@ -91,9 +113,13 @@ def main():
              ("--count", {"type": int, "default": 0}), ("--group", {"default": "g"}),
              ("--expect", {"type": int, "default": 0}), ("--max", {"type": int, "default": 0}),
              ("--timeout", {"type": float, "default": 60}), ("--out", {"default": ""}),
-             ("--commit-every", {"type": int, "default": 1}))
+             ("--commit-every", {"type": int, "default": 1}),
+             ("--partition", {"type": int, "default": 0}),
+             ("--timeout-ms", {"type": int, "default": 1000}))
     if a.mode == "produce-confluent":
         produce_confluent(a.bootstrap, a.topic, a.tag, a.count)
+    elif a.mode == "produce-acked":
+        produce_acked(a.bootstrap, a.topic, a.tag, a.count, a.partition, a.timeout_ms, a.out)
     elif a.mode == "produce-kafka-python":
         produce_kafka_python(a.bootstrap, a.topic, a.tag, a.count)
     elif a.mode == "consume":

@@ -47,9 +47,15 @@ impl Broker {
         validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
         let config = self.topics.check_new(name, partitions, &overrides)?;
-        if replication_factor != -1 && replication_factor != 1 {
+        let rf = if replication_factor == -1 {
+            self.config.replication.default_replication_factor
+        } else {
+            replication_factor
+        };
+        let live = self.cluster.image().live_brokers().len();
+        if rf < 1 || rf as usize > live {
             return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {replication_factor} is not possible: partitions are not replicated yet, only 1 (or -1 for the default) is"
+                "replication factor {rf} is not possible: it must be at least 1 and at most the {live} available brokers"
             )));
         }
         if validate_only {
@@ -71,13 +77,18 @@ impl Broker {
             .request(Request::CreateTopic {
                 name: name.to_owned(),
                 partitions,
-                replication_factor: 1,
+                replication_factor: rf,
                 configs: overrides,
                 id,
             })
             .await?;
         done(answer)?;
-        tracing::info!(topic = name, partitions, "created topic");
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "created topic"
+        );
         self.topics.get_by_id(id).ok_or_else(|| {
             TopicError::Timeout(format!(
                 "topic {name} was created but is not visible here yet"

@@ -144,7 +144,7 @@ fn node_config(config: &BrokerConfig, me: i32) -> Result<NodeConfig, BrokerError
     );
     node.controller = ControllerConfig {
         session_timeout_ms: config.session_timeout_ms as i64,
-        default_replication_factor: 1,
+        default_replication_factor: config.replication.default_replication_factor,
         default_partitions: config.num_partitions,
     };
     if single {
@@ -256,6 +256,28 @@ impl Cluster {
             .map_err(|e| TopicError::Timeout(e.to_string()))
     }
 
+    /// Asks the controller to change a partition's ISR (AlterPartition)
+    /// as its leader in `leader_epoch`.
+    pub async fn alter_partition(
+        &self,
+        topic: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        proposal: crate::replica::Proposal,
+    ) -> Result<Answer, TopicError> {
+        self.call(Request::AlterPartition {
+            broker: self.me,
+            epoch: self.epoch(),
+            topic,
+            partition,
+            leader_epoch,
+            partition_epoch: proposal.partition_epoch,
+            isr: proposal.isr,
+        })
+        .await
+        .map(|(answer, _)| answer)
+    }
+
     async fn register(&self) -> Result<u64, TopicError> {
         let (answer, _) = self
             .call(Request::Register {
@@ -361,7 +383,7 @@ impl Cluster {
     pub async fn reconcile(
         self: Arc<Self>,
         registry: Arc<Registry>,
-        applied: impl Fn(Vec<String>) + Send + Sync + 'static,
+        applied: impl Fn(&Image, Vec<String>) + Send + Sync + 'static,
     ) {
         let applied = Arc::new(applied);
         let mut rx = self.node.image();
@@ -370,7 +392,8 @@ impl Cluster {
             let (reg, me) = (registry.clone(), self.me);
             let img = image.clone();
             let then = applied.clone();
-            let done = tokio::task::spawn_blocking(move || then(reg.apply_image(&img, me))).await;
+            let done =
+                tokio::task::spawn_blocking(move || then(&img, reg.apply_image(&img, me))).await;
             if let Err(e) = done {
                 warn!(error = %e, "applying the metadata image failed");
             }

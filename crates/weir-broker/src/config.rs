@@ -51,6 +51,40 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: i32,
     /// `broker.session.timeout.ms`: a broker silent this long is fenced.
     pub session_timeout_ms: u64,
+    /// Partition replication (docs/design/replication.md).
+    pub replication: ReplicationConfig,
+}
+
+/// The broker's replication settings, with Kafka's names and defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// `default.replication.factor`: CreateTopics with -1.
+    pub default_replication_factor: i16,
+    /// `offsets.topic.replication.factor`, capped at the brokers alive
+    /// when `__consumer_offsets` is created.
+    pub offsets_topic_replication_factor: i16,
+    /// `min.insync.replicas` for topics that do not set it.
+    pub min_insync_replicas: i32,
+    /// `replica.lag.time.max.ms`: a follower not caught up this long
+    /// leaves the ISR.
+    pub lag_time_max_ms: i64,
+    /// `replica.fetch.max.bytes`: per partition of a follower's fetch.
+    pub fetch_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`.
+    pub fetch_wait_max_ms: i32,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            default_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
+            min_insync_replicas: 1,
+            lag_time_max_ms: 30_000,
+            fetch_max_bytes: 1 << 20,
+            fetch_wait_max_ms: 500,
+        }
+    }
 }
 
 /// One entry of `listeners` / `advertised.listeners`: `NAME://host:port`.
@@ -351,6 +385,7 @@ impl BrokerConfig {
             heartbeat_interval_ms: 2_000,
             offsets_topic_partitions: 16,
             session_timeout_ms: 9_000,
+            replication: ReplicationConfig::default(),
         }
     }
 
@@ -538,15 +573,46 @@ impl BrokerConfig {
                 }
                 self.session_timeout_ms = v as u64;
             }
-            "offsets.topic.replication.factor"
-            | "transaction.state.log.replication.factor"
+            "offsets.topic.replication.factor" => {
+                let v = int()?;
+                if !(1..=i16::MAX as i64).contains(&v) {
+                    return Err(bad("must be between 1 and 32767"));
+                }
+                self.replication.offsets_topic_replication_factor = v as i16;
+            }
+            "transaction.state.log.replication.factor"
             | "share.coordinator.state.topic.replication.factor" => {
                 if int()? < 1 {
                     return Err(bad("must be at least 1"));
                 }
-                tracing::warn!(
-                    "{key}: partitions are not replicated yet; internal topics have one replica"
-                );
+            }
+            "min.insync.replicas" => {
+                let v = int()?;
+                if !(1..=i32::MAX as i64).contains(&v) {
+                    return Err(bad("must be at least 1"));
+                }
+                self.replication.min_insync_replicas = v as i32;
+            }
+            "replica.lag.time.max.ms" => {
+                let v = int()?;
+                if v < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+                self.replication.lag_time_max_ms = v;
+            }
+            "replica.fetch.max.bytes" => {
+                let v = int()?;
+                if !(1..=i32::MAX as i64).contains(&v) {
+                    return Err(bad("must be at least 1"));
+                }
+                self.replication.fetch_max_bytes = v as i32;
+            }
+            "replica.fetch.wait.max.ms" => {
+                let v = int()?;
+                if !(0..=60_000).contains(&v) {
+                    return Err(bad("must be between 0 and 60000"));
+                }
+                self.replication.fetch_wait_max_ms = v as i32;
             }
             "transaction.state.log.min.isr" | "share.coordinator.state.topic.min.isr" => {
                 if int()? < 1 {
@@ -606,9 +672,11 @@ impl BrokerConfig {
                 self.offsets_retention_ms = v.saturating_mul(60_000);
             }
             "default.replication.factor" => {
-                if int()? != 1 {
-                    return Err(bad("this broker is a single node: only 1 is possible"));
+                let v = int()?;
+                if !(1..=i16::MAX as i64).contains(&v) {
+                    return Err(bad("must be between 1 and 32767"));
                 }
+                self.replication.default_replication_factor = v as i16;
             }
             "message.max.bytes" => topic(&mut self.log_defaults, "max.message.bytes", value)?,
             "log.segment.bytes" => topic(&mut self.log_defaults, "segment.bytes", value)?,
@@ -745,7 +813,24 @@ impl BrokerConfig {
                 "auto.create.topics.enable".to_owned(),
                 self.auto_create_topics.to_string(),
             ),
-            ("default.replication.factor".to_owned(), "1".to_owned()),
+            (
+                "default.replication.factor".to_owned(),
+                self.replication.default_replication_factor.to_string(),
+            ),
+            (
+                "offsets.topic.replication.factor".to_owned(),
+                self.replication
+                    .offsets_topic_replication_factor
+                    .to_string(),
+            ),
+            (
+                "min.insync.replicas".to_owned(),
+                self.replication.min_insync_replicas.to_string(),
+            ),
+            (
+                "replica.lag.time.max.ms".to_owned(),
+                self.replication.lag_time_max_ms.to_string(),
+            ),
             (
                 "listeners".to_owned(),
                 format!("PLAINTEXT://{}", self.listen),
@@ -883,7 +968,11 @@ mod tests {
         assert!(e.contains("log.retention.ms"), "{e}");
         let e = c.set("no.such.thing", "1").unwrap_err().to_string();
         assert!(e.contains("no.such.thing"), "{e}");
-        assert!(c.set("default.replication.factor", "3").is_err());
+        assert!(c.set("default.replication.factor", "0").is_err());
+        c.set("default.replication.factor", "3").unwrap();
+        c.set("min.insync.replicas", "2").unwrap();
+        assert_eq!(c.replication.default_replication_factor, 3);
+        assert_eq!(c.replication.min_insync_replicas, 2);
     }
 
     /// A one-node KRaft `server.properties`, as Kafka's own sample writes

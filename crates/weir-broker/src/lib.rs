@@ -55,6 +55,7 @@ pub struct Broker {
     cluster: Arc<cluster::Cluster>,
     producer_ids: producers::ProducerIds,
     groups: Arc<groups::coordinators::Coordinators>,
+    fetchers: Arc<replica::Fetchers>,
     metrics: metrics::BrokerMetrics,
     /// The reconcile and heartbeat tasks.
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -94,19 +95,26 @@ impl Broker {
             .node_id
             .or_else(|| config.kraft.voters.first().map(|v| v.0));
         let meta = ClusterMeta::load_or_create(&config.data_dir, node_id)?;
-        let topics = Arc::new(Registry::open(
-            &config.data_dir,
-            config.log_defaults.clone(),
-        )?);
+        let topics = Arc::new(
+            Registry::open(&config.data_dir, config.log_defaults.clone())?
+                .with_replication(config.replication),
+        );
         let cluster = Arc::new(cluster::Cluster::start(&config, meta.node_id).await?);
         let coordinators = Arc::new(groups::coordinators::Coordinators::new(config.group_limits));
+        let fetchers = Arc::new(replica::Fetchers::new(
+            meta.node_id,
+            config.replication,
+            cluster.clone(),
+        ));
         let mut tasks = vec![tokio::spawn(cluster.clone().reconcile(topics.clone(), {
-            let (groups, topics) = (coordinators.clone(), topics.clone());
-            move |gone: Vec<String>| {
+            let (groups, topics, fetchers) =
+                (coordinators.clone(), topics.clone(), fetchers.clone());
+            move |image: &weir_meta::Image, gone: Vec<String>| {
                 groups.follow(topics.get(OFFSETS_TOPIC).as_deref());
                 for t in gone {
                     groups.forget_topic(&t);
                 }
+                fetchers.update(&topics, image);
             }
         }))];
         cluster.join().await;
@@ -159,7 +167,12 @@ impl Broker {
         };
         cluster.reconcile_now(topics.clone()).await;
         coordinators.follow(topics.get(OFFSETS_TOPIC).as_deref());
+        fetchers.update(&topics, &cluster.image());
         tasks.push(tokio::spawn(cluster.clone().heartbeats()));
+        tasks.push(tokio::spawn(replica::isr::shrink_task(
+            cluster.clone(),
+            topics.clone(),
+        )));
         Ok(Self {
             config,
             meta,
@@ -167,6 +180,7 @@ impl Broker {
             cluster,
             producer_ids: producers::ProducerIds::default(),
             groups: coordinators,
+            fetchers,
             metrics: metrics::BrokerMetrics::default(),
             tasks,
         })
@@ -188,7 +202,12 @@ impl Broker {
             .request(weir_meta::Request::CreateTopic {
                 name: OFFSETS_TOPIC.to_owned(),
                 partitions: self.config.offsets_topic_partitions,
-                replication_factor: 1,
+                // Capped at the brokers alive now, as Kafka does.
+                replication_factor: self
+                    .config
+                    .replication
+                    .offsets_topic_replication_factor
+                    .min(self.cluster.image().live_brokers().len().max(1) as i16),
                 configs: compact,
                 id: uuid::Uuid::new_v4(),
             })
@@ -204,6 +223,11 @@ impl Broker {
 
     /// The broker's place in the cluster.
     pub fn cluster(&self) -> &cluster::Cluster {
+        &self.cluster
+    }
+
+    /// The cluster, shared (for tasks that outlive a request).
+    pub(crate) fn cluster_shared(&self) -> &Arc<cluster::Cluster> {
         &self.cluster
     }
 
@@ -252,7 +276,7 @@ impl Broker {
                 let end = self
                     .topics
                     .get(&topic)
-                    .and_then(|t| t.led(partition).ok().map(|p| p.log.log_end_offset()));
+                    .and_then(|t| t.led(partition).ok().map(|p| p.high_watermark()));
                 PartitionLag {
                     lag: end.map(|e| e.saturating_sub(c.offset.max(0) as u64)),
                     topic,
@@ -270,6 +294,7 @@ impl Broker {
         for t in &self.tasks {
             t.abort();
         }
+        self.fetchers.stop();
         self.cluster.shutdown().await;
     }
 

@@ -33,6 +33,23 @@ pub struct Partition {
     pub index: i32,
     /// The log.
     pub log: Arc<Log>,
+    /// Its replication role and high watermark.
+    pub replica: crate::replica::Replica,
+}
+
+impl Partition {
+    fn new(index: i32, log: Arc<Log>) -> Self {
+        Self {
+            index,
+            log,
+            replica: crate::replica::Replica::default(),
+        }
+    }
+
+    /// The high watermark: consumers read below it.
+    pub fn high_watermark(&self) -> u64 {
+        self.replica.high_watermark(&self.log)
+    }
 }
 
 /// A topic as it is now. Changes replace the whole `Arc<Topic>`; the
@@ -148,13 +165,13 @@ impl Topic {
             .map_or(-1, |p| p.leader_epoch)
     }
 
-    /// `min.insync.replicas`: an acks=all produce needs this many in-sync
-    /// replicas.
-    pub fn min_insync_replicas(&self) -> i32 {
+    /// `min.insync.replicas` (the topic's, else the broker's `default`):
+    /// an acks=all produce needs this many in-sync replicas.
+    pub fn min_insync_replicas(&self, default: i32) -> i32 {
         self.overrides
             .get("min.insync.replicas")
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(1)
+            .unwrap_or(default)
     }
 }
 
@@ -270,6 +287,8 @@ pub struct Registry {
     applied: std::sync::atomic::AtomicU64,
     /// `topics.toml` could not be written: written again at the next image.
     unsaved: std::sync::atomic::AtomicBool,
+    /// The broker's replication settings.
+    replication: crate::config::ReplicationConfig,
 }
 
 /// Kafka's per-partition file naming the topic id, so a directory is
@@ -351,7 +370,7 @@ impl Registry {
                         })?;
                 }
                 flusher.register(&log);
-                partitions.push(Arc::new(Partition { index: p, log }));
+                partitions.push(Arc::new(Partition::new(p, log)));
             }
             partitions.sort_by_key(|p| p.index);
             info!(topic = %t.name, partitions = partitions.len(), "opened topic");
@@ -381,7 +400,19 @@ impl Registry {
             flusher,
             applied: std::sync::atomic::AtomicU64::new(0),
             unsaved: std::sync::atomic::AtomicBool::new(false),
+            replication: crate::config::ReplicationConfig::default(),
         })
+    }
+
+    /// With these replication settings (before the registry is shared).
+    pub fn with_replication(mut self, replication: crate::config::ReplicationConfig) -> Self {
+        self.replication = replication;
+        self
+    }
+
+    /// The broker's replication settings.
+    pub fn replication(&self) -> &crate::config::ReplicationConfig {
+        &self.replication
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
@@ -541,20 +572,34 @@ impl Registry {
                 if !p.replicas.contains(&me) {
                     continue;
                 }
-                if let Some(have) = existing.and_then(|t| t.hosted(index)) {
+                let settings = crate::replica::Settings {
+                    min_isr: usize::try_from(
+                        info.configs
+                            .get("min.insync.replicas")
+                            .and_then(|v| v.trim().parse::<i32>().ok())
+                            .unwrap_or(self.replication.min_insync_replicas),
+                    )
+                    .unwrap_or(1),
+                    lag_max_ms: self.replication.lag_time_max_ms,
+                };
+                let take_role = |part: &Partition| {
                     if p.leader == me {
                         // Batches appended from now on carry this epoch.
-                        have.log.set_leader_epoch(p.leader_epoch);
+                        part.log.set_leader_epoch(p.leader_epoch);
                     }
+                    part.replica
+                        .follow_image(p, me, &part.log, settings, now_ms());
+                };
+                if let Some(have) = existing.and_then(|t| t.hosted(index)) {
+                    take_role(have);
                     partitions.push(have.clone());
                     continue;
                 }
                 match self.open_partition(&info.name, info.id, index, &config) {
                     Ok(log) => {
-                        if p.leader == me {
-                            log.set_leader_epoch(p.leader_epoch);
-                        }
-                        partitions.push(Arc::new(Partition { index, log }));
+                        let part = Partition::new(index, log);
+                        take_role(&part);
+                        partitions.push(Arc::new(part));
                     }
                     Err(e) => {
                         warn!(topic = %info.name, partition = index, error = %e, "could not open a partition assigned here; it stays offline")

@@ -42,6 +42,8 @@ impl Node {
 struct Cluster {
     nodes: Vec<Node>,
     voters: String,
+    /// Broker settings every node gets beside the defaults.
+    sets: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -50,8 +52,20 @@ impl Cluster {
         Self::start_with(&vec!["broker,controller"; usize::from(n)])
     }
 
+    /// `n` nodes with these broker settings too.
+    fn start_set(n: u16, sets: &[&str]) -> Self {
+        Self::start_full(
+            &vec!["broker,controller"; usize::from(n)],
+            sets.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
     /// Node i+1 with `roles[i]` as its `process.roles`.
     fn start_with(roles: &[&'static str]) -> Self {
+        Self::start_full(roles, Vec::new())
+    }
+
+    fn start_full(roles: &[&'static str], sets: Vec<String>) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let nodes: Vec<Node> = (1..=roles.len() as u16)
             .map(|id| Node {
@@ -75,6 +89,7 @@ impl Cluster {
         let mut c = Cluster {
             nodes,
             voters,
+            sets,
             _tmp: tmp,
         };
         for id in 1..=roles.len() as u16 {
@@ -91,6 +106,11 @@ impl Cluster {
 
     fn spawn(&mut self, id: u16) {
         let voters = self.voters.clone();
+        let sets: Vec<String> = self
+            .sets
+            .iter()
+            .flat_map(|s| ["--set".to_owned(), s.clone()])
+            .collect();
         let n = &mut self.nodes[usize::from(id) - 1];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -120,7 +140,10 @@ impl Cluster {
                 "broker.session.timeout.ms=2000",
                 "--set",
                 "broker.heartbeat.interval.ms=250",
+                "--set",
+                "replica.lag.time.max.ms=3000",
             ])
+            .args(&sets)
             .env("WEIR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -128,6 +151,19 @@ impl Cluster {
             .spawn()
             .expect("starting weir broker");
         n.child = Some(child);
+    }
+
+    /// SIGSTOP (`false`) or SIGCONT (`true`) node `id`: a machine that
+    /// stops answering without its connections closing.
+    fn pause(&self, id: u16, resume: bool) {
+        let pid = self.node(id).child.as_ref().unwrap().id();
+        let sig = if resume { "-CONT" } else { "-STOP" };
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
     }
 
     fn kill9(&mut self, id: u16) {
@@ -258,12 +294,18 @@ impl Cluster {
     }
 
     fn create_topic(&self, via: u16, name: &str, partitions: u32) {
+        self.create_replicated(via, name, partitions, 1);
+    }
+
+    fn create_replicated(&self, via: u16, name: &str, partitions: u32, rf: u32) {
         let out = self.weir(&[
             "topic",
             "create",
             name,
             "-p",
             &partitions.to_string(),
+            "-r",
+            &rf.to_string(),
             "-b",
             &self.node(via).addr(),
         ]);
@@ -344,6 +386,42 @@ fn leaders(m: &Value, topic: &str) -> Vec<i64> {
         .unwrap_or_default();
     ps.sort();
     ps.into_iter().map(|(_, l)| l).collect()
+}
+
+/// A partition's replicas and in-sync replicas, sorted.
+type ReplicaSets = (Vec<i64>, Vec<i64>);
+
+/// (replicas, in-sync replicas) of every partition of `topic`, by partition.
+fn replica_sets(m: &Value, topic: &str) -> Vec<ReplicaSets> {
+    let ids = |v: &Value| -> Vec<i64> {
+        let mut out: Vec<i64> = v
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["id"].as_i64()).collect())
+            .unwrap_or_default();
+        out.sort_unstable();
+        out
+    };
+    let Some(t) = m["topics"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["topic"] == topic))
+    else {
+        return Vec::new();
+    };
+    let mut ps: Vec<(i64, ReplicaSets)> = t["partitions"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["partition"].as_i64().unwrap_or(-1),
+                        (ids(&p["replicas"]), ids(&p["isrs"])),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ps.sort();
+    ps.into_iter().map(|(_, r)| r).collect()
 }
 
 /// What every broker must agree on: brokers and topics (the controller
@@ -835,6 +913,293 @@ fn weir_dev_cluster_runs_three_processes_and_stops_them() {
                 || std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .is_ok_and(|s| s.contains(") Z ")),
             "node pid {pid} still runs"
+        );
+    }
+}
+
+impl Cluster {
+    /// Waits until every partition of `topic` has all its replicas in
+    /// sync and a leader, seen from `id`.
+    fn wait_in_sync(&self, id: u16, topic: &str, rf: usize, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let m = self.metadata(id, Some(topic));
+            if let Some(m) = &m {
+                let sets = replica_sets(m, topic);
+                if !sets.is_empty()
+                    && sets.iter().all(|(r, i)| r.len() == rf && i == r)
+                    && leaders(m, topic).iter().all(|&l| l >= 0)
+                {
+                    return m.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic} not in sync within {within:?}: {:?}\n{}",
+                m.map(|m| replica_sets(&m, topic)),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn replicated_partitions_fail_over_with_nothing_acknowledged_lost() {
+    needs();
+    let mut c = Cluster::start(3);
+    c.create_replicated(1, "rep", 3, 3);
+    let m = c.wait_in_sync(1, "rep", 3, Duration::from_secs(20));
+    let owners = leaders(&m, "rep");
+    // Every broker leads one partition: a kill -9 of any leader moves one.
+    let victim = owners[0] as u16;
+    let other = (1..=3u16).find(|&b| b != victim).unwrap();
+
+    // An idempotent acks=all producer runs while the leader is killed.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop");
+    let producer = Command::new("python3")
+        .current_dir(&dir)
+        .args(["cluster.py", "--bootstrap", &c.bootstrap()])
+        .args([
+            "produce-confluent",
+            "--topic",
+            "rep",
+            "--tag",
+            "f",
+            "--count",
+            "60000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = Instant::now();
+    c.kill9(victim);
+    // Its leadership moves to another in-sync replica once its session
+    // times out; the partition stays served.
+    loop {
+        let now = c.metadata(other, Some("rep")).map(|m| leaders(&m, "rep"));
+        if let Some(ls) = &now
+            && ls.len() == 3
+            && ls.iter().all(|&l| l >= 0 && l != i64::from(victim))
+        {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "broker {victim}'s partitions were not taken over: {now:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = producer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "producer: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    // Without the victim, the ISRs shrank to the two survivors.
+    let m = c.metadata(other, Some("rep")).unwrap();
+    for (replicas, isr) in replica_sets(&m, "rep") {
+        assert_eq!(replicas.len(), 3);
+        assert!(!isr.contains(&i64::from(victim)), "{isr:?}");
+    }
+    // Every acknowledged message is there exactly once.
+    let got = c.python(&[
+        "consume",
+        "--topic",
+        "rep",
+        "--group",
+        "check",
+        "--expect",
+        "60000",
+        "--timeout",
+        "60",
+        "--commit-every",
+        "10000",
+    ]);
+    assert_eq!(distinct(&got), (60000, 0), "{got}");
+
+    // The victim comes back, catches up and is in sync again; then it
+    // takes over from the next leader killed, with everything.
+    c.spawn(victim);
+    c.wait_brokers(3, Duration::from_secs(30));
+    c.wait_in_sync(other, "rep", 3, Duration::from_secs(30));
+    let second = leaders(&c.metadata(other, Some("rep")).unwrap(), "rep")[1] as u16;
+    c.kill9(second);
+    let survivor = (1..=3u16).find(|&b| b != second).unwrap();
+    c.wait_leaders(survivor, "rep", Duration::from_secs(15));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while leaders(&c.metadata(survivor, Some("rep")).unwrap(), "rep").contains(&i64::from(second)) {
+        assert!(
+            Instant::now() < deadline,
+            "{second} still leads\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = c.python(&[
+        "consume",
+        "--topic",
+        "rep",
+        "--group",
+        "check-2",
+        "--expect",
+        "60000",
+        "--timeout",
+        "60",
+        "--commit-every",
+        "10000",
+    ]);
+    assert_eq!(distinct(&got), (60000, 0), "{got}");
+}
+
+#[test]
+fn acks_all_waits_for_the_in_sync_followers_and_failover_keeps_one_log() {
+    needs();
+    // Sessions long enough that paused followers stay registered (and in
+    // the ISR) while the leader is killed.
+    let mut c = Cluster::start_set(3, &["broker.session.timeout.ms=6000"]);
+    let out = c.weir(&[
+        "topic",
+        "create",
+        "paused",
+        "-p",
+        "1",
+        "-r",
+        "3",
+        "-c",
+        "min.insync.replicas=2",
+        "-b",
+        &c.node(1).addr(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = c.wait_in_sync(1, "paused", 3, Duration::from_secs(20));
+    let leader = leaders(&m, "paused")[0] as u16;
+    let followers: Vec<u16> = (1..=3u16).filter(|&b| b != leader).collect();
+    let before: String = (0..100).map(|i| format!("before-{i}\n")).collect();
+    c.kcat(
+        &["-P", "-t", "paused", "-p", "0", "-X", "acks=all"],
+        Some(&before),
+    );
+
+    // Both followers stop: an acks=all write is appended on the leader
+    // but never acknowledged, as no other in-sync replica has it.
+    for &f in &followers {
+        c.pause(f, false);
+    }
+    let acked = c._tmp.path().join("acked.txt");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop");
+    let out = Command::new("python3")
+        .current_dir(&dir)
+        .args(["cluster.py", "--bootstrap", &c.node(leader).addr()])
+        .args([
+            "produce-acked",
+            "--topic",
+            "paused",
+            "--tag",
+            "stalled",
+            "--count",
+            "50",
+        ])
+        .args(["--timeout-ms", "1500", "--out", acked.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acked: Vec<String> = std::fs::read_to_string(&acked)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // The leader dies with that unreplicated tail; the followers return
+    // and one of them takes over.
+    c.kill9(leader);
+    for &f in &followers {
+        c.pause(f, true);
+    }
+    assert!(
+        acked.is_empty(),
+        "acknowledged without the followers: {text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ls = c
+            .metadata(followers[0], Some("paused"))
+            .map(|m| leaders(&m, "paused"));
+        if ls
+            .as_ref()
+            .is_some_and(|l| l.len() == 1 && followers.contains(&(l[0] as u16)))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader: {ls:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after: String = (0..100).map(|i| format!("after-{i}\n")).collect();
+    c.kcat(
+        &["-P", "-t", "paused", "-p", "0", "-X", "acks=all"],
+        Some(&after),
+    );
+
+    // The old leader comes back as a follower and is in sync again. The
+    // stalled writes were never acknowledged: a follower may still have
+    // received them (a fetch answer already in its socket when it was
+    // paused), and then they are on every replica; if not, the old leader
+    // truncates them where the new leader's log diverges (KIP-595).
+    c.spawn(leader);
+    c.wait_brokers(3, Duration::from_secs(30));
+    c.wait_in_sync(followers[0], "paused", 3, Duration::from_secs(30));
+    let got = c.kcat(
+        &[
+            "-C",
+            "-t",
+            "paused",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        None,
+    );
+    let lines: Vec<&str> = got.lines().collect();
+    let stalled = lines.iter().filter(|l| l.starts_with("stalled:")).count();
+    assert_eq!(lines.len(), 200 + stalled, "{got}");
+    assert!(
+        lines[..100].iter().all(|l| l.starts_with("before-")),
+        "{got}"
+    );
+    let want: Vec<String> = (0..stalled).map(|i| format!("stalled:{i}")).collect();
+    assert_eq!(lines[100..100 + stalled], want[..], "{got}");
+    assert!(
+        lines[100 + stalled..]
+            .iter()
+            .all(|l| l.starts_with("after-")),
+        "{got}"
+    );
+    let log = std::fs::read_to_string(&c.node(leader).log).unwrap();
+    if stalled == 0 {
+        assert!(
+            log.contains("the log diverges from the leader's: truncating"),
+            "the old leader kept a tail the new leader does not have\n{}",
+            c.logs()
         );
     }
 }

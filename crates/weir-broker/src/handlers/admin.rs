@@ -156,7 +156,11 @@ pub(super) async fn create_topics(
                     topic.id
                 };
                 r.num_partitions = partitions;
-                r.replication_factor = 1;
+                r.replication_factor = if ct.replication_factor == -1 {
+                    broker.config().replication.default_replication_factor
+                } else {
+                    ct.replication_factor
+                };
                 if version >= 5 {
                     r.configs = Some(
                         topic_configs(broker, &topic)

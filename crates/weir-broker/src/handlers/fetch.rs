@@ -18,9 +18,19 @@ use crate::topics::Unled;
 pub(super) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appended = broker.topics().subscribe();
+    // A follower's fetch (ReplicaState from v15, replica_id before).
+    let replica = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let replica = (replica >= 0).then_some(replica);
+    if let Some(id) = replica {
+        note_positions(broker, &req, version, id);
+    }
     loop {
         appended.borrow_and_update();
-        let (resp, bytes, sent) = read_once(broker, &req, version);
+        let (resp, bytes, sent) = read_once(broker, &req, version, replica);
         let now = Instant::now();
         if bytes >= req.min_bytes.max(0) as usize || now >= deadline || has_error(&resp) {
             count(&sent);
@@ -31,7 +41,7 @@ pub(super) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> F
             .await
             .is_err()
         {
-            let (resp, _, sent) = read_once(broker, &req, version);
+            let (resp, _, sent) = read_once(broker, &req, version, replica);
             count(&sent);
             return resp;
         }
@@ -56,7 +66,70 @@ fn has_error(resp: &FetchResponse) -> bool {
         .any(|p| p.error_code != 0)
 }
 
-fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, usize, Sent) {
+/// A follower's fetch tells the leader where each of its logs ends
+/// (durably): the leader's HW may move, and the follower may join the ISR.
+fn note_positions(broker: &Broker, req: &FetchRequest, version: i16, id: i32) {
+    let now = super::now_ms();
+    let mut moved = false;
+    for ft in &req.topics {
+        let topic = if version >= 13 {
+            broker.topics().get_by_id(ft.topic_id)
+        } else {
+            broker.topics().get(ft.topic.0.as_str())
+        };
+        let Some(topic) = topic else { continue };
+        for fp in &ft.partitions {
+            let Ok(partition) = topic.led(fp.partition) else {
+                continue;
+            };
+            if fp.fetch_offset < 0
+                || topic
+                    .check_epoch(fp.partition, fp.current_leader_epoch)
+                    .is_err()
+            {
+                continue;
+            }
+            let log = &partition.log;
+            let end = log.log_end_offset();
+            let offset = fp.fetch_offset as u64;
+            if crate::replica::machine::diverging(
+                &log.epoch_cache(),
+                end,
+                fp.last_fetched_epoch,
+                offset,
+            )
+            .is_some()
+            {
+                continue;
+            }
+            let Some((proposal, hw_moved)) =
+                partition.replica.follower_fetched(id, offset, end, now)
+            else {
+                continue;
+            };
+            moved |= hw_moved;
+            if let Some((proposal, epoch)) = proposal {
+                crate::replica::isr::propose(
+                    broker.cluster_shared().clone(),
+                    topic.id,
+                    partition.clone(),
+                    proposal,
+                    epoch,
+                );
+            }
+        }
+    }
+    if moved {
+        broker.topics().notify_appended();
+    }
+}
+
+fn read_once(
+    broker: &Broker,
+    req: &FetchRequest,
+    version: i16,
+    replica: Option<i32>,
+) -> (FetchResponse, usize, Sent) {
     let mut resp = FetchResponse::default();
     let mut counted = Sent::new();
     let mut remaining = if req.max_bytes <= 0 {
@@ -121,11 +194,32 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                 continue;
             };
             let log = &partition.log;
-            let hw = log.log_end_offset();
+            let hw = partition.high_watermark();
             pd.high_watermark = hw as i64;
             pd.last_stable_offset = hw as i64;
             pd.log_start_offset = log.log_start_offset() as i64;
             pd.aborted_transactions = Some(Vec::new());
+            // A follower reads up to the log end, once its log is known to
+            // be a prefix of this one (KIP-595); a consumer up to the HW.
+            let upper = match replica {
+                Some(_) => {
+                    let end = log.log_end_offset();
+                    if let Some((epoch, end_offset)) = crate::replica::machine::diverging(
+                        &log.epoch_cache(),
+                        end,
+                        fp.last_fetched_epoch,
+                        fp.fetch_offset.max(0) as u64,
+                    ) {
+                        pd.diverging_epoch.epoch = epoch;
+                        pd.diverging_epoch.end_offset = end_offset as i64;
+                        pd.records = Some(Bytes::new());
+                        tr.partitions.push(pd);
+                        continue;
+                    }
+                    end
+                }
+                None => hw,
+            };
             if remaining == 0 && total > 0 {
                 pd.records = Some(Bytes::new());
                 tr.partitions.push(pd);
@@ -141,10 +235,10 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                 Err(weir_log::LogError::OffsetOutOfRange {
                     offset: 0,
                     start: log.log_start_offset(),
-                    end: hw,
+                    end: upper,
                 })
             } else {
-                log.read_bounded(offset as u64, limit, hw, min_one)
+                log.read_bounded(offset as u64, limit, upper, min_one)
             };
             match result {
                 Ok(r) => {

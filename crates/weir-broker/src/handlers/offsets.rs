@@ -60,7 +60,7 @@ pub(super) fn list_offsets(
                     .map_or(-1, |t| t.leader_epoch(lp.partition_index));
             }
             match lp.timestamp {
-                LATEST | LATEST_TIERED => pr.offset = log.log_end_offset() as i64,
+                LATEST | LATEST_TIERED => pr.offset = partition.high_watermark() as i64,
                 EARLIEST | EARLIEST_LOCAL => pr.offset = log.log_start_offset() as i64,
                 MAX_TIMESTAMP => {
                     if let Some((ts, offset)) = log.max_timestamp() {
@@ -112,7 +112,7 @@ pub(super) async fn delete_records(
             };
             // -1 means "up to the high watermark".
             let offset = if dp.offset == -1 {
-                partition.log.log_end_offset()
+                partition.high_watermark()
             } else if dp.offset < 0 {
                 pr.error_code = ResponseError::OffsetOutOfRange.code();
                 tr.partitions.push(pr);

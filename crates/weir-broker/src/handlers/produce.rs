@@ -8,12 +8,11 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use tracing::debug;
-use weir_log::Log;
 
 use super::{now_ms, s};
 use crate::Broker;
 use crate::error::log_error_code;
-use crate::topics::Unled;
+use crate::topics::{Partition, Unled};
 
 fn partition_error(
     index: i32,
@@ -30,9 +29,6 @@ fn partition_error(
     p
 }
 
-/// In-sync replicas of every partition on a single broker.
-const IN_SYNC_REPLICAS: i32 = 1;
-
 /// Returns `None` for acks=0 (no response is sent).
 pub(super) async fn produce(
     broker: &Broker,
@@ -47,12 +43,16 @@ pub(super) async fn produce(
     Some(wait(resp, waits).await)
 }
 
-/// A partition's response waiting for the log to be durable up to an offset.
+/// A partition's acks=all response waiting for the leader's log to be
+/// durable up to an offset and the high watermark to pass it.
 pub(crate) struct Wait {
     topic: usize,
     partition: usize,
-    log: Arc<Log>,
+    part: Arc<Partition>,
     upto: u64,
+    min_isr: usize,
+    deadline: tokio::time::Instant,
+    wake: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The first half of a produce: validates and appends every partition's
@@ -64,6 +64,8 @@ pub(crate) fn append(
     version: i16,
 ) -> (ProduceResponse, Vec<Wait>) {
     let acks = req.acks;
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(req.timeout_ms.clamp(0, 3_600_000) as u64);
     let mut resp = ProduceResponse::default();
     // Appends are done first, then the acks=all waits run concurrently.
     let mut waits: Vec<Wait> = Vec::new();
@@ -129,14 +131,20 @@ pub(crate) fn append(
                     continue;
                 }
             };
-            // One replica, always in sync: acks=all needs no more than one.
-            let min_isr = found.as_ref().map_or(1, |t| t.min_insync_replicas());
-            if acks == -1 && min_isr > IN_SYNC_REPLICAS {
+            let default_min = broker.topics().replication().min_insync_replicas;
+            let min_isr = found
+                .as_ref()
+                .map_or(1, |t| t.min_insync_replicas(default_min))
+                .max(1) as usize;
+            if acks == -1
+                && let Err(few) = partition.replica.check_in_sync(min_isr)
+            {
                 tr.partition_responses.push(partition_error(
                     index,
                     ResponseError::NotEnoughReplicas,
                     Some(format!(
-                        "the partition has {IN_SYNC_REPLICAS} in-sync replica, fewer than min.insync.replicas {min_isr}"
+                        "the partition has {} in-sync replicas, fewer than min.insync.replicas {}",
+                        few.isr, few.min
                     )),
                 ));
                 continue;
@@ -165,6 +173,9 @@ pub(crate) fn append(
                         debug!(topic = %topic.name.0.as_str(), partition = index, offset = info.base_offset, "duplicate batch from an idempotent producer");
                     }
                     appended |= !info.duplicate;
+                    partition
+                        .replica
+                        .leader_appended(partition.log.log_end_offset());
                     let mut p = PartitionProduceResponse::default();
                     p.index = index;
                     p.base_offset = info.base_offset as i64;
@@ -174,8 +185,11 @@ pub(crate) fn append(
                         waits.push(Wait {
                             topic: resp.responses.len(),
                             partition: tr.partition_responses.len(),
-                            log: partition.log.clone(),
+                            part: partition.clone(),
                             upto: info.last_offset + 1,
+                            min_isr,
+                            deadline,
+                            wake: broker.topics().subscribe(),
                         });
                     }
                     tr.partition_responses.push(p);
@@ -221,27 +235,24 @@ pub(crate) fn append(
 }
 
 /// The second half of an acks=all produce: waits (group commit) until
-/// every appended partition is durable; a failed fsync fails its partition.
+/// every appended partition is durable here, then until its high
+/// watermark passes the batch (every in-sync replica has it on disk); a
+/// failed fsync fails its partition, an ISR shrunk below
+/// `min.insync.replicas` meanwhile NOT_ENOUGH_REPLICAS_AFTER_APPEND, the
+/// request's timeout REQUEST_TIMED_OUT.
 pub(crate) async fn wait(mut resp: ProduceResponse, waits: Vec<Wait>) -> ProduceResponse {
     let flushes: Vec<_> = waits
         .into_iter()
         .map(|w| {
-            let Wait {
-                topic,
-                partition,
-                log,
-                upto,
-            } = w;
-            (
-                topic,
-                partition,
-                tokio::task::spawn_blocking(move || log.flush_until(upto)),
-            )
+            let log = w.part.log.clone();
+            let upto = w.upto;
+            (w, tokio::task::spawn_blocking(move || log.flush_until(upto)))
         })
         .collect();
-    for (t, p, handle) in flushes {
+    for (w, handle) in flushes {
+        let (t, p) = (w.topic, w.partition);
         let failed = match handle.await {
-            Ok(Ok(_)) => None,
+            Ok(Ok(_)) => replicated(w).await,
             Ok(Err(e)) => Some((log_error_code(&e), e.to_string())),
             Err(e) => Some((ResponseError::KafkaStorageError, e.to_string())),
         };
@@ -252,6 +263,40 @@ pub(crate) async fn wait(mut resp: ProduceResponse, waits: Vec<Wait>) -> Produce
         }
     }
     resp
+}
+
+/// Waits until the high watermark passes `w.upto`.
+async fn replicated(mut w: Wait) -> Option<(ResponseError, String)> {
+    loop {
+        w.wake.borrow_and_update();
+        if w.part.high_watermark() >= w.upto {
+            return None;
+        }
+        if !w.part.replica.leads() {
+            return Some((
+                ResponseError::NotLeaderOrFollower,
+                "leadership moved before the batch was replicated".to_owned(),
+            ));
+        }
+        if let Err(few) = w.part.replica.check_in_sync(w.min_isr) {
+            return Some((
+                ResponseError::NotEnoughReplicasAfterAppend,
+                format!(
+                    "the ISR shrank to {} replicas, fewer than min.insync.replicas {}, before the batch was replicated",
+                    few.isr, few.min
+                ),
+            ));
+        }
+        let left = w.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let woken = tokio::time::timeout(left, w.wake.changed()).await;
+        if left.is_zero() || !matches!(woken, Ok(Ok(()))) {
+            return Some((
+                ResponseError::RequestTimedOut,
+                "the in-sync replicas did not all have the batch within the request's timeout"
+                    .to_owned(),
+            ));
+        }
+    }
 }
 
 /// The body of a Produce v0-v2 response refusing every partition with

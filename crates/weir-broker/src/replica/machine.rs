@@ -116,6 +116,17 @@ impl Leader {
         self.epoch
     }
 
+    /// The partition epoch of the committed ISR.
+    pub fn partition_epoch(&self) -> i32 {
+        self.partition_epoch
+    }
+
+    /// New settings (a topic's `min.insync.replicas` changed).
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+        self.advance_hw();
+    }
+
     /// The committed ISR.
     pub fn isr(&self) -> Vec<i32> {
         self.isr.iter().copied().collect()
