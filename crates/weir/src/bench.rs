@@ -129,6 +129,9 @@ pub(crate) struct Load {
     /// Partitions of a topic created for the run.
     #[arg(long, default_value_t = 1)]
     partitions: i32,
+    /// Replication factor of a topic created for the run.
+    #[arg(long, short = 'r', default_value_t = 1)]
+    replication_factor: i32,
     /// Extra librdkafka setting (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     settings: Vec<String>,
@@ -205,7 +208,11 @@ fn ensure_topic(load: &Load) -> Result<()> {
         .config()?
         .create()
         .context("creating an admin client")?;
-    let t = NewTopic::new(&load.topic, load.partitions, TopicReplication::Fixed(1));
+    let t = NewTopic::new(
+        &load.topic,
+        load.partitions,
+        TopicReplication::Fixed(load.replication_factor),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -721,10 +721,22 @@ impl Live<'_> {
                 _ => return error(400, format!("partitions must be 1 to 10000, got {v}")),
             },
         };
+        let replication_factor = match &body["replication_factor"] {
+            Value::Null => -1,
+            v => match v.as_i64().and_then(|n| i32::try_from(n).ok()) {
+                Some(n @ (-1 | 1..=32_767)) => n,
+                _ => {
+                    return error(
+                        400,
+                        format!("replication_factor must be -1 or 1 to 32767, got {v}"),
+                    );
+                }
+            },
+        };
         let cmd = crate::kafka_cli::TopicCommand::Create {
             name: name.to_owned(),
             partitions,
-            replication_factor: 1,
+            replication_factor,
             configs,
             if_not_exists: false,
         };

@@ -124,8 +124,8 @@ pub(crate) enum TopicCommand {
         /// Partitions.
         #[arg(long, short = 'p', default_value_t = 1)]
         partitions: i32,
-        /// Replication factor.
-        #[arg(long, short = 'r', default_value_t = 1)]
+        /// Replication factor (-1: the broker's default.replication.factor).
+        #[arg(long, short = 'r', default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i32,
         /// A topic config (repeatable).
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]

@@ -246,7 +246,10 @@ pub(crate) async fn wait(mut resp: ProduceResponse, waits: Vec<Wait>) -> Produce
         .map(|w| {
             let log = w.part.log.clone();
             let upto = w.upto;
-            (w, tokio::task::spawn_blocking(move || log.flush_until(upto)))
+            (
+                w,
+                tokio::task::spawn_blocking(move || log.flush_until(upto)),
+            )
         })
         .collect();
     for (w, handle) in flushes {
@@ -287,7 +290,9 @@ async fn replicated(mut w: Wait) -> Option<(ResponseError, String)> {
                 ),
             ));
         }
-        let left = w.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let left = w
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
         let woken = tokio::time::timeout(left, w.wake.changed()).await;
         if left.is_zero() || !matches!(woken, Ok(Ok(()))) {
             return Some((

@@ -161,9 +161,12 @@ impl Log {
         Ok(offset)
     }
 
-    /// Runs `f` on the state with no sync running and none starting: a
-    /// sync in flight would publish an end the cut removed.
+    /// Runs `f` on the state with no cleaning pass and no sync running
+    /// and none starting: a pass could swap in segments the cut removed,
+    /// a sync in flight would publish an end the cut removed.
     fn exclusive<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        // Taken first, never while holding the others (a pass syncs).
+        let _cleaning = lock(&self.cleaner);
         loop {
             let mut g = lock(&self.flush_lock);
             if !g.syncing {
