@@ -719,20 +719,7 @@ impl Log {
             })?;
             next += b.offset_count();
         }
-        let interval = st.config.index_interval_bytes;
-        st.active_mut()
-            .append(records, &batches, interval, now_ms)?;
-        for b in &batches {
-            st.producers.record(&b.header);
-        }
-        // Publish the end before arming the flush.ms timer; see sync_files.
-        self.end_offset.store(next, Ordering::SeqCst);
-        let _ = self.oldest_unflushed_ms.compare_exchange(
-            NONE,
-            now_ms,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
+        self.write_batches(&mut st, records, &batches, next, now_ms)?;
         let info = AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -750,6 +737,32 @@ impl Log {
             self.flush_until(next)?;
         }
         Ok(info)
+    }
+
+    /// Writes checked batches at the active segment's end, follows their
+    /// producers, and publishes `next` as the log end.
+    fn write_batches(
+        &self,
+        st: &mut State,
+        records: &[u8],
+        batches: &[batch::BatchInfo],
+        next: u64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let interval = st.config.index_interval_bytes;
+        st.active_mut().append(records, batches, interval, now_ms)?;
+        for b in batches {
+            st.producers.record(&b.header);
+        }
+        // Publish the end before arming the flush.ms timer; see sync_files.
+        self.end_offset.store(next, Ordering::SeqCst);
+        let _ = self.oldest_unflushed_ms.compare_exchange(
+            NONE,
+            now_ms,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        Ok(())
     }
 
     /// Rolls to a new segment when the next append of `bytes` bytes and

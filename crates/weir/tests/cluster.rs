@@ -363,29 +363,24 @@ impl Drop for Cluster {
     }
 }
 
-/// The leader of every partition of `topic`, by partition.
-fn leaders(m: &Value, topic: &str) -> Vec<i64> {
-    let Some(t) = m["topics"]
+/// The partitions of `topic` in kcat's JSON, by partition index.
+fn partitions<'a>(m: &'a Value, topic: &str) -> Vec<&'a Value> {
+    let mut ps: Vec<&Value> = m["topics"]
         .as_array()
         .and_then(|ts| ts.iter().find(|t| t["topic"] == topic))
-    else {
-        return Vec::new();
-    };
-    let mut ps: Vec<(i64, i64)> = t["partitions"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    (
-                        p["partition"].as_i64().unwrap_or(-1),
-                        p["leader"].as_i64().unwrap_or(-1),
-                    )
-                })
-                .collect()
-        })
+        .and_then(|t| t["partitions"].as_array())
+        .map(|ps| ps.iter().collect())
         .unwrap_or_default();
-    ps.sort();
-    ps.into_iter().map(|(_, l)| l).collect()
+    ps.sort_by_key(|p| p["partition"].as_i64().unwrap_or(-1));
+    ps
+}
+
+/// The leader of every partition of `topic`, by partition.
+fn leaders(m: &Value, topic: &str) -> Vec<i64> {
+    partitions(m, topic)
+        .iter()
+        .map(|p| p["leader"].as_i64().unwrap_or(-1))
+        .collect()
 }
 
 /// A partition's replicas and in-sync replicas, sorted.
@@ -401,27 +396,10 @@ fn replica_sets(m: &Value, topic: &str) -> Vec<ReplicaSets> {
         out.sort_unstable();
         out
     };
-    let Some(t) = m["topics"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["topic"] == topic))
-    else {
-        return Vec::new();
-    };
-    let mut ps: Vec<(i64, ReplicaSets)> = t["partitions"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    (
-                        p["partition"].as_i64().unwrap_or(-1),
-                        (ids(&p["replicas"]), ids(&p["isrs"])),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ps.sort();
-    ps.into_iter().map(|(_, r)| r).collect()
+    partitions(m, topic)
+        .iter()
+        .map(|p| (ids(&p["replicas"]), ids(&p["isrs"])))
+        .collect()
 }
 
 /// What every broker must agree on: brokers and topics (the controller

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use tracing::info;
 
 use super::{
-    LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, Log, NONE, RECOVERY_POINT_FILE, State, lock,
+    LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, Log, RECOVERY_POINT_FILE, State, lock,
     rebuild_producers, write_file, write_lock, write_number,
 };
 use crate::batch;
@@ -68,19 +68,7 @@ impl Log {
             )?;
             st.epochs = epochs;
         }
-        let interval = st.config.index_interval_bytes;
-        st.active_mut()
-            .append(records, &batches, interval, now_ms)?;
-        for b in &batches {
-            st.producers.record(&b.header);
-        }
-        self.end_offset.store(next, Ordering::SeqCst);
-        let _ = self.oldest_unflushed_ms.compare_exchange(
-            NONE,
-            now_ms,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
+        self.write_batches(&mut st, records, &batches, next, now_ms)?;
         Ok(next)
     }
 
