@@ -7,7 +7,8 @@ and prints `distinct N duplicates D`; with --max it stops after that many
 messages, committing what it read, so a later run resumes there; --out
 writes the distinct values read, one per line. `produce-acked` sends
 --count values to one --partition with acks=all and a --timeout-ms
-delivery timeout, and writes to --out the values acknowledged.
+delivery timeout (--acks, --retries as given), writes to --out the values
+acknowledged and prints the delivery errors seen by name.
 """
 import sys
 import time
@@ -42,16 +43,21 @@ def produce_confluent(bootstrap, topic, tag, n):
     print(f"produced {n}")
 
 
-def produce_acked(bootstrap, topic, tag, n, partition, timeout_ms, out):
-    """acks=all to one partition; writes the values the broker acknowledged."""
+def produce_acked(bootstrap, topic, tag, n, partition, timeout_ms, out, acks="all", retries=None):
+    """One partition; writes the values the broker acknowledged."""
     from confluent_kafka import Producer
 
-    acked, failed = [], []
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1,
-                  "message.timeout.ms": timeout_ms, "request.timeout.ms": timeout_ms})
+    acked, failed, errors = [], [], set()
+    conf = {"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 1,
+            "message.timeout.ms": timeout_ms, "request.timeout.ms": timeout_ms}
+    if retries is not None:
+        conf["retries"] = retries
+    p = Producer(conf)
 
     def report(err, msg):
         (failed if err is not None else acked).append(msg.value())
+        if err is not None:
+            errors.add(err.name())
 
     for i in range(n):
         p.produce(topic, value=f"{tag}:{i}".encode(), partition=partition, on_delivery=report)
@@ -59,7 +65,7 @@ def produce_acked(bootstrap, topic, tag, n, partition, timeout_ms, out):
     with open(out, "w") as f:
         for v in acked:
             f.write(v.decode() + "\n")
-    print(f"acked {len(acked)} failed {len(failed)}")
+    print(f"acked {len(acked)} failed {len(failed)} errors {','.join(sorted(errors))}")
 
 
 def produce_kafka_python(bootstrap, topic, tag, n):
@@ -115,11 +121,13 @@ def main():
              ("--timeout", {"type": float, "default": 60}), ("--out", {"default": ""}),
              ("--commit-every", {"type": int, "default": 1}),
              ("--partition", {"type": int, "default": 0}),
-             ("--timeout-ms", {"type": int, "default": 1000}))
+             ("--timeout-ms", {"type": int, "default": 1000}),
+             ("--acks", {"default": "all"}), ("--retries", {"type": int, "default": None}))
     if a.mode == "produce-confluent":
         produce_confluent(a.bootstrap, a.topic, a.tag, a.count)
     elif a.mode == "produce-acked":
-        produce_acked(a.bootstrap, a.topic, a.tag, a.count, a.partition, a.timeout_ms, a.out)
+        produce_acked(a.bootstrap, a.topic, a.tag, a.count, a.partition, a.timeout_ms, a.out,
+                      a.acks, a.retries)
     elif a.mode == "produce-kafka-python":
         produce_kafka_python(a.bootstrap, a.topic, a.tag, a.count)
     elif a.mode == "consume":

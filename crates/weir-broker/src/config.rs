@@ -19,6 +19,9 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// `advertised.listeners`: host and port given to clients in Metadata.
     pub advertised: Option<(String, u16)>,
+    /// The client listeners after the first (`listeners` naming several):
+    /// name and address to bind; the first is `listen`.
+    pub more_listeners: Vec<(String, SocketAddr)>,
     /// `num.partitions`: partitions of auto-created topics and of
     /// CreateTopics requests that leave it to the broker.
     pub num_partitions: i32,
@@ -123,6 +126,26 @@ pub struct KraftSettings {
     pub inter_broker_listener_name: Option<String>,
     /// `listener.security.protocol.map`: listener name -> protocol.
     pub protocol_map: BTreeMap<String, String>,
+}
+
+/// The address to bind for a listener (an empty host: every interface).
+fn resolve(l: &Listener) -> Result<SocketAddr, String> {
+    let host = if l.host.is_empty() {
+        "0.0.0.0"
+    } else {
+        &l.host
+    };
+    format!("{host}:{}", l.port)
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            (host, l.port)
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())?
+                .next()
+                .ok_or_else(|| format!("{host}: no address"))
+        })
+        .map_err(|e| format!("listener {}: {e}", l.name))
 }
 
 /// Parses `NAME://host:port` (or a bare `host:port`, named `PLAINTEXT`).
@@ -308,18 +331,7 @@ impl KraftSettings {
             }
         }
         let clients = self.client_listeners();
-        if clients.len() > 1 {
-            return Err(invalid(
-                "listeners",
-                clients
-                    .iter()
-                    .map(|l| l.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                "this version serves clients on one listener".to_owned(),
-            ));
-        }
-        if let Some(l) = clients.first() {
+        for l in &clients {
             let protocol = self
                 .protocol_map
                 .get(&l.name)
@@ -334,15 +346,23 @@ impl KraftSettings {
                     ),
                 ));
             }
-            if let Some(ib) = &self.inter_broker_listener_name
-                && *ib != l.name
-            {
-                return Err(invalid(
-                    "inter.broker.listener.name",
-                    ib.clone(),
-                    format!("must name a broker listener ({})", l.name),
-                ));
-            }
+        }
+        if let Some(ib) = &self.inter_broker_listener_name
+            && !clients.is_empty()
+            && !clients.iter().any(|l| l.name == *ib)
+        {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                ib.clone(),
+                format!(
+                    "must name a broker listener ({})",
+                    clients
+                        .iter()
+                        .map(|l| l.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
         for a in &self.advertised {
             if !self.listeners.is_empty() && !self.listeners.iter().any(|l| l.name == a.name) {
@@ -372,6 +392,7 @@ impl BrokerConfig {
             data_dir: data_dir.into(),
             listen,
             advertised: None,
+            more_listeners: Vec::new(),
             num_partitions: 1,
             auto_create_topics: true,
             socket_request_max_bytes: 104_857_600,
@@ -393,26 +414,16 @@ impl BrokerConfig {
     /// listeners, once `listeners`, `advertised.listeners` and
     /// `controller.listener.names` are known.
     fn apply_listeners(&mut self) -> Result<(), String> {
-        let client = self.kraft.client_listeners().first().map(|l| (*l).clone());
-        if let Some(l) = &client {
-            let host = if l.host.is_empty() {
-                "0.0.0.0"
-            } else {
-                &l.host
-            };
-            self.listen = format!("{host}:{}", l.port)
-                .parse()
-                .or_else(|_| {
-                    use std::net::ToSocketAddrs;
-                    (host, l.port)
-                        .to_socket_addrs()
-                        .map_err(|e| e.to_string())?
-                        .next()
-                        .ok_or_else(|| format!("{host}: no address"))
-                })
-                .map_err(|e| format!("listener {}: {e}", l.name))?;
+        let clients: Vec<Listener> = self.kraft.client_listeners().into_iter().cloned().collect();
+        if let Some(l) = clients.first() {
+            self.listen = resolve(l)?;
         }
-        let advertised = match &client {
+        self.more_listeners = clients
+            .iter()
+            .skip(1)
+            .map(|l| Ok((l.name.clone(), resolve(l)?)))
+            .collect::<Result<_, String>>()?;
+        let advertised = match clients.first() {
             Some(l) => self.kraft.advertised.iter().find(|a| a.name == l.name),
             None => self.kraft.advertised.first(),
         };
@@ -422,7 +433,8 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// The name of the listener clients use (`PLAINTEXT` unless named).
+    /// The name of the first listener clients use (`PLAINTEXT` unless
+    /// named).
     pub fn client_listener_name(&self) -> String {
         self.kraft
             .client_listeners()
@@ -430,11 +442,46 @@ impl BrokerConfig {
             .map_or_else(|| "PLAINTEXT".to_owned(), |l| l.name.clone())
     }
 
+    /// Every client listener: name and address to bind, the first one
+    /// first.
+    pub fn client_binds(&self) -> Vec<(String, SocketAddr)> {
+        let mut out = vec![(self.client_listener_name(), self.listen)];
+        out.extend(self.more_listeners.iter().cloned());
+        out
+    }
+
+    /// The listener followers fetch from and brokers reach each other on:
+    /// `inter.broker.listener.name`, else `PLAINTEXT` when there is one,
+    /// else the first client listener.
+    pub fn inter_broker_listener_name(&self) -> String {
+        if let Some(n) = &self.kraft.inter_broker_listener_name {
+            return n.clone();
+        }
+        let binds = self.client_binds();
+        if binds.iter().any(|(n, _)| n == "PLAINTEXT") {
+            return "PLAINTEXT".to_owned();
+        }
+        binds[0].0.clone()
+    }
+
     /// The endpoints this broker registers: (listener, host, port) of each
-    /// client listener, as advertised.
+    /// client listener, as advertised (the bound address where none is).
     pub fn advertised_endpoints(&self) -> Vec<(String, String, u16)> {
         let (host, port) = self.advertised();
-        vec![(self.client_listener_name(), host, port)]
+        let mut out = vec![(self.client_listener_name(), host, port)];
+        for (name, addr) in &self.more_listeners {
+            let (host, port) = self
+                .kraft
+                .advertised
+                .iter()
+                .find(|a| a.name == *name)
+                .map_or_else(
+                    || (addr.ip().to_string(), addr.port()),
+                    |a| (a.host.clone(), a.port),
+                );
+            out.push((name.clone(), host, port));
+        }
+        out
     }
 
     /// Host and port clients should connect to.
@@ -803,11 +850,14 @@ impl BrokerConfig {
 
     /// Broker-level configs for DescribeConfigs: (name, value, explicitly set).
     pub fn describe(&self) -> Vec<(String, String, bool)> {
-        let (host, port) = self.advertised();
         let mut out = vec![
             (
                 "advertised.listeners".to_owned(),
-                format!("PLAINTEXT://{host}:{port}"),
+                self.advertised_endpoints()
+                    .iter()
+                    .map(|(name, host, port)| format!("{name}://{host}:{port}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             (
                 "auto.create.topics.enable".to_owned(),
@@ -833,7 +883,11 @@ impl BrokerConfig {
             ),
             (
                 "listeners".to_owned(),
-                format!("PLAINTEXT://{}", self.listen),
+                self.client_binds()
+                    .iter()
+                    .map(|(name, addr)| format!("{name}://{addr}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             ("log.dirs".to_owned(), self.data_dir.display().to_string()),
             (
@@ -1082,13 +1136,43 @@ mod tests {
             )
             .contains("TLS")
         );
-        assert!(
-            refused(
-                "listeners",
-                "A://127.0.0.1:1,B://127.0.0.1:2,CONTROLLER://127.0.0.1:3"
-            )
-            .contains("one listener")
+        // Several client listeners, each registered; followers use the
+        // inter-broker one.
+        let mut two = kraft();
+        two.set(
+            "listeners",
+            "PLAINTEXT://127.0.0.1:19092,REPLICATION://127.0.0.2:19094,CONTROLLER://127.0.0.1:19093",
+        )
+        .unwrap();
+        two.set(
+            "advertised.listeners",
+            "PLAINTEXT://localhost:19092,REPLICATION://127.0.0.9:29094",
+        )
+        .unwrap();
+        two.set(
+            "listener.security.protocol.map",
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT",
+        )
+        .unwrap();
+        two.set("inter.broker.listener.name", "replication")
+            .unwrap();
+        two.kraft.check().unwrap();
+        assert_eq!(
+            two.client_binds(),
+            vec![
+                ("PLAINTEXT".to_owned(), "127.0.0.1:19092".parse().unwrap()),
+                ("REPLICATION".to_owned(), "127.0.0.2:19094".parse().unwrap()),
+            ]
         );
+        assert_eq!(
+            two.advertised_endpoints(),
+            vec![
+                ("PLAINTEXT".to_owned(), "localhost".to_owned(), 19092),
+                ("REPLICATION".to_owned(), "127.0.0.9".to_owned(), 29094),
+            ]
+        );
+        assert_eq!(two.inter_broker_listener_name(), "REPLICATION");
+        assert_eq!(kraft().inter_broker_listener_name(), "PLAINTEXT");
         assert!(refused("inter.broker.listener.name", "OTHER").contains("broker listener"));
         assert!(refused("advertised.listeners", "PLAINTEXT://0.0.0.0:9092").contains("0.0.0.0"));
         let mut c = cfg();

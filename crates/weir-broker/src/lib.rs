@@ -101,9 +101,17 @@ impl Broker {
         );
         let cluster = Arc::new(cluster::Cluster::start(&config, meta.node_id).await?);
         let coordinators = Arc::new(groups::coordinators::Coordinators::new(config.group_limits));
+        let inter_broker = config.inter_broker_listener_name();
+        let local = config
+            .client_binds()
+            .into_iter()
+            .find(|(name, _)| *name == inter_broker)
+            .map(|(_, addr)| addr.ip());
         let fetchers = Arc::new(replica::Fetchers::new(
             meta.node_id,
             config.replication,
+            inter_broker,
+            local,
             cluster.clone(),
         ));
         let mut tasks = vec![tokio::spawn(cluster.clone().reconcile(topics.clone(), {
@@ -339,32 +347,40 @@ pub struct RunningBroker {
     /// Where it listens (the bound address, useful with port 0).
     pub addr: SocketAddr,
     broker: Arc<Broker>,
-    listener: TcpListener,
+    /// Every client listener, by name.
+    listeners: Vec<(Arc<str>, TcpListener)>,
 }
 
 impl RunningBroker {
-    /// Opens the data directory and binds the listener. If the configured
+    /// Opens the data directory and binds the listeners. If a configured
     /// port is 0 the bound port is also what Metadata advertises.
     pub async fn bind(mut config: BrokerConfig) -> Result<Self, BrokerError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BrokerError::Io {
-                    what: "binding",
-                    path: config.listen.to_string().into(),
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| BrokerError::Io {
-            what: "binding",
-            path: config.listen.to_string().into(),
-            source,
-        })?;
+        let mut bound = Vec::new();
+        for (name, want) in config.client_binds() {
+            let failed = |source| BrokerError::Io {
+                what: "binding",
+                path: want.to_string().into(),
+                source,
+            };
+            let listener = TcpListener::bind(want).await.map_err(failed)?;
+            let addr = listener.local_addr().map_err(failed)?;
+            bound.push((name, addr, listener));
+        }
+        let addr = bound[0].1;
         config.listen = addr;
+        config.more_listeners = bound[1..]
+            .iter()
+            .map(|(name, addr, _)| (name.clone(), *addr))
+            .collect();
+        let listeners = bound
+            .into_iter()
+            .map(|(name, _, l)| (Arc::from(name.as_str()), l))
+            .collect();
         let broker = Arc::new(Broker::open(config).await?);
         Ok(Self {
             addr,
             broker,
-            listener,
+            listeners,
         })
     }
 
@@ -378,7 +394,7 @@ impl RunningBroker {
         let Self {
             addr,
             broker,
-            listener,
+            listeners,
         } = self;
         info!(%addr, cluster_id = %broker.meta.cluster_id, node_id = broker.meta.node_id, "broker listening");
         let retention = {
@@ -414,10 +430,20 @@ impl RunningBroker {
             })
         };
         let cleaner = cleaner::LogCleaner::start(broker.clone());
-        let connections = server::accept_loop(broker.clone(), listener, shutdown.clone());
-        tokio::select! {
-            _ = connections => {}
-            _ = stopped(&mut shutdown) => {}
+        let connections: Vec<_> = listeners
+            .into_iter()
+            .map(|(name, l)| {
+                tokio::spawn(server::accept_loop(
+                    broker.clone(),
+                    name,
+                    l,
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        stopped(&mut shutdown).await;
+        for c in connections {
+            let _ = c.await;
         }
         retention.abort();
         groups.abort();

@@ -22,6 +22,7 @@ use crate::handlers::{self, Reply};
 /// Accepts connections until shutdown; each gets its own task.
 pub(crate) async fn accept_loop(
     broker: Arc<Broker>,
+    name: Arc<str>,
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -33,6 +34,7 @@ pub(crate) async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let shutdown = shutdown.clone();
+                    let name = name.clone();
                     let m = broker.metrics();
                     m.connections.fetch_add(1, Ordering::Relaxed);
                     m.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -44,7 +46,7 @@ pub(crate) async fn accept_loop(
                         // broker close its logs cleanly.
                         let mut stop = shutdown.clone();
                         let served = tokio::select! {
-                            served = connection(broker.clone(), stream, shutdown) => served,
+                            served = connection(broker.clone(), stream, name, shutdown) => served,
                             _ = crate::stopped(&mut stop) => Err(Close::Shutdown),
                         };
                         match served {
@@ -91,11 +93,15 @@ pub(crate) enum Close {
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
+    listener: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Close> {
-    let client_host = stream
-        .peer_addr()
-        .map_or_else(|_| "/unknown".to_owned(), |a| format!("/{}", a.ip()));
+    let conn = handlers::Conn {
+        client_host: stream
+            .peer_addr()
+            .map_or_else(|_| "/unknown".to_owned(), |a| format!("/{}", a.ip())),
+        listener,
+    };
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
@@ -154,6 +160,7 @@ async fn connection(
                         correlation_id,
                         produce,
                         arrived,
+                        &conn.listener,
                     ));
                     continue;
                 }
@@ -171,7 +178,7 @@ async fn connection(
             Decoded::OldProduce { .. } => ApiKey::Produce,
         };
         let reply = tokio::select! {
-            reply = run(&broker, decoded, &client_host) => reply?,
+            reply = run(&broker, decoded, &conn) => reply?,
             _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
         };
         broker.metrics().request(api, arrived.elapsed());
@@ -211,8 +218,9 @@ fn pipelined_produce(
     correlation_id: i32,
     produce: kafka_protocol::messages::ProduceRequest,
     arrived: Instant,
+    listener: &str,
 ) -> tokio::task::JoinHandle<Result<Bytes, Close>> {
-    let (resp, waits) = handlers::produce::append(broker, produce, version);
+    let (resp, waits) = handlers::produce::append(broker, produce, version, listener);
     let broker = broker.clone();
     tokio::spawn(async move {
         let resp = handlers::produce::wait(resp, waits).await;
@@ -230,7 +238,7 @@ fn pipelined_produce(
 async fn run(
     broker: &Broker,
     decoded: Decoded,
-    client_host: &str,
+    conn: &handlers::Conn,
 ) -> Result<Option<Vec<Bytes>>, Close> {
     let req = match decoded {
         Decoded::ApiVersionsFallback { correlation_id } => {
@@ -250,7 +258,7 @@ async fn run(
             request,
         } => {
             warn!(
-                client = client_host,
+                client = conn.client_host,
                 client_id = client_id.as_deref().unwrap_or(""),
                 version,
                 "Produce v{version} is not supported (Kafka 4 removed Produce v0-v2); \
@@ -276,7 +284,7 @@ async fn run(
         header,
         body: request,
     } = req;
-    match handlers::dispatch(broker, &header, request, client_host).await {
+    match handlers::dispatch(broker, &header, request, conn).await {
         Reply::None => Ok(None),
         Reply::Response(response) => {
             encode_reply(api, version, correlation_id, &response).map(Some)

@@ -532,6 +532,7 @@ impl Registry {
         let current = self.read().clone();
         let mut next: BTreeMap<String, Arc<Topic>> = BTreeMap::new();
         let mut removed = Vec::new();
+        let hw_moved = std::cell::Cell::new(false);
         // Topics the image no longer has (or has under another id) first,
         // so a topic re-created under the same name opens fresh logs.
         for (name, t) in &current {
@@ -587,8 +588,14 @@ impl Registry {
                         // Batches appended from now on carry this epoch.
                         part.log.set_leader_epoch(p.leader_epoch);
                     }
+                    let before = part.high_watermark();
                     part.replica
                         .follow_image(p, me, &part.log, settings, now_ms());
+                    // An ISR shrink can move the HW: acks=all waiters and
+                    // long polls must hear of it.
+                    if part.high_watermark() > before {
+                        hw_moved.set(true);
+                    }
                 };
                 if let Some(have) = existing.and_then(|t| t.hosted(index)) {
                     take_role(have);
@@ -644,6 +651,9 @@ impl Registry {
                 })
             });
         *self.write() = next;
+        if hw_moved.get() {
+            self.notify_appended();
+        }
         if changed || self.unsaved.load(Ordering::Relaxed) {
             match self.persist() {
                 Ok(()) => self.unsaved.store(false, Ordering::Relaxed),

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::proxy::Proxy;
 use common::{free_port, need_command, need_python_module, run_with_stdin};
 use serde_json::Value;
 
@@ -30,6 +31,9 @@ struct Node {
     dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// With cuttable links: the port of its REPLICATION listener (the
+    /// inter-broker one) and the proxy advertised in front of it.
+    repl: Option<(u16, Proxy)>,
 }
 
 impl Node {
@@ -65,7 +69,23 @@ impl Cluster {
         Self::start_full(roles, Vec::new())
     }
 
+    /// `n` nodes whose inter-broker links go through proxies the test
+    /// controls: each broker's REPLICATION listener is advertised at a
+    /// proxy in front of it, and its followers connect from its own
+    /// address, so [`Cluster::cut`] can cut one follower from one leader.
+    fn start_proxied(n: u16, sets: &[&str]) -> Self {
+        Self::start_inner(
+            &vec!["broker,controller"; usize::from(n)],
+            sets.iter().map(|s| s.to_string()).collect(),
+            true,
+        )
+    }
+
     fn start_full(roles: &[&'static str], sets: Vec<String>) -> Self {
+        Self::start_inner(roles, sets, false)
+    }
+
+    fn start_inner(roles: &[&'static str], sets: Vec<String>, proxied: bool) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let nodes: Vec<Node> = (1..=roles.len() as u16)
             .map(|id| Node {
@@ -78,6 +98,15 @@ impl Cluster {
                 dir: tmp.path().join(format!("node-{id}")),
                 log: tmp.path().join(format!("node-{id}.log")),
                 child: None,
+                repl: proxied.then(|| {
+                    let port = free_port();
+                    let host: std::net::IpAddr = format!("127.0.0.{id}").parse().unwrap();
+                    let proxy = Proxy::start(
+                        std::net::SocketAddr::new(host, 0),
+                        std::net::SocketAddr::new(host, port),
+                    );
+                    (port, proxy)
+                }),
             })
             .collect();
         let voters = nodes
@@ -117,7 +146,7 @@ impl Cluster {
             .append(true)
             .open(&n.log)
             .unwrap();
-        let listeners = match n.roles {
+        let mut listeners = match n.roles {
             "broker" => format!("PLAINTEXT://{}:{}", n.host, n.port),
             "controller" => format!("CONTROLLER://{}:{}", n.host, n.controller),
             _ => format!(
@@ -125,6 +154,22 @@ impl Cluster {
                 n.host, n.port, n.host, n.controller
             ),
         };
+        let mut more = Vec::new();
+        if let Some((port, proxy)) = &n.repl {
+            listeners.push_str(&format!(",REPLICATION://{}:{port}", n.host));
+            more = vec![
+                format!(
+                    "advertised.listeners=PLAINTEXT://{}:{},REPLICATION://{}",
+                    n.host, n.port, proxy.addr
+                ),
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,REPLICATION:PLAINTEXT".to_owned(),
+                "inter.broker.listener.name=REPLICATION".to_owned(),
+            ];
+        }
+        let more: Vec<String> = more
+            .into_iter()
+            .flat_map(|s| ["--set".to_owned(), s])
+            .collect();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("broker")
             .arg("--data-dir")
@@ -144,6 +189,7 @@ impl Cluster {
                 "replica.lag.time.max.ms=3000",
             ])
             .args(&sets)
+            .args(&more)
             .env("WEIR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -164,6 +210,33 @@ impl Cluster {
             .unwrap()
             .success();
         assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Cuts (`true`) or heals (`false`) the link from follower `from` to
+    /// the inter-broker listener of `to` (a proxied cluster only).
+    fn cut(&self, from: u16, to: u16, cut: bool) {
+        let proxy = &self.node(to).repl.as_ref().expect("a proxied cluster").1;
+        let ip = self.node(from).host.parse().unwrap();
+        if cut {
+            proxy.cut(ip);
+        } else {
+            proxy.heal(ip);
+        }
+    }
+
+    /// The bytes of every segment of a partition's log on node `id`, in
+    /// offset order: replicas in sync hold the same bytes.
+    fn log_bytes(&self, id: u16, topic: &str, partition: u32) -> Vec<u8> {
+        let dir = self.node(id).dir.join(format!("{topic}-{partition}"));
+        let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        segs.sort();
+        segs.iter()
+            .flat_map(|p| std::fs::read(p).unwrap())
+            .collect()
     }
 
     fn kill9(&mut self, id: u16) {
@@ -1180,4 +1253,281 @@ fn acks_all_waits_for_the_in_sync_followers_and_failover_keeps_one_log() {
             c.logs()
         );
     }
+}
+
+impl Cluster {
+    /// `weir topic create` with settings.
+    fn create_with(&self, name: &str, partitions: u32, rf: u32, configs: &[&str]) {
+        let (p, r) = (partitions.to_string(), rf.to_string());
+        let mut args = vec!["topic", "create", name, "-p", &p, "-r", &r];
+        for cfg in configs {
+            args.extend(["-c", cfg]);
+        }
+        let addr = self.node(1).addr();
+        args.extend(["-b", &addr]);
+        let out = self.weir(&args);
+        assert!(
+            out.status.success(),
+            "creating {name}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+    }
+
+    /// `produce-acked` of cluster.py through `bootstrap`: the values
+    /// acknowledged and what it printed.
+    fn produce_acked(&self, bootstrap: &str, args: &[&str]) -> (Vec<String>, String) {
+        let acked = self._tmp.path().join(format!("acked-{}.txt", free_port()));
+        let out = Command::new("python3")
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
+            .args(["cluster.py", "--bootstrap", bootstrap, "produce-acked"])
+            .args(args)
+            .args(["--out", acked.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "produce-acked {args:?}: {text}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        let values = std::fs::read_to_string(&acked)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        (values, text)
+    }
+
+    /// Every message of partition 0 of `topic`, from the beginning.
+    fn read_all(&self, topic: &str) -> Vec<String> {
+        self.kcat(
+            &["-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q"],
+            None,
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// The in-sync replicas of partition 0 of `topic`, seen from `id`.
+    fn isr(&self, id: u16, topic: &str) -> Option<Vec<i64>> {
+        let m = self.metadata(id, Some(topic))?;
+        replica_sets(&m, topic).first().map(|(_, isr)| isr.clone())
+    }
+
+    /// Waits until every replica of partition 0 holds the same log bytes.
+    fn wait_identical(&self, topic: &str, ids: &[u16], within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let logs: Vec<Vec<u8>> = ids.iter().map(|&i| self.log_bytes(i, topic, 0)).collect();
+            if logs.windows(2).all(|w| w[0] == w[1]) && !logs[0].is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replicas of {topic} differ: sizes {:?}\n{}",
+                logs.iter().map(Vec::len).collect::<Vec<_>>(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Asserts a partition's messages are exactly `want`, in order, naming
+/// the first difference (not printing thousands of lines).
+fn same_log(got: &[String], want: &[String], c: &Cluster) {
+    if got == want {
+        return;
+    }
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g != w)
+        .unwrap_or(got.len().min(want.len()));
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    panic!(
+        "{} messages where {} were expected ({} distinct); first difference at {at}: {:?} where {:?}\n{}",
+        got.len(),
+        want.len(),
+        distinct.len(),
+        got.get(at),
+        want.get(at),
+        c.logs()
+    );
+}
+
+fn lines(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// One follower cut off from its leader (its link through the proxy stops
+/// carrying bytes, nothing is closed): writes go on, the follower leaves
+/// the ISR once it has not caught up for `replica.lag.time.max.ms`,
+/// acks=all continues with the two others, and after healing the follower
+/// catches up, rejoins the ISR and holds the same bytes as the leader.
+#[test]
+fn a_follower_cut_off_leaves_the_isr_and_rejoins_when_healed() {
+    needs();
+    let c = Cluster::start_proxied(3, &[]);
+    c.create_with("cut", 1, 3, &["min.insync.replicas=2"]);
+    let m = c.wait_in_sync(1, "cut", 3, Duration::from_secs(20));
+    let leader = leaders(&m, "cut")[0] as u16;
+    let followers: Vec<u16> = (1..=3u16).filter(|&b| b != leader).collect();
+    let (off, kept) = (followers[0], followers[1]);
+    let produce = |prefix: &str, n: usize| {
+        let text: String = lines(prefix, n).iter().map(|l| format!("{l}\n")).collect();
+        c.kcat(
+            &["-P", "-t", "cut", "-p", "0", "-X", "acks=all"],
+            Some(&text),
+        );
+    };
+    produce("before", 100);
+
+    c.cut(off, leader, true);
+    let cut_at = Instant::now();
+    let left = std::thread::scope(|s| {
+        // acks=all writes while it is cut off: answered once it has left
+        // the ISR (two in-sync replicas remain, min.insync.replicas=2).
+        let writer = s.spawn(|| produce("during", 1000));
+        let left = loop {
+            if c.isr(leader, "cut")
+                .is_some_and(|isr| !isr.contains(&i64::from(off)))
+            {
+                break cut_at.elapsed();
+            }
+            assert!(
+                cut_at.elapsed() < Duration::from_secs(15),
+                "follower {off} never left the ISR\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        writer.join().unwrap();
+        left
+    });
+    // replica.lag.time.max.ms is 3 s here; the leader checks every 750 ms
+    // and the change goes through the quorum before Metadata shows it.
+    assert!(
+        left < Duration::from_millis(3000 + 1500),
+        "left the ISR after {left:?}"
+    );
+    assert_eq!(c.isr(leader, "cut").unwrap(), {
+        let mut v = vec![i64::from(leader), i64::from(kept)];
+        v.sort_unstable();
+        v
+    });
+    // The high watermark moved on without it: consumers see every write.
+    let mut want = lines("before", 100);
+    want.extend(lines("during", 1000));
+    same_log(&c.read_all("cut"), &want, &c);
+
+    c.cut(off, leader, false);
+    c.wait_in_sync(leader, "cut", 3, Duration::from_secs(20));
+    produce("after", 100);
+    want.extend(lines("after", 100));
+    same_log(&c.read_all("cut"), &want, &c);
+    assert_eq!(
+        leaders(&c.metadata(leader, Some("cut")).unwrap(), "cut"),
+        vec![i64::from(leader)]
+    );
+    c.wait_identical("cut", &[leader, off, kept], Duration::from_secs(10));
+}
+
+/// Both followers cut off with `min.insync.replicas=2`: once they have
+/// left the ISR, acks=all is refused at once with NOT_ENOUGH_REPLICAS
+/// (nothing appended), acks=1 is still taken, and the high watermark
+/// holds, so no consumer sees those writes until the followers are back.
+#[test]
+fn with_both_followers_cut_off_acks_all_is_refused_and_acks_1_still_works() {
+    needs();
+    let c = Cluster::start_proxied(3, &[]);
+    c.create_with("alone", 1, 3, &["min.insync.replicas=2"]);
+    let m = c.wait_in_sync(1, "alone", 3, Duration::from_secs(20));
+    let leader = leaders(&m, "alone")[0] as u16;
+    let followers: Vec<u16> = (1..=3u16).filter(|&b| b != leader).collect();
+    let text: String = lines("before", 100)
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    c.kcat(
+        &["-P", "-t", "alone", "-p", "0", "-X", "acks=all"],
+        Some(&text),
+    );
+    let via = c.node(leader).addr();
+
+    for &f in &followers {
+        c.cut(f, leader, true);
+    }
+    // An acks=1 write moves the leader's log end; the followers cannot
+    // follow and leave the ISR.
+    let (acked, out) = c.produce_acked(
+        &via,
+        &[
+            "--topic", "alone", "--tag", "one", "--count", "1", "--acks", "1",
+        ],
+    );
+    assert_eq!(acked, vec!["one:0"], "{out}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.isr(leader, "alone") != Some(vec![i64::from(leader)]) {
+        assert!(
+            Instant::now() < deadline,
+            "the ISR did not shrink to the leader: {:?}\n{}",
+            c.isr(leader, "alone"),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // acks=all: refused before appending, and quickly (no retries, so the
+    // client reports the broker's own answer).
+    let started = Instant::now();
+    let (acked, out) = c.produce_acked(
+        &via,
+        &[
+            "--topic",
+            "alone",
+            "--tag",
+            "all",
+            "--count",
+            "5",
+            "--retries",
+            "0",
+            "--timeout-ms",
+            "20000",
+        ],
+    );
+    let took = started.elapsed();
+    assert!(acked.is_empty(), "{out}");
+    assert!(out.contains("failed 5 errors NOT_ENOUGH_REPLICAS"), "{out}");
+    assert!(
+        took < Duration::from_secs(5),
+        "refusal took {took:?}: {out}"
+    );
+    // acks=1 still works.
+    let (acked, out) = c.produce_acked(
+        &via,
+        &[
+            "--topic", "alone", "--tag", "one-more", "--count", "50", "--acks", "1",
+        ],
+    );
+    assert_eq!(acked.len(), 50, "{out}");
+    // The high watermark held: consumers and ListOffsets stop at it.
+    same_log(&c.read_all("alone"), &lines("before", 100), &c);
+    let latest = c.kcat(&["-Q", "-t", "alone:0:-1"], None);
+    assert!(latest.contains("offset 100"), "{latest}");
+
+    for &f in &followers {
+        c.cut(f, leader, false);
+    }
+    c.wait_in_sync(leader, "alone", 3, Duration::from_secs(20));
+    let mut want = lines("before", 100);
+    want.push("one:0".to_owned());
+    want.extend((0..50).map(|i| format!("one-more:{i}")));
+    same_log(&c.read_all("alone"), &want, &c);
+    let mut ids = vec![leader];
+    ids.extend(&followers);
+    c.wait_identical("alone", &ids, Duration::from_secs(10));
 }

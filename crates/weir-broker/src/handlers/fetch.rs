@@ -15,7 +15,12 @@ use crate::Broker;
 use crate::error::log_error_code;
 use crate::topics::Unled;
 
-pub(super) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+pub(super) async fn fetch(
+    broker: &Broker,
+    req: FetchRequest,
+    version: i16,
+    listener: &str,
+) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appended = broker.topics().subscribe();
     // A follower's fetch (ReplicaState from v15, replica_id before).
@@ -30,7 +35,7 @@ pub(super) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> F
     }
     loop {
         appended.borrow_and_update();
-        let (resp, bytes, sent) = read_once(broker, &req, version, replica);
+        let (resp, bytes, sent) = read_once(broker, &req, version, replica, listener);
         let now = Instant::now();
         if bytes >= req.min_bytes.max(0) as usize || now >= deadline || has_error(&resp) {
             count(&sent);
@@ -41,7 +46,7 @@ pub(super) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> F
             .await
             .is_err()
         {
-            let (resp, _, sent) = read_once(broker, &req, version, replica);
+            let (resp, _, sent) = read_once(broker, &req, version, replica, listener);
             count(&sent);
             return resp;
         }
@@ -129,6 +134,7 @@ fn read_once(
     req: &FetchRequest,
     version: i16,
     replica: Option<i32>,
+    listener: &str,
 ) -> (FetchResponse, usize, Sent) {
     let mut resp = FetchResponse::default();
     let mut counted = Sent::new();
@@ -262,7 +268,7 @@ fn read_once(
         resp.responses.push(tr);
     }
     if version >= 16 {
-        resp.node_endpoints = super::metadata::live_brokers(broker)
+        resp.node_endpoints = super::metadata::live_brokers(broker, listener)
             .into_iter()
             .filter(|b| moved_to.contains(&b.0))
             .map(|(id, host, port, rack)| {

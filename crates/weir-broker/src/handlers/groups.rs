@@ -41,7 +41,11 @@ fn coordinator(broker: &Broker, group: &str) -> Result<Arc<Coordinator>, i16> {
 
 /// Where a group's coordinator is: the leader of its `__consumer_offsets`
 /// partition, as (node, host, port), or the error to answer.
-fn locate(broker: &Broker, group: &str) -> Result<(i32, String, u16), (i16, String)> {
+fn locate(
+    broker: &Broker,
+    group: &str,
+    listener: &str,
+) -> Result<(i32, String, u16), (i16, String)> {
     let unavailable = |why: String| (ResponseError::CoordinatorNotAvailable.code(), why);
     let topic = broker
         .topics()
@@ -52,7 +56,7 @@ fn locate(broker: &Broker, group: &str) -> Result<(i32, String, u16), (i16, Stri
         .assignment
         .get(p as usize)
         .map_or(-1, |info| info.leader);
-    super::metadata::live_brokers(broker)
+    super::metadata::live_brokers(broker, listener)
         .into_iter()
         .find(|b| b.0 == leader)
         .map(|(id, host, port, _)| (id, host, port))
@@ -63,6 +67,7 @@ pub(super) async fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     if req.key_type == KEY_GROUP {
         // Bounded well inside a client's request timeout: without the topic
@@ -80,7 +85,7 @@ pub(super) async fn find_coordinator(
     }
     let answer = |key_type: i8, key: &str| -> Result<(i32, String, u16), (i16, String)> {
         match key_type {
-            KEY_GROUP => locate(broker, key),
+            KEY_GROUP => locate(broker, key, listener),
             // Not retriable, so a transactional producer's
             // init_transactions() fails at once instead of waiting forever
             // for a coordinator (clients treat this error as fatal).

@@ -47,10 +47,12 @@ fn topic_entry(t: &Topic, live: &[i32]) -> MetadataResponseTopic {
 }
 
 /// The live (unfenced) brokers and where clients reach them: (id, host,
-/// port, rack) on the listener clients use.
-pub(super) fn live_brokers(broker: &Broker) -> Vec<(i32, String, u16, Option<String>)> {
+/// port, rack) on `listener`, the one the asking client came in on.
+pub(super) fn live_brokers(
+    broker: &Broker,
+    listener: &str,
+) -> Vec<(i32, String, u16, Option<String>)> {
     let image = broker.cluster().image();
-    let listener = broker.config().client_listener_name();
     image
         .brokers
         .values()
@@ -74,9 +76,10 @@ pub(super) async fn metadata(
     broker: &Broker,
     req: MetadataRequest,
     version: i16,
+    listener: &str,
 ) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
-    let brokers = live_brokers(broker);
+    let brokers = live_brokers(broker, listener);
     let live: Vec<i32> = brokers.iter().map(|b| b.0).collect();
     resp.brokers = brokers
         .into_iter()
@@ -158,13 +161,14 @@ pub(super) async fn metadata(
 pub(super) fn describe_cluster(
     broker: &Broker,
     _req: DescribeClusterRequest,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = s(broker.meta().cluster_id.clone());
     // A live broker that forwards admin requests (see Metadata).
     resp.controller_id = BrokerId(broker.meta().node_id);
     resp.endpoint_type = 1;
-    resp.brokers = live_brokers(broker)
+    resp.brokers = live_brokers(broker, listener)
         .into_iter()
         .map(|(id, host, port, rack)| {
             let mut b = DescribeClusterBroker::default();

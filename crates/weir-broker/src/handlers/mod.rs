@@ -93,24 +93,37 @@ pub(crate) fn api_versions_unsupported() -> BytesMut {
     body
 }
 
+/// Who sent a request: the client's address and the listener it came in
+/// on (Metadata and the KIP-951 hints give that listener's endpoints).
+#[derive(Debug, Clone)]
+pub(crate) struct Conn {
+    /// `/ip`, as Kafka shows a member's host.
+    pub client_host: String,
+    /// The listener's name.
+    pub listener: std::sync::Arc<str>,
+}
+
 /// Runs one decoded request.
 pub(crate) async fn dispatch(
     broker: &Broker,
     header: &RequestHeader,
     request: RequestKind,
-    client_host: &str,
+    conn: &Conn,
 ) -> Reply {
+    let (client_host, listener) = (conn.client_host.as_str(), &*conn.listener);
     let version = header.request_api_version;
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_body(0)),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::metadata(broker, r, version).await)
+            ResponseKind::Metadata(metadata::metadata(broker, r, version, listener).await)
         }
-        RequestKind::Produce(r) => match produce::produce(broker, r, version).await {
+        RequestKind::Produce(r) => match produce::produce(broker, r, version, listener).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Reply::None,
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(broker, r, version).await),
+        RequestKind::Fetch(r) => {
+            ResponseKind::Fetch(fetch::fetch(broker, r, version, listener).await)
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, version))
         }
@@ -141,9 +154,9 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r))
         }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version).await)
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            groups::find_coordinator(broker, r, version, listener).await,
+        ),
         RequestKind::JoinGroup(r) => {
             let client = header
                 .client_id
@@ -183,7 +196,7 @@ pub(crate) async fn dispatch(
             ResponseKind::InitProducerId(producer::init_producer_id(broker, r).await)
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(metadata::describe_cluster(broker, r))
+            ResponseKind::DescribeCluster(metadata::describe_cluster(broker, r, listener))
         }
         // `supported` keeps every other key from reaching here.
         _ => return Reply::None,

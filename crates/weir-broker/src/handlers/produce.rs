@@ -34,9 +34,10 @@ pub(super) async fn produce(
     broker: &Broker,
     req: ProduceRequest,
     version: i16,
+    listener: &str,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let (resp, waits) = append(broker, req, version);
+    let (resp, waits) = append(broker, req, version, listener);
     if acks == 0 {
         return None;
     }
@@ -62,6 +63,7 @@ pub(crate) fn append(
     broker: &Broker,
     req: ProduceRequest,
     version: i16,
+    listener: &str,
 ) -> (ProduceResponse, Vec<Wait>) {
     let acks = req.acks;
     let deadline = tokio::time::Instant::now()
@@ -219,7 +221,7 @@ pub(crate) fn append(
     if appended {
         broker.topics().notify_appended();
     }
-    resp.node_endpoints = super::metadata::live_brokers(broker)
+    resp.node_endpoints = super::metadata::live_brokers(broker, listener)
         .into_iter()
         .filter(|b| moved_to.contains(&b.0))
         .map(|(id, host, port, rack)| {
@@ -293,13 +295,18 @@ async fn replicated(mut w: Wait) -> Option<(ResponseError, String)> {
         let left = w
             .deadline
             .saturating_duration_since(tokio::time::Instant::now());
-        let woken = tokio::time::timeout(left, w.wake.changed()).await;
-        if left.is_zero() || !matches!(woken, Ok(Ok(()))) {
+        if left.is_zero() {
             return Some((
                 ResponseError::RequestTimedOut,
                 "the in-sync replicas did not all have the batch within the request's timeout"
                     .to_owned(),
             ));
+        }
+        // Woken by appends, follower fetches and ISR changes; a look every
+        // 100 ms as well, so no path that moves the HW can be missed.
+        let look = left.min(std::time::Duration::from_millis(100));
+        if let Ok(Err(_)) = tokio::time::timeout(look, w.wake.changed()).await {
+            tokio::time::sleep(look).await;
         }
     }
 }

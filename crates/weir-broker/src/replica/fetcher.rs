@@ -8,6 +8,7 @@
 //! says it differs (KIP-595), never anywhere else.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +64,11 @@ struct Task {
 pub struct Fetchers {
     me: i32,
     config: ReplicationConfig,
+    /// The inter-broker listener: the leaders' endpoint to fetch from.
+    listener: String,
+    /// The address this broker's inter-broker listener binds, when it
+    /// names one: connections to leaders leave from it.
+    local: Option<IpAddr>,
     /// This broker in the cluster: its epoch goes into every fetch.
     cluster: Arc<Cluster>,
     runtime: tokio::runtime::Handle,
@@ -70,11 +76,21 @@ pub struct Fetchers {
 }
 
 impl Fetchers {
-    /// Fetchers for broker `me` (call inside the runtime).
-    pub fn new(me: i32, config: ReplicationConfig, cluster: Arc<Cluster>) -> Self {
+    /// Fetchers for broker `me` (call inside the runtime), fetching from
+    /// the leaders' endpoints on `listener`, leaving from `local` when
+    /// given.
+    pub fn new(
+        me: i32,
+        config: ReplicationConfig,
+        listener: String,
+        local: Option<IpAddr>,
+        cluster: Arc<Cluster>,
+    ) -> Self {
         Self {
             me,
             config,
+            listener,
+            local: local.filter(|ip| !ip.is_unspecified()),
             cluster,
             runtime: tokio::runtime::Handle::current(),
             tasks: Mutex::new(BTreeMap::new()),
@@ -113,7 +129,12 @@ impl Fetchers {
             let addr = image
                 .brokers
                 .get(&leader)
-                .and_then(|b| b.endpoints.first())
+                .and_then(|b| {
+                    b.endpoints
+                        .iter()
+                        .find(|e| e.listener == self.listener)
+                        .or(b.endpoints.first())
+                })
                 .map(|e| (e.host.clone(), e.port));
             let plan = Plan { addr, parts };
             match tasks.get(&leader) {
@@ -124,7 +145,9 @@ impl Fetchers {
                     let (tx, rx) = watch::channel(plan);
                     let (me, config) = (self.me, self.config);
                     let cluster = self.cluster.clone();
-                    let handle = self.runtime.spawn(run(me, leader, config, cluster, rx));
+                    let handle = self
+                        .runtime
+                        .spawn(run(me, leader, config, self.local, cluster, rx));
                     tasks.insert(leader, Task { plan: tx, handle });
                 }
             }
@@ -146,6 +169,7 @@ async fn run(
     me: i32,
     leader: i32,
     config: ReplicationConfig,
+    local: Option<IpAddr>,
     cluster: Arc<Cluster>,
     mut plan: watch::Receiver<Plan>,
 ) {
@@ -158,11 +182,8 @@ async fn run(
             }
             continue;
         };
-        let stream = match tokio::time::timeout(
-            Duration::from_secs(5),
-            TcpStream::connect((host.as_str(), port)),
-        )
-        .await
+        let stream = match tokio::time::timeout(Duration::from_secs(5), connect(&host, port, local))
+            .await
         {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -216,6 +237,35 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Connects to a leader, from `local` when given (so a broker's
+/// replication traffic leaves from the address it listens on, as a
+/// firewall rule or a test's proxy expects).
+async fn connect(host: &str, port: u16, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = local else {
+        return TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        // No address of the leader's family: connect as the system picks.
+        None => TcpStream::connect((host, port)).await,
     }
 }
 

@@ -3,6 +3,8 @@
 // Each test file compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
