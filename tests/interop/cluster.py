@@ -1,7 +1,8 @@
 """Clients against a cluster of brokers (run by crates/weir/tests/cluster.rs).
 
 `produce-confluent` / `produce-kafka-python` send N keyed messages whose
-values are `<tag>:<i>` with acks=all; `consume` reads with a consumer group
+values are `<tag>:<i>` with acks=all (confluent: idempotent, with a
+--message-timeout-ms delivery timeout); `consume` reads with a consumer group
 until it has seen --expect distinct values (or --timeout passes), commits,
 and prints `distinct N duplicates D`; with --max it stops after that many
 messages, committing what it read, so a later run resumes there; --out
@@ -16,12 +17,12 @@ import time
 from common import args, check
 
 
-def produce_confluent(bootstrap, topic, tag, n):
+def produce_confluent(bootstrap, topic, tag, n, message_timeout_ms=60000):
     from confluent_kafka import Producer
 
     errors = []
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
-                  "enable.idempotence": True, "message.timeout.ms": 60000})
+                  "enable.idempotence": True, "message.timeout.ms": message_timeout_ms})
 
     def report(err, _msg):
         if err is not None:
@@ -122,9 +123,10 @@ def main():
              ("--commit-every", {"type": int, "default": 1}),
              ("--partition", {"type": int, "default": 0}),
              ("--timeout-ms", {"type": int, "default": 1000}),
-             ("--acks", {"default": "all"}), ("--retries", {"type": int, "default": None}))
+             ("--acks", {"default": "all"}),
+             ("--message-timeout-ms", {"type": int, "default": 60000}), ("--retries", {"type": int, "default": None}))
     if a.mode == "produce-confluent":
-        produce_confluent(a.bootstrap, a.topic, a.tag, a.count)
+        produce_confluent(a.bootstrap, a.topic, a.tag, a.count, a.message_timeout_ms)
     elif a.mode == "produce-acked":
         produce_acked(a.bootstrap, a.topic, a.tag, a.count, a.partition, a.timeout_ms, a.out,
                       a.acks, a.retries)

@@ -71,6 +71,9 @@ pub struct Cluster {
     heartbeat: Duration,
     /// The image index the registry reflects.
     reconciled: watch::Sender<u64>,
+    /// A controlled shutdown began: heartbeats say so (and never ask to
+    /// be unfenced again).
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 /// Runs a controller-only node (`process.roles=controller`): a voter of
@@ -146,6 +149,15 @@ fn node_config(config: &BrokerConfig, me: i32) -> Result<NodeConfig, BrokerError
         session_timeout_ms: config.session_timeout_ms as i64,
         default_replication_factor: config.replication.default_replication_factor,
         default_partitions: config.num_partitions,
+        auto_leader_rebalance: config.replication.auto_leader_rebalance,
+        leader_imbalance_check_interval_ms: config
+            .replication
+            .leader_imbalance_check_interval_s
+            .saturating_mul(1000),
+        leader_imbalance_per_broker_percentage: config
+            .replication
+            .leader_imbalance_per_broker_percentage,
+        unclean_leader_election: config.replication.unclean_leader_election,
     };
     if single {
         // Nobody to wait for: elect at once.
@@ -184,6 +196,7 @@ impl Cluster {
             raft_addr,
             heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
             reconciled,
+            leaving: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -370,7 +383,9 @@ impl Cluster {
             let r = if self.epoch() == 0 {
                 self.register().await.map(|_| ())
             } else {
-                self.heartbeat_once(false).await.map(|_| ())
+                self.heartbeat_once(self.leaving.load(Ordering::Relaxed))
+                    .await
+                    .map(|_| ())
             };
             if let Err(e) = r {
                 warn!(error = %e, "heartbeat to the controller failed");
@@ -422,9 +437,66 @@ impl Cluster {
         });
     }
 
-    /// Controlled shutdown: tells the controller, so the partitions led
-    /// here get other leaders (or none) before the process goes, then
-    /// stops the metadata node.
+    /// The first step of a controlled shutdown (SIGTERM), while clients
+    /// are still served: tells the controller, which moves the
+    /// leaderships of this broker to other in-sync replicas and takes it
+    /// out of every ISR, then waits until this broker's registry reflects
+    /// that, so producers are sent to the new leaders
+    /// (NOT_LEADER_OR_FOLLOWER with the new leader) rather than losing
+    /// their connection. Nothing to do without another live broker.
+    /// Returns how many partitions it still leads (0 when done).
+    pub async fn controlled_shutdown(&self, within: Duration) -> usize {
+        let image = self.image();
+        let others = image.brokers.values().any(|b| b.id != self.me && !b.fenced);
+        if self.epoch() == 0 || !others {
+            return 0;
+        }
+        self.leaving.store(true, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + within;
+        let request = || Request::Heartbeat {
+            broker: self.me,
+            epoch: self.epoch(),
+            applied: self.image().applied,
+            shutting_down: true,
+        };
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, self.call(request())).await {
+                Ok(Ok((_, index))) => {
+                    let mut rx = self.reconciled.subscribe();
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let _ = tokio::time::timeout(left, rx.wait_for(|i| *i >= index)).await;
+                    break;
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "controlled shutdown: the controller did not answer; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(_) => break,
+            }
+        }
+        let led = self
+            .image()
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader == self.me && p.replicas.len() > 1)
+            .count();
+        if led == 0 {
+            info!("controlled shutdown: the partitions led here have other leaders");
+        } else {
+            warn!(led, "controlled shutdown: some partitions still led here");
+        }
+        led
+    }
+
+    /// Leaves the cluster: tells the controller (if a controlled
+    /// shutdown did not already), so the partitions led here get other
+    /// leaders (or none) before the process goes, then stops the
+    /// metadata node.
     pub async fn shutdown(&self) {
         if self.epoch() != 0 {
             let _ = tokio::time::timeout(Duration::from_secs(3), self.heartbeat_once(true)).await;

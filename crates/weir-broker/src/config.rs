@@ -75,6 +75,14 @@ pub struct ReplicationConfig {
     pub fetch_max_bytes: i32,
     /// `replica.fetch.wait.max.ms`.
     pub fetch_wait_max_ms: i32,
+    /// `unclean.leader.election.enable` for topics that do not set it.
+    pub unclean_leader_election: bool,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_s: i64,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_per_broker_percentage: i64,
 }
 
 impl Default for ReplicationConfig {
@@ -86,6 +94,10 @@ impl Default for ReplicationConfig {
             lag_time_max_ms: 30_000,
             fetch_max_bytes: 1 << 20,
             fetch_wait_max_ms: 500,
+            unclean_leader_election: false,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_s: 300,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -504,6 +516,11 @@ impl BrokerConfig {
                 .parse::<i64>()
                 .map_err(|_| bad("not an integer"))
         };
+        let boolean = || match value.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(bad("must be true or false")),
+        };
         let topic = |cfg: &mut LogConfig, name: &str, v: &str| {
             cfg.set(name, v).map_err(|e| bad(&e.to_string()))
         };
@@ -639,6 +656,26 @@ impl BrokerConfig {
                     return Err(bad("must be at least 1"));
                 }
                 self.replication.min_insync_replicas = v as i32;
+            }
+            "unclean.leader.election.enable" => {
+                self.replication.unclean_leader_election = boolean()?;
+            }
+            "auto.leader.rebalance.enable" => {
+                self.replication.auto_leader_rebalance = boolean()?;
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                let v = int()?;
+                if v < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+                self.replication.leader_imbalance_check_interval_s = v;
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                let v = int()?;
+                if !(0..=100).contains(&v) {
+                    return Err(bad("must be between 0 and 100"));
+                }
+                self.replication.leader_imbalance_per_broker_percentage = v;
             }
             "replica.lag.time.max.ms" => {
                 let v = int()?;
@@ -880,6 +917,26 @@ impl BrokerConfig {
             (
                 "replica.lag.time.max.ms".to_owned(),
                 self.replication.lag_time_max_ms.to_string(),
+            ),
+            (
+                "unclean.leader.election.enable".to_owned(),
+                self.replication.unclean_leader_election.to_string(),
+            ),
+            (
+                "auto.leader.rebalance.enable".to_owned(),
+                self.replication.auto_leader_rebalance.to_string(),
+            ),
+            (
+                "leader.imbalance.check.interval.seconds".to_owned(),
+                self.replication
+                    .leader_imbalance_check_interval_s
+                    .to_string(),
+            ),
+            (
+                "leader.imbalance.per.broker.percentage".to_owned(),
+                self.replication
+                    .leader_imbalance_per_broker_percentage
+                    .to_string(),
             ),
             (
                 "listeners".to_owned(),

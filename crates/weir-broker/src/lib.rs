@@ -341,6 +341,10 @@ pub fn decode_request(frame: bytes::Bytes) -> Result<(i16, i16), String> {
     }
 }
 
+/// How long a controlled shutdown waits for the controller to move this
+/// broker's leaderships before the broker stops anyway.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A broker listening on its socket.
 #[derive(Debug)]
 pub struct RunningBroker {
@@ -430,18 +434,21 @@ impl RunningBroker {
             })
         };
         let cleaner = cleaner::LogCleaner::start(broker.clone());
+        // Connections close on `close`, after a controlled shutdown has
+        // moved this broker's leaderships while clients were still served.
+        let (close_tx, close) = watch::channel(false);
         let connections: Vec<_> = listeners
             .into_iter()
             .map(|(name, l)| {
-                tokio::spawn(server::accept_loop(
-                    broker.clone(),
-                    name,
-                    l,
-                    shutdown.clone(),
-                ))
+                tokio::spawn(server::accept_loop(broker.clone(), name, l, close.clone()))
             })
             .collect();
         stopped(&mut shutdown).await;
+        broker
+            .cluster
+            .controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT)
+            .await;
+        let _ = close_tx.send(true);
         for c in connections {
             let _ = c.await;
         }

@@ -44,6 +44,15 @@ pub struct ControllerConfig {
     pub default_replication_factor: i16,
     /// `num.partitions`.
     pub default_partitions: i32,
+    /// `auto.leader.rebalance.enable`: preferred leaders come back.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: i64,
+    /// `leader.imbalance.per.broker.percentage`: a broker's preferred
+    /// partitions led elsewhere, above which they are given back.
+    pub leader_imbalance_per_broker_percentage: i64,
+    /// `unclean.leader.election.enable` for topics that do not set it.
+    pub unclean_leader_election: bool,
 }
 
 impl Default for ControllerConfig {
@@ -52,6 +61,10 @@ impl Default for ControllerConfig {
             session_timeout_ms: 9_000,
             default_replication_factor: 1,
             default_partitions: 1,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
+            unclean_leader_election: false,
         }
     }
 }
@@ -282,6 +295,8 @@ pub struct Controller {
     next_start: usize,
     /// When this controller took over.
     started_ms: i64,
+    /// When preferred leaders were last checked.
+    rebalanced_ms: i64,
 }
 
 impl Controller {
@@ -292,6 +307,7 @@ impl Controller {
             last_heartbeat: BTreeMap::new(),
             next_start: 0,
             started_ms: now_ms,
+            rebalanced_ms: now_ms,
         }
     }
 
@@ -646,8 +662,118 @@ impl Controller {
     }
 
     /// Time passes: brokers silent for `broker.session.timeout.ms` are
-    /// fenced and lose their leaderships.
+    /// fenced and lose their leaderships; offline partitions whose topic
+    /// allows unclean election get a live replica; every
+    /// `leader.imbalance.check.interval.seconds`, preferred leaders come
+    /// back.
     pub fn tick(&mut self, image: &Image, now_ms: i64) -> Vec<MetaRecord> {
+        let fenced = self.fence_silent(image, now_ms);
+        if !fenced.is_empty() {
+            return fenced;
+        }
+        let unclean = self.unclean_elections(image);
+        if !unclean.is_empty() {
+            return unclean;
+        }
+        if self.config.auto_leader_rebalance
+            && now_ms.saturating_sub(self.rebalanced_ms)
+                >= self.config.leader_imbalance_check_interval_ms
+        {
+            self.rebalanced_ms = now_ms;
+            return self.preferred_leaders(image);
+        }
+        Vec::new()
+    }
+
+    /// Whether `topic` may elect a replica outside its ISR.
+    fn unclean_allowed(&self, image: &Image, topic: Uuid) -> bool {
+        image
+            .topics
+            .get(&topic)
+            .and_then(|t| t.configs.get("unclean.leader.election.enable"))
+            .map_or(self.config.unclean_leader_election, |v| {
+                v.trim().eq_ignore_ascii_case("true")
+            })
+    }
+
+    /// Offline partitions of topics allowing unclean election that have a
+    /// live replica: it leads, alone in the ISR (what only it had is all
+    /// there is; data the old ISR had may be lost, by configuration).
+    fn unclean_elections(&self, image: &Image) -> Vec<MetaRecord> {
+        let mut out = Vec::new();
+        for t in image.topics.values() {
+            if !self.unclean_allowed(image, t.id) {
+                continue;
+            }
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.leader != -1 {
+                    continue;
+                }
+                let live = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| image.brokers.get(r).is_some_and(|b| !b.fenced));
+                if let Some(r) = live {
+                    out.push(MetaRecord::PartitionChange(PartitionChange {
+                        topic: t.id,
+                        partition: i as i32,
+                        leader: Some(r),
+                        isr: Some(vec![r]),
+                        replicas: None,
+                    }));
+                }
+            }
+        }
+        out
+    }
+
+    /// Preferred leader election (Kafka's auto leader rebalance): for each
+    /// broker whose share of preferred partitions (it is their first
+    /// replica) led elsewhere is above
+    /// `leader.imbalance.per.broker.percentage`, those it can take (it is
+    /// live and in their ISR) get it back as leader.
+    fn preferred_leaders(&self, image: &Image) -> Vec<MetaRecord> {
+        let mut preferred: BTreeMap<i32, (usize, Vec<(Uuid, i32)>)> = BTreeMap::new();
+        for t in image.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Some(&first) = p.replicas.first() else {
+                    continue;
+                };
+                if p.replicas.len() < 2 {
+                    continue;
+                }
+                let entry = preferred.entry(first).or_default();
+                entry.0 += 1;
+                let live = image.brokers.get(&first).is_some_and(|b| !b.fenced);
+                if p.leader != first && live && p.isr.contains(&first) {
+                    entry.1.push((t.id, i as i32));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (broker, (total, movable)) in preferred {
+            let imbalance = (movable.len() * 100 / total.max(1)) as i64;
+            if movable.is_empty() || imbalance <= self.config.leader_imbalance_per_broker_percentage
+            {
+                continue;
+            }
+            for (topic, partition) in movable {
+                out.push(MetaRecord::PartitionChange(PartitionChange {
+                    topic,
+                    partition,
+                    leader: Some(broker),
+                    isr: None,
+                    replicas: None,
+                }));
+            }
+        }
+        out
+    }
+
+    /// Brokers silent for `broker.session.timeout.ms`: fenced, their
+    /// leaderships moved.
+    fn fence_silent(&mut self, image: &Image, now_ms: i64) -> Vec<MetaRecord> {
         let expired: Vec<(i32, u64)> = image
             .brokers
             .values()
@@ -693,11 +819,21 @@ impl Controller {
                 } else {
                     p.isr.clone()
                 };
+                let live = |r: i32| r != broker && image.brokers.get(&r).is_some_and(|b| !b.fenced);
+                let mut isr = isr;
                 let leader = if p.leader == broker {
-                    isr.iter()
-                        .copied()
-                        .find(|&r| r != broker && image.brokers.get(&r).is_some_and(|b| !b.fenced))
-                        .unwrap_or(-1)
+                    match isr.iter().copied().find(|&r| live(r)) {
+                        Some(r) => r,
+                        // No other in-sync replica: offline, unless the
+                        // topic allows an unclean election.
+                        None => match p.replicas.iter().copied().find(|&r| live(r)) {
+                            Some(r) if self.unclean_allowed(image, t.id) => {
+                                isr = vec![r];
+                                r
+                            }
+                            _ => -1,
+                        },
+                    }
                 } else {
                     p.leader
                 };

@@ -239,6 +239,29 @@ impl Cluster {
             .collect()
     }
 
+    /// SIGTERM to node `id`; waits (bounded) for it to exit.
+    fn term(&mut self, id: u16, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.nodes[usize::from(id) - 1].child.take().unwrap();
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {id} did not stop within {within:?}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn kill9(&mut self, id: u16) {
         if let Some(mut c) = self.nodes[usize::from(id) - 1].child.take() {
             let _ = c.kill();
@@ -1530,4 +1553,114 @@ fn with_both_followers_cut_off_acks_all_is_refused_and_acks_1_still_works() {
     let mut ids = vec![leader];
     ids.extend(&followers);
     c.wait_identical("alone", &ids, Duration::from_secs(10));
+}
+
+/// SIGTERM of a broker leading partitions while an idempotent acks=all
+/// producer with a 5 s delivery timeout runs: the broker first has the
+/// controller move its leaderships (and take it out of the ISRs), then
+/// stops; it exits cleanly within seconds, long before its 20 s session
+/// would have expired, no message fails and none is duplicated; it comes
+/// back in sync and, as the preferred leader, gets its partition back at
+/// the next imbalance check (`auto.leader.rebalance.enable`).
+#[test]
+fn sigterm_moves_leadership_away_first_and_the_preferred_leader_returns() {
+    needs();
+    let mut c = Cluster::start_set(
+        3,
+        &[
+            "broker.session.timeout.ms=20000",
+            "leader.imbalance.check.interval.seconds=2",
+        ],
+    );
+    c.create_replicated(1, "term", 3, 3);
+    let m = c.wait_in_sync(1, "term", 3, Duration::from_secs(20));
+    let victim = leaders(&m, "term")[0] as u16;
+    let other = (1..=3u16).find(|&b| b != victim).unwrap();
+    let producer = Command::new("python3")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
+        .args(["cluster.py", "--bootstrap", &c.bootstrap()])
+        .args(["produce-confluent", "--topic", "term", "--tag", "t"])
+        .args(["--count", "100000", "--message-timeout-ms", "5000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopped_at = Instant::now();
+    let status = c.term(victim, Duration::from_secs(20));
+    let took = stopped_at.elapsed();
+    assert!(status.success(), "exit {status:?}\n{}", c.logs());
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    let log = std::fs::read_to_string(&c.node(victim).log).unwrap();
+    assert!(
+        log.contains("controlled shutdown: the partitions led here have other leaders"),
+        "{}",
+        c.logs()
+    );
+    // Its leaderships and ISR places went before it did.
+    let m = c.metadata(other, Some("term")).unwrap();
+    assert!(
+        leaders(&m, "term")
+            .iter()
+            .all(|&l| l >= 0 && l != i64::from(victim)),
+        "{:?}",
+        leaders(&m, "term")
+    );
+    for (_, isr) in replica_sets(&m, "term") {
+        assert!(!isr.contains(&i64::from(victim)), "{isr:?}");
+    }
+    let out = producer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "producer: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    let got = c.python(&[
+        "consume",
+        "--topic",
+        "term",
+        "--group",
+        "check",
+        "--expect",
+        "100000",
+        "--timeout",
+        "60",
+        "--commit-every",
+        "10000",
+    ]);
+    assert_eq!(distinct(&got), (100000, 0), "{got}");
+    c.spawn(victim);
+    c.wait_brokers(3, Duration::from_secs(30));
+    c.wait_in_sync(other, "term", 3, Duration::from_secs(30));
+    // Back in sync, it is the preferred leader (first replica) of the
+    // partition it led: the imbalance check gives it back.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = c.metadata(other, Some("term")).unwrap();
+        if leaders(&m, "term") == preferred(&m, "term") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "preferred leaders did not come back: {:?} vs {:?}\n{}",
+            leaders(&m, "term"),
+            preferred(&m, "term"),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        leaders(&c.metadata(other, Some("term")).unwrap(), "term").contains(&i64::from(victim))
+    );
+}
+
+/// The first replica of every partition of `topic` (its preferred leader),
+/// as Metadata lists the replicas in assignment order.
+fn preferred(m: &Value, topic: &str) -> Vec<i64> {
+    partitions(m, topic)
+        .iter()
+        .map(|p| p["replicas"][0]["id"].as_i64().unwrap_or(-1))
+        .collect()
 }

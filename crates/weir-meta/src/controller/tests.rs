@@ -670,3 +670,162 @@ fn alter_partition_is_guarded_by_leader_partition_and_broker_epochs() {
         "{a:?}"
     );
 }
+
+#[test]
+fn preferred_leaders_come_back_at_the_imbalance_check() {
+    let mut s = Sim::new();
+    s.controller = Controller::new(
+        ControllerConfig {
+            leader_imbalance_check_interval_ms: 10_000,
+            ..ControllerConfig::default()
+        },
+        0,
+    );
+    let e: Vec<u64> = (1..=3).map(|b| s.join(0, b)).collect();
+    s.run(0, create("t", 6, 3));
+    let preferred: Vec<i32> = s
+        .image
+        .topics
+        .values()
+        .next()
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| p.replicas[0])
+        .collect();
+    let leaders = |s: &Sim| -> Vec<i32> {
+        s.image
+            .topics
+            .values()
+            .next()
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|p| p.leader)
+            .collect()
+    };
+    assert_eq!(leaders(&s), preferred);
+    // Broker 1 shuts down: its two partitions move; it comes back and
+    // catches up (the ISR takes it back, as its leaders would propose).
+    let applied = s.image.applied;
+    s.run(
+        1000,
+        Request::Heartbeat {
+            broker: 1,
+            epoch: e[0],
+            applied,
+            shutting_down: true,
+        },
+    );
+    assert!(s.image.led_by(1).is_empty());
+    let e1 = s.join(2000, 1);
+    assert!(e1 > e[0]);
+    let beat = |s: &mut Sim, now: i64| {
+        for (b, epoch) in [(1, e1), (2, e[1]), (3, e[2])] {
+            let applied = s.image.applied;
+            s.run(now, heartbeat(b, epoch, applied));
+        }
+    };
+    // At the first check it is out of the ISRs: it is not given them.
+    beat(&mut s, 9000);
+    s.tick(10_000);
+    assert!(s.image.led_by(1).is_empty());
+    let id = *s.image.topics.keys().next().unwrap();
+    for i in 0..6 {
+        let p = s.image.topics[&id].partitions[i].clone();
+        if !p.isr.contains(&1) {
+            let mut isr = p.isr.clone();
+            isr.push(1);
+            commit(
+                &mut s.image,
+                &mut s.index,
+                &[MetaRecord::PartitionChange(PartitionChange {
+                    topic: id,
+                    partition: i as i32,
+                    leader: None,
+                    isr: Some(isr),
+                    replicas: None,
+                })],
+            )
+            .unwrap();
+        }
+    }
+    // In sync again: it leads its preferred partitions at the next check,
+    // not before.
+    beat(&mut s, 18_000);
+    s.tick(19_999);
+    assert!(s.image.led_by(1).is_empty());
+    s.tick(20_000);
+    assert_eq!(leaders(&s), preferred);
+    // Off: never.
+    let mut s2 = Sim::new();
+    s2.controller = Controller::new(
+        ControllerConfig {
+            auto_leader_rebalance: false,
+            leader_imbalance_check_interval_ms: 10,
+            ..ControllerConfig::default()
+        },
+        0,
+    );
+    for b in 1..=2 {
+        s2.join(0, b);
+    }
+    s2.run(0, create("t", 2, 2));
+    let id = *s2.image.topics.keys().next().unwrap();
+    let second = s2.image.topics[&id].partitions[0].replicas[1];
+    commit(
+        &mut s2.image,
+        &mut s2.index,
+        &[MetaRecord::PartitionChange(PartitionChange {
+            topic: id,
+            partition: 0,
+            leader: Some(second),
+            isr: None,
+            replicas: None,
+        })],
+    )
+    .unwrap();
+    assert!(s2.controller.tick(&s2.image, 100).is_empty());
+}
+
+#[test]
+fn with_unclean_election_a_live_out_of_sync_replica_takes_an_offline_partition() {
+    for unclean in [false, true] {
+        let mut s = Sim::new();
+        let e: Vec<u64> = (1..=2).map(|b| s.join(0, b)).collect();
+        let mut req = create("u", 1, 2);
+        if let Request::CreateTopic { configs, .. } = &mut req {
+            configs.insert("unclean.leader.election.enable".into(), unclean.to_string());
+        }
+        s.run(0, req);
+        let id = *s.image.topics.keys().next().unwrap();
+        let leader = s.image.topics[&id].partitions[0].leader;
+        let other = if leader == 1 { 2 } else { 1 };
+        // The follower fell out of the ISR, then the leader died.
+        commit(
+            &mut s.image,
+            &mut s.index,
+            &[MetaRecord::PartitionChange(PartitionChange {
+                topic: id,
+                partition: 0,
+                leader: None,
+                isr: Some(vec![leader]),
+                replicas: None,
+            })],
+        )
+        .unwrap();
+        let mut now = 0;
+        while now < 12_000 {
+            now += 1000;
+            let applied = s.image.applied;
+            s.run(now, heartbeat(other, e[other as usize - 1], applied));
+            s.tick(now);
+        }
+        let p = &s.image.topics[&id].partitions[0];
+        if unclean {
+            assert_eq!((p.leader, p.isr.clone()), (other, vec![other]), "{p:?}");
+        } else {
+            assert_eq!((p.leader, p.isr.clone()), (-1, vec![leader]), "{p:?}");
+        }
+    }
+}
