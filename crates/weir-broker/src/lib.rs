@@ -100,7 +100,10 @@ impl Broker {
                 .with_replication(config.replication),
         );
         let cluster = Arc::new(cluster::Cluster::start(&config, meta.node_id).await?);
-        let coordinators = Arc::new(groups::coordinators::Coordinators::new(config.group_limits));
+        let coordinators = Arc::new(
+            groups::coordinators::Coordinators::new(config.group_limits)
+                .with_registry(topics.clone()),
+        );
         let inter_broker = config.inter_broker_listener_name();
         let local = config
             .client_binds()

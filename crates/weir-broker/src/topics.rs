@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -50,6 +51,38 @@ impl Partition {
     pub fn high_watermark(&self) -> u64 {
         self.replica.high_watermark(&self.log)
     }
+
+    /// Blocks until the high watermark passes `upto` (every in-sync
+    /// replica has what this leader wrote below it), for writes made to
+    /// the log directly (the group coordinator's). At once for a partition
+    /// of one replica.
+    pub fn wait_replicated(&self, upto: u64, within: Duration) -> Result<(), Unreplicated> {
+        let deadline = std::time::Instant::now() + within;
+        self.replica.leader_appended(self.log.log_end_offset());
+        loop {
+            if self.high_watermark() >= upto {
+                return Ok(());
+            }
+            if !self.replica.leads() {
+                return Err(Unreplicated::NotLeader);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Unreplicated::TimedOut);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Why a write was not replicated in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unreplicated {
+    /// Leadership moved away first.
+    #[error("leadership moved before the write was replicated")]
+    NotLeader,
+    /// The in-sync replicas did not all have it in time.
+    #[error("the in-sync replicas did not all have the write in time")]
+    TimedOut,
 }
 
 /// A topic as it is now. Changes replace the whole `Arc<Topic>`; the

@@ -224,6 +224,13 @@ impl Cluster {
         }
     }
 
+    /// Cuts (`true`) or heals (`false`) every inter-broker link.
+    fn cut_all(&self, cut: bool) {
+        for n in &self.nodes {
+            n.repl.as_ref().expect("a proxied cluster").1.cut_all(cut);
+        }
+    }
+
     /// The bytes of every segment of a partition's log on node `id`, in
     /// offset order: replicas in sync hold the same bytes.
     fn log_bytes(&self, id: u16, topic: &str, partition: u32) -> Vec<u8> {
@@ -1663,4 +1670,313 @@ fn preferred(m: &Value, topic: &str) -> Vec<i64> {
         .iter()
         .map(|p| p["replicas"][0]["id"].as_i64().unwrap_or(-1))
         .collect()
+}
+
+/// Five kill -9s of a leader under load: two idempotent acks=all
+/// producers (confluent-kafka and kafka-python) write while, five times,
+/// the leader of one partition is killed, another in-sync replica takes
+/// over, and the victim restarts and catches up. A checker then reads
+/// every partition to its end: every acknowledged message exactly once,
+/// each producer's messages in order within a partition.
+#[test]
+fn five_leader_kills_under_load_lose_and_reorder_nothing_acknowledged() {
+    needs();
+    let mut c = Cluster::start(3);
+    c.create_replicated(1, "five", 3, 3);
+    c.wait_in_sync(1, "five", 3, Duration::from_secs(20));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop");
+    let spawn = |mode: &str, tag: &str, count: &str, extra: &[&str]| {
+        Command::new("python3")
+            .current_dir(&dir)
+            .args(["cluster.py", "--bootstrap", &c.bootstrap(), mode])
+            .args(["--topic", "five", "--tag", tag, "--count", count])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // They write until told to stop, so every kill happens under load.
+    let stop = c._tmp.path().join("stop");
+    let until = stop.to_str().unwrap();
+    let producers = [
+        spawn("produce-confluent", "c", "100000000", &["--until", until]),
+        spawn(
+            "produce-kafka-python",
+            "k",
+            "100000000",
+            &["--idempotent", "--until", until],
+        ),
+    ];
+    for round in 0..5usize {
+        let m = c.wait_leaders(1 + (round as u16 % 3), "five", Duration::from_secs(20));
+        let victim = leaders(&m, "five")[round % 3] as u16;
+        let other = (1..=3u16).find(|&b| b != victim).unwrap();
+        c.kill9(victim);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ls = c.metadata(other, Some("five")).map(|m| leaders(&m, "five"));
+            if ls.as_ref().is_some_and(|l| {
+                l.len() == 3 && l.iter().all(|&x| x >= 0 && x != i64::from(victim))
+            }) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {victim}'s partitions not taken over: {ls:?}\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c.spawn(victim);
+        c.wait_brokers(3, Duration::from_secs(30));
+        c.wait_in_sync(other, "five", 3, Duration::from_secs(30));
+    }
+    std::fs::write(&stop, b"").unwrap();
+    let mut expect = Vec::new();
+    for (p, tag) in producers.into_iter().zip(["c", "k"]) {
+        let out = p.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "producer: {text}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            c.logs()
+        );
+        let n: u64 = text
+            .trim()
+            .strip_prefix("produced ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        // Both wrote through all five failovers.
+        assert!(n > 10_000, "{tag}: only {n} written");
+        expect.push(format!("{tag}={n}"));
+    }
+    let report = c.python(&[
+        "check-log",
+        "--topic",
+        "five",
+        "--expect-tags",
+        &expect.join(","),
+    ]);
+    assert!(report.contains("reordered 0"), "{report}");
+}
+
+/// Every follower cut off, the ISRs shrink to their leaders, then one
+/// broker dies: its partition of a topic with
+/// `unclean.leader.election.enable=true` gets a live out-of-sync replica
+/// as leader (what was written after the cut is lost, by configuration),
+/// while its partition of a topic without it stays offline until the
+/// broker returns with everything; both end in sync.
+#[test]
+fn unclean_election_is_a_topic_s_choice_and_off_keeps_a_partition_offline() {
+    needs();
+    let mut c = Cluster::start_proxied(3, &[]);
+    c.create_with("clean", 3, 3, &[]);
+    c.create_with("dirty", 3, 3, &["unclean.leader.election.enable=true"]);
+    let clean = c.wait_in_sync(1, "clean", 3, Duration::from_secs(20));
+    let dirty = c.wait_in_sync(1, "dirty", 3, Duration::from_secs(20));
+    let victim = 1u16;
+    let pc = leaders(&clean, "clean")
+        .iter()
+        .position(|&l| l == 1)
+        .unwrap() as u32;
+    let pd = leaders(&dirty, "dirty")
+        .iter()
+        .position(|&l| l == 1)
+        .unwrap() as u32;
+    write_lines(&c, "clean", pc, "before", "all");
+    write_lines(&c, "dirty", pd, "before", "all");
+    c.cut_all(true);
+    write_lines(&c, "clean", pc, "cut", "1");
+    write_lines(&c, "dirty", pd, "cut", "1");
+    let isr_of = |topic: &str, p: u32| -> Vec<i64> {
+        c.metadata(2, Some(topic))
+            .map(|m| replica_sets(&m, topic)[p as usize].1.clone())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while isr_of("clean", pc) != [1] || isr_of("dirty", pd) != [1] {
+        assert!(
+            Instant::now() < deadline,
+            "ISRs did not shrink: {:?} {:?}\n{}",
+            isr_of("clean", pc),
+            isr_of("dirty", pd),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.kill9(victim);
+    c.cut_all(false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = c
+            .metadata(2, Some("dirty"))
+            .map(|m| leaders(&m, "dirty")[pd as usize]);
+        if d.is_some_and(|l| l == 2 || l == 3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no unclean leader: {d:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = c.metadata(2, Some("clean")).unwrap();
+    assert_eq!(
+        leaders(&m, "clean")[pc as usize],
+        -1,
+        "clean elected a replica out of the ISR"
+    );
+    // The new leader never had the acks=1 writes made after the cut.
+    same_log(&read_partition(&c, "dirty", pd), &lines("before", 50), &c);
+    write_lines(&c, "dirty", pd, "after", "all");
+
+    c.spawn(victim);
+    c.wait_brokers(3, Duration::from_secs(30));
+    c.wait_in_sync(2, "clean", 3, Duration::from_secs(30));
+    c.wait_in_sync(2, "dirty", 3, Duration::from_secs(30));
+    // The clean partition came back with its leader, everything kept; the
+    // returned broker truncated its dirty tail to the new leader's log.
+    let mut want = lines("before", 50);
+    want.extend(lines("cut", 50));
+    same_log(&read_partition(&c, "clean", pc), &want, &c);
+    let mut want = lines("before", 50);
+    want.extend(lines("after", 50));
+    same_log(&read_partition(&c, "dirty", pd), &want, &c);
+}
+
+/// Writes `prefix-0..49` to one partition with `acks`.
+fn write_lines(c: &Cluster, topic: &str, p: u32, prefix: &str, acks: &str) {
+    let text: String = lines(prefix, 50).iter().map(|l| format!("{l}\n")).collect();
+    c.kcat(
+        &[
+            "-P",
+            "-t",
+            topic,
+            "-p",
+            &p.to_string(),
+            "-X",
+            &format!("acks={acks}"),
+        ],
+        Some(&text),
+    );
+}
+
+/// Every message of one partition, from the beginning.
+fn read_partition(c: &Cluster, topic: &str, p: u32) -> Vec<String> {
+    c.kcat(
+        &[
+            "-C",
+            "-t",
+            topic,
+            "-p",
+            &p.to_string(),
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        None,
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// A commit is answered once every in-sync replica of its
+/// `__consumer_offsets` partition has it: with the coordinator's followers
+/// cut off (for less than `replica.lag.time.max.ms`) no answer comes; once
+/// healed it does, and the coordinator killed with kill -9 right after
+/// that answer loses nothing: the next coordinator (another broker) has
+/// the commit.
+#[test]
+fn an_acknowledged_commit_is_replicated_and_survives_its_coordinator_s_kill() {
+    needs();
+    let mut c = Cluster::start_proxied(3, &[]);
+    c.create_replicated(1, "work", 1, 3);
+    c.wait_in_sync(1, "work", 3, Duration::from_secs(20));
+    write_lines(&c, "work", 0, "m", "all");
+    // Creates __consumer_offsets (replicated over the three) on the way.
+    let before = c.python(&["committed", "--topic", "work", "--group", "g1"]);
+    assert_eq!(before.trim(), "committed 0:-1001", "{before}");
+    let part = offsets_partition("g1", 16);
+    let m = c.wait_in_sync(1, "__consumer_offsets", 3, Duration::from_secs(30));
+    let coordinator = leaders(&m, "__consumer_offsets")[part] as u16;
+    let followers: Vec<u16> = (1..=3u16).filter(|&b| b != coordinator).collect();
+
+    let mut holder = Command::new("python3")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
+        .args(["cluster.py", "--bootstrap", &c.bootstrap(), "commit-once"])
+        .args([
+            "--topic",
+            "work",
+            "--group",
+            "g1",
+            "--count",
+            "30",
+            "--timeout",
+            "60",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = holder.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The consumer joins and reads; the links are cut, then it commits.
+    let read = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    assert_eq!(read, "read 30", "{}", c.logs());
+    for &f in &followers {
+        c.cut(f, coordinator, true);
+    }
+    {
+        use std::io::Write;
+        let mut stdin = holder.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+    }
+    let early = rx.recv_timeout(Duration::from_millis(1500));
+    for &f in &followers {
+        c.cut(f, coordinator, false);
+    }
+    let answered_while_cut = early.is_ok();
+    let line = match early {
+        Ok(line) => line,
+        Err(_) => rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default(),
+    };
+    // The answer is in: the coordinator dies at once.
+    c.kill9(coordinator);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(line.trim(), "committed 0:30", "{line}\n{}", c.logs());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = c
+            .metadata(followers[0], Some("__consumer_offsets"))
+            .map(|m| leaders(&m, "__consumer_offsets")[part]);
+        if l.is_some_and(|l| l >= 0 && l != i64::from(coordinator)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new coordinator: {l:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = c.python(&["committed", "--topic", "work", "--group", "g1"]);
+    assert_eq!(after.trim(), "committed 0:30", "{after}\n{}", c.logs());
+    assert!(
+        !answered_while_cut,
+        "the commit was answered while the coordinator's followers were cut off"
+    );
 }

@@ -41,6 +41,9 @@ pub struct Coordinators {
     partitions: std::sync::atomic::AtomicUsize,
     /// One `follow` at a time.
     following: std::sync::Mutex<()>,
+    /// The broker's registry: commits wait for the in-sync replicas of
+    /// their offsets partition and wake its followers.
+    registry: Option<Arc<crate::topics::Registry>>,
 }
 
 impl Coordinators {
@@ -51,7 +54,14 @@ impl Coordinators {
             loaded: RwLock::default(),
             partitions: std::sync::atomic::AtomicUsize::new(0),
             following: std::sync::Mutex::default(),
+            registry: None,
         }
+    }
+
+    /// Commits are replicated through `registry`'s partitions.
+    pub fn with_registry(mut self, registry: Arc<crate::topics::Registry>) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<i32, Arc<Coordinator>>> {
@@ -106,9 +116,10 @@ impl Coordinators {
                 }
                 keep
             });
-            let wanted: Vec<(i32, Arc<weir_log::Log>)> = (0..topic.partition_count() as i32)
+            let wanted: Vec<(i32, Arc<crate::topics::Partition>)> = (0..topic.partition_count()
+                as i32)
                 .filter(|p| !loaded.contains_key(p))
-                .filter_map(|p| topic.led(p).ok().map(|part| (p, part.log.clone())))
+                .filter_map(|p| topic.led(p).ok().map(|part| (p, part.clone())))
                 .collect();
             (gone, wanted)
         };
@@ -120,9 +131,15 @@ impl Coordinators {
             );
         }
         let mut fresh = Vec::new();
-        for (p, log) in wanted {
-            match OffsetStore::load(log) {
-                Ok(store) => fresh.push((p, Arc::new(Coordinator::new(store, self.limits)))),
+        for (p, part) in wanted {
+            match OffsetStore::load(part.log.clone()) {
+                Ok(store) => {
+                    let store = match &self.registry {
+                        Some(r) => store.replicated_by(part, r.clone()),
+                        None => store,
+                    };
+                    fresh.push((p, Arc::new(Coordinator::new(store, self.limits))));
+                }
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "could not load an offsets partition; its groups are not coordinated here")
                 }

@@ -7,6 +7,12 @@
 //! the same way under Kafka's group key (version 2) and group value
 //! (version 3) layouts. On start the topic is read from its beginning to
 //! rebuild both.
+//!
+//! Where `__consumer_offsets` is replicated, a commit is answered once
+//! every in-sync replica has it (acks=-1), within `offsets.commit.timeout.ms`
+//! (5 s, Kafka's default); the table takes a commit when it is appended, in
+//! log order, so a commit that timed out may still be read back here
+//! (the client got an error and commits again).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +20,23 @@ use std::sync::{Arc, Mutex};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use weir_log::batch::{self, Record};
 use weir_log::{Log, LogError};
+
+use crate::topics::{Partition, Registry, Unreplicated};
+
+/// Kafka's `offsets.commit.timeout.ms` default: how long a commit waits
+/// for the in-sync replicas.
+pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why a commit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Not written here.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Written here, not (yet) on every in-sync replica.
+    #[error(transparent)]
+    Unreplicated(#[from] Unreplicated),
+}
 
 /// One committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +298,9 @@ pub struct OffsetStore {
     write_lock: Mutex<()>,
     /// Group metadata found at load (taken once by the coordinator).
     loaded_groups: Mutex<BTreeMap<String, GroupRecord>>,
+    /// The partition the log belongs to and the registry whose followers
+    /// are woken by appends: commits wait for its in-sync replicas.
+    replicated: Option<(Arc<Partition>, Arc<Registry>)>,
 }
 
 fn now_ms() -> i64 {
@@ -340,7 +366,15 @@ impl OffsetStore {
             table: Mutex::new(table),
             write_lock: Mutex::new(()),
             loaded_groups: Mutex::new(groups),
+            replicated: None,
         })
+    }
+
+    /// Commits wait for `part`'s in-sync replicas; appends wake the
+    /// followers fetching through `registry`.
+    pub fn replicated_by(mut self, part: Arc<Partition>, registry: Arc<Registry>) -> Self {
+        self.replicated = Some((part, registry));
+        self
     }
 
     /// The group metadata read at load, once.
@@ -360,6 +394,10 @@ impl OffsetStore {
         }]);
         let _w = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.log.append(&mut data, now)?;
+        if let Some((part, registry)) = &self.replicated {
+            part.replica.leader_appended(self.log.log_end_offset());
+            registry.notify_appended();
+        }
         Ok(())
     }
 
@@ -372,8 +410,10 @@ impl OffsetStore {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes commits (or deletions, with `None`) durably, then applies them.
-    pub fn write(&self, entries: Vec<(Key, Option<Committed>)>) -> Result<(), LogError> {
+    /// Writes commits (or deletions, with `None`) durably, on every
+    /// in-sync replica where the topic is replicated; the table takes them
+    /// as they are appended.
+    pub fn write(&self, entries: Vec<(Key, Option<Committed>)>) -> Result<(), CommitError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -404,8 +444,14 @@ impl OffsetStore {
             }
             info
         };
+        if let Some((_, registry)) = &self.replicated {
+            registry.notify_appended();
+        }
         // Concurrent commits share this fsync (the log's group commit).
         self.log.flush_until(info.last_offset + 1)?;
+        if let Some((part, _)) = &self.replicated {
+            part.wait_replicated(info.last_offset + 1, COMMIT_TIMEOUT)?;
+        }
         Ok(())
     }
 

@@ -375,10 +375,24 @@ pub(super) async fn offset_commit(
     }
     if let (false, Ok(coordinator)) = (writes.is_empty(), c) {
         let written = tokio::task::spawn_blocking(move || coordinator.offsets.write(writes)).await;
-        if !matches!(written, Ok(Ok(()))) {
+        use crate::groups::offsets::CommitError;
+        use crate::topics::Unreplicated;
+        let code = match written {
+            Ok(Ok(())) => 0,
+            // As Kafka answers: clients find the coordinator again, or
+            // retry the commit.
+            Ok(Err(CommitError::Unreplicated(Unreplicated::NotLeader))) => {
+                ResponseError::NotCoordinator.code()
+            }
+            Ok(Err(CommitError::Unreplicated(Unreplicated::TimedOut))) => {
+                ResponseError::RequestTimedOut.code()
+            }
+            _ => ResponseError::KafkaStorageError.code(),
+        };
+        if code != 0 {
             for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
                 if p.error_code == 0 {
-                    p.error_code = ResponseError::KafkaStorageError.code();
+                    p.error_code = code;
                 }
             }
         }
