@@ -74,6 +74,26 @@ fn has_error(resp: &FetchResponse) -> bool {
 /// A follower's fetch tells the leader where each of its logs ends
 /// (durably): the leader's HW may move, and the follower may join the ISR.
 fn note_positions(broker: &Broker, req: &FetchRequest, version: i16, id: i32) {
+    // KIP-903: a fetch from an earlier incarnation of that broker (a
+    // process that should be gone, whose log may have lost an unsynced
+    // tail since) does not count toward the ISR or the HW.
+    if version >= 15 && req.replica_state.replica_epoch >= 0 {
+        let current = broker
+            .cluster()
+            .image()
+            .brokers
+            .get(&id)
+            .map(|b| b.epoch as i64);
+        if current != Some(req.replica_state.replica_epoch) {
+            tracing::debug!(
+                replica = id,
+                epoch = req.replica_state.replica_epoch,
+                ?current,
+                "a fetch from a stale broker epoch: its positions are not counted"
+            );
+            return;
+        }
+    }
     let now = super::now_ms();
     let mut moved = false;
     for ft in &req.topics {
