@@ -268,9 +268,33 @@ pub fn render(broker: &Broker) -> String {
     let mut sizes = String::new();
     let mut starts = String::new();
     let mut ends = String::new();
+    let mut hws = String::new();
+    let mut isrs = String::new();
+    let (mut under, mut under_min) = (0u64, 0u64);
+    let min_isr = broker.config().replication.min_insync_replicas;
     for t in &topics {
+        let topic_min = t
+            .overrides
+            .get("min.insync.replicas")
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .unwrap_or(min_isr);
         for p in &t.partitions {
             let labels = format!("topic=\"{}\",partition=\"{}\"", label(&t.name), p.index);
+            let _ = writeln!(
+                hws,
+                "weir_partition_high_watermark{{{labels}}} {}",
+                p.high_watermark()
+            );
+            // What the leader knows: counted where the partition is led.
+            if let (Some(info), Some(isr)) = (t.assignment.get(p.index as usize), p.replica.isr()) {
+                let _ = writeln!(
+                    isrs,
+                    "weir_partition_in_sync_replicas{{{labels}}} {}",
+                    isr.len()
+                );
+                under += u64::from(isr.len() < info.replicas.len());
+                under_min += u64::from((isr.len() as i32) < topic_min);
+            }
             let _ = writeln!(
                 sizes,
                 "weir_partition_size_bytes{{{labels}}} {}",
@@ -310,6 +334,49 @@ pub fn render(broker: &Broker) -> String {
         "Offset the next message of a partition will get.",
     );
     out.push_str(&ends);
+    header(
+        &mut out,
+        "weir_partition_high_watermark",
+        "gauge",
+        "Offset below which a partition's messages are on every in-sync replica (what consumers see).",
+    );
+    out.push_str(&hws);
+    header(
+        &mut out,
+        "weir_partition_in_sync_replicas",
+        "gauge",
+        "In-sync replicas of a replicated partition led by this broker.",
+    );
+    out.push_str(&isrs);
+    header(
+        &mut out,
+        "weir_under_replicated_partitions",
+        "gauge",
+        "Partitions led by this broker with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions).",
+    );
+    let _ = writeln!(out, "weir_under_replicated_partitions {under}");
+    header(
+        &mut out,
+        "weir_under_min_isr_partitions",
+        "gauge",
+        "Partitions led by this broker with fewer in-sync replicas than min.insync.replicas: acks=all is refused there.",
+    );
+    let _ = writeln!(out, "weir_under_min_isr_partitions {under_min}");
+    let offline = broker
+        .cluster()
+        .image()
+        .topics
+        .values()
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| p.leader < 0)
+        .count();
+    header(
+        &mut out,
+        "weir_offline_partitions",
+        "gauge",
+        "Partitions of the cluster without a leader (Kafka's OfflinePartitionsCount).",
+    );
+    let _ = writeln!(out, "weir_offline_partitions {offline}");
     header(
         &mut out,
         "weir_log_fsync_duration_seconds",

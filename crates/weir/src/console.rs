@@ -493,11 +493,15 @@ impl Live<'_> {
             .iter()
             .map(|p| {
                 let segments = p.log.segments();
+                let info = t.assignment.get(p.index as usize);
                 json!({
                     "partition": p.index,
-                    "leader": self.broker.meta().node_id,
+                    "leader": info.map_or(-1, |i| i.leader),
+                    "replicas": info.map(|i| i.replicas.clone()).unwrap_or_default(),
+                    "isr": info.map(|i| i.isr.clone()).unwrap_or_default(),
                     "log_start_offset": p.log.log_start_offset(),
                     "log_end_offset": p.log.log_end_offset(),
+                    "high_watermark": p.high_watermark(),
                     "size_bytes": p.log.size_bytes(),
                     "segments": segments.len(),
                 })

@@ -299,6 +299,16 @@ impl Cluster {
         out
     }
 
+    /// GET `path` on node `id`'s HTTP port: the body when 200.
+    fn http_get(&self, id: u16, path: &str) -> Option<String> {
+        let n = self.node(id);
+        let url =
+            weir_pipeline::http::Url::parse(&format!("http://{}:{}{path}", n.host, n.http)).ok()?;
+        let (status, body) =
+            weir_pipeline::http::request("GET", &url, &[], b"", Duration::from_secs(5)).ok()?;
+        (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// The console's Brokers view of one node.
     fn brokers(&self, id: u16) -> Option<Value> {
         let n = self.node(id);
@@ -1453,6 +1463,23 @@ fn a_follower_cut_off_leaves_the_isr_and_rejoins_when_healed() {
     let mut want = lines("before", 100);
     want.extend(lines("during", 1000));
     same_log(&c.read_all("cut"), &want, &c);
+    // The leader reports it, in its metrics and on the console.
+    let metrics = c.http_get(leader, "/metrics").unwrap();
+    assert!(
+        metrics.contains("weir_under_replicated_partitions 1")
+            && metrics.contains("weir_partition_in_sync_replicas{topic=\"cut\",partition=\"0\"} 2")
+            && metrics
+                .contains("weir_partition_high_watermark{topic=\"cut\",partition=\"0\"} 1100"),
+        "{metrics}"
+    );
+    let page: Value =
+        serde_json::from_str(&c.http_get(leader, "/api/v1/console/topics/cut").unwrap()).unwrap();
+    assert_eq!(
+        page["partitions"][0]["isr"].as_array().unwrap().len(),
+        2,
+        "{page}"
+    );
+    assert_eq!(page["partitions"][0]["leader"], i64::from(leader), "{page}");
 
     c.cut(off, leader, false);
     c.wait_in_sync(leader, "cut", 3, Duration::from_secs(20));
@@ -1464,6 +1491,11 @@ fn a_follower_cut_off_leaves_the_isr_and_rejoins_when_healed() {
         vec![i64::from(leader)]
     );
     c.wait_identical("cut", &[leader, off, kept], Duration::from_secs(10));
+    let metrics = c.http_get(leader, "/metrics").unwrap();
+    assert!(
+        metrics.contains("weir_under_replicated_partitions 0"),
+        "{metrics}"
+    );
 }
 
 /// Both followers cut off with `min.insync.replicas=2`: once they have

@@ -466,6 +466,14 @@ fn metrics_parse_with_the_prometheus_parser_and_cover_broker_topics_groups_pipel
                     .any(|x| x["group"] == "weir-flow-a" && x["partitions"] == 1)
             })
     });
+    // Flow B reads its topic too (both flows start together; under load
+    // one may be a little behind the other).
+    up.wait_for(40, "flow B to read nginxlog", |u| {
+        u.get("/metrics").1.lines().any(|l| {
+            l.strip_prefix("weir_topic_bytes_out_total{topic=\"nginxlog\"} ")
+                .is_some_and(|v| v.trim() != "0")
+        })
+    });
     let (status, text) = up.get("/metrics");
     assert_eq!(status, 200);
     let samples = prometheus_parse(&text);

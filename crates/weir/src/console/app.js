@@ -202,9 +202,12 @@ async function topic(name) {
   main().innerHTML = `<h1>Topic ${esc(t.name)}</h1><p class="muted">id ${esc(t.id)}</p>${del}
   <h2>Partitions</h2>` + table([
     col("Partition", "partition", { num: true }),
-    col("Leader", "leader", { num: true }),
+    col("Leader", r => r.leader < 0 ? "none" : r.leader, { num: true }),
+    col("Replicas", r => r.replicas.join(", ")),
+    col("In sync", r => r.isr.length < r.replicas.length ? `${r.isr.join(", ")} (under-replicated)` : r.isr.join(", ")),
     col("Start offset", "log_start_offset", { num: true }),
     col("End offset", "log_end_offset", { num: true }),
+    col("High watermark", "high_watermark", { num: true }),
     col("Messages", r => r.log_end_offset - r.log_start_offset, { num: true }),
     col("Size", r => fmtBytes(r.size_bytes)),
     col("Segments", "segments", { num: true }),
