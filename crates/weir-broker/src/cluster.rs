@@ -175,8 +175,19 @@ impl Cluster {
         let node = MetaNode::start(node_config, Arc::new(weir_log::FsStorage))
             .await
             .map_err(|e| BrokerError::Cluster(e.to_string()))?;
-        let raft_addr =
-            (!voter).then(|| format!("{}:{}", config.advertised().0, node.local_addr().port()));
+        // A broker-only node's metadata endpoint: its CONTROLLER listener
+        // as advertised when it has one, else its broker host with the
+        // port its metadata node took.
+        let raft_addr = (!voter).then(|| {
+            config
+                .kraft
+                .controller_listener()
+                .and_then(|l| config.kraft.advertised.iter().find(|a| a.name == l.name))
+                .map(|a| format!("{}:{}", a.host, a.port))
+                .unwrap_or_else(|| {
+                    format!("{}:{}", config.advertised().0, node.local_addr().port())
+                })
+        });
         let endpoints = config
             .advertised_endpoints()
             .into_iter()

@@ -3,6 +3,7 @@
 //! body, one request and its answer at a time. Raft's three RPCs and the
 //! controller calls other nodes forward to the active controller share it.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -99,20 +100,55 @@ pub async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> std::io:
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// Connects to `host:port`, from the local address `local` when given (a
+/// node's connections to its peers leave from the address it listens on,
+/// as a firewall rule or a test's proxy expects).
+pub async fn connect_from(
+    host: &str,
+    port: u16,
+    local: Option<IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let Some(local) = local.filter(|ip| !ip.is_unspecified()) else {
+        return TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        // No address of the local one's family: as the system picks.
+        None => TcpStream::connect((host, port)).await,
+    }
+}
+
 /// A connection to one peer, opened on first use and after a failure.
 #[derive(Debug)]
 pub struct Peer {
     target: NodeId,
     addr: String,
+    local: Option<IpAddr>,
     stream: Option<TcpStream>,
 }
 
 impl Peer {
-    /// A peer at `addr` (`host:port`).
-    pub fn new(target: NodeId, addr: String) -> Self {
+    /// A peer at `addr` (`host:port`), reached from `local` when given.
+    pub fn new(target: NodeId, addr: String, local: Option<IpAddr>) -> Self {
         Self {
             target,
             addr,
+            local,
             stream: None,
         }
     }
@@ -121,7 +157,17 @@ impl Peer {
     pub async fn call(&mut self, rpc: &Rpc, timeout: Duration) -> Result<RpcReply, CallError> {
         let result = tokio::time::timeout(timeout, async {
             if self.stream.is_none() {
-                let s = TcpStream::connect(&self.addr)
+                let (host, port) = self
+                    .addr
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+                    .ok_or_else(|| {
+                        CallError::Unreachable(std::io::Error::other(format!(
+                            "bad peer address {}",
+                            self.addr
+                        )))
+                    })?;
+                let s = connect_from(host, port, self.local)
                     .await
                     .map_err(CallError::Unreachable)?;
                 let _ = s.set_nodelay(true);
@@ -172,15 +218,19 @@ fn unexpected<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
     )))
 }
 
-/// openraft's network factory: a [`Peer`] per target.
+/// openraft's network factory: a [`Peer`] per target, reached from the
+/// node's listen address.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// The local address connections leave from.
+    pub local: Option<IpAddr>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer::new(target, node.addr.clone())
+        Peer::new(target, node.addr.clone(), self.local)
     }
 }
 

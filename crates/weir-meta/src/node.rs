@@ -126,6 +126,8 @@ pub struct MetaNode {
     image: watch::Receiver<Arc<Image>>,
     calls: mpsc::Sender<Call>,
     voters: BTreeMap<NodeId, String>,
+    /// Where connections to the other nodes leave from.
+    local: Option<std::net::IpAddr>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -160,7 +162,9 @@ impl MetaNode {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network,
+            Network {
+                local: Some(config.listen.ip()),
+            },
             LogStore::new(store),
             sm,
         )
@@ -210,6 +214,7 @@ impl MetaNode {
             image,
             calls,
             voters: config.voters,
+            local: Some(config.listen.ip()),
             tasks: Mutex::new(tasks),
         })
     }
@@ -262,7 +267,9 @@ impl MetaNode {
                 }
                 Some(l) => match self.voters.get(&l) {
                     Some(addr) => {
-                        let peer = peers.entry(l).or_insert_with(|| Peer::new(l, addr.clone()));
+                        let peer = peers
+                            .entry(l)
+                            .or_insert_with(|| Peer::new(l, addr.clone(), self.local));
                         match peer
                             .call(&Rpc::Controller(request.clone()), Duration::from_secs(5))
                             .await

@@ -34,6 +34,10 @@ struct Node {
     /// With cuttable links: the port of its REPLICATION listener (the
     /// inter-broker one) and the proxy advertised in front of it.
     repl: Option<(u16, Proxy)>,
+    /// With cuttable links: the proxy in front of its controller listener
+    /// (a broker-only node's is its metadata endpoint, which the
+    /// controller pushes the metadata log to).
+    ctl: Option<Proxy>,
 }
 
 impl Node {
@@ -46,6 +50,9 @@ impl Node {
 struct Cluster {
     nodes: Vec<Node>,
     voters: String,
+    /// `controller.quorum.voters` for broker-only nodes (the proxies of a
+    /// proxied cluster).
+    proxied_voters: String,
     /// Broker settings every node gets beside the defaults.
     sets: Vec<String>,
     _tmp: tempfile::TempDir,
@@ -81,6 +88,13 @@ impl Cluster {
         )
     }
 
+    /// Node i+1 with `roles[i]`, every link through a proxy: with
+    /// broker-only nodes and controller-only ones, [`Cluster::isolate`]
+    /// cuts a broker from the quorum and from the other brokers.
+    fn start_proxied_roles(roles: &[&'static str], sets: &[&str]) -> Self {
+        Self::start_inner(roles, sets.iter().map(|s| s.to_string()).collect(), true)
+    }
+
     fn start_full(roles: &[&'static str], sets: Vec<String>) -> Self {
         Self::start_inner(roles, sets, false)
     }
@@ -107,8 +121,30 @@ impl Cluster {
                     );
                     (port, proxy)
                 }),
+                ctl: None,
             })
             .collect();
+        let mut nodes = nodes;
+        if proxied {
+            for n in &mut nodes {
+                let host: std::net::IpAddr = n.host.parse().unwrap();
+                n.ctl = Some(Proxy::start(
+                    std::net::SocketAddr::new(host, 0),
+                    std::net::SocketAddr::new(host, n.controller),
+                ));
+            }
+        }
+        // What broker-only nodes of a proxied cluster are told: the
+        // controllers' proxies (a controller's own entry names its port).
+        let proxied_voters = nodes
+            .iter()
+            .filter(|n| n.roles.contains("controller"))
+            .map(|n| match &n.ctl {
+                Some(p) => format!("{}@{}", n.id, p.addr),
+                None => format!("{}@{}:{}", n.id, n.host, n.controller),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         let voters = nodes
             .iter()
             .filter(|n| n.roles.contains("controller"))
@@ -118,6 +154,7 @@ impl Cluster {
         let mut c = Cluster {
             nodes,
             voters,
+            proxied_voters,
             sets,
             _tmp: tmp,
         };
@@ -134,7 +171,7 @@ impl Cluster {
     }
 
     fn spawn(&mut self, id: u16) {
-        let voters = self.voters.clone();
+        let mut voters = self.voters.clone();
         let sets: Vec<String> = self
             .sets
             .iter()
@@ -155,13 +192,20 @@ impl Cluster {
             ),
         };
         let mut more = Vec::new();
-        if let Some((port, proxy)) = &n.repl {
+        if let (Some((port, proxy)), true) = (&n.repl, n.roles.contains("broker")) {
             listeners.push_str(&format!(",REPLICATION://{}:{port}", n.host));
+            let mut advertised = format!(
+                "advertised.listeners=PLAINTEXT://{}:{},REPLICATION://{}",
+                n.host, n.port, proxy.addr
+            );
+            if n.roles == "broker" {
+                // Its metadata endpoint, behind its proxy.
+                listeners.push_str(&format!(",CONTROLLER://{}:{}", n.host, n.controller));
+                advertised.push_str(&format!(",CONTROLLER://{}", n.ctl.as_ref().unwrap().addr));
+                voters = self.proxied_voters.clone();
+            }
             more = vec![
-                format!(
-                    "advertised.listeners=PLAINTEXT://{}:{},REPLICATION://{}",
-                    n.host, n.port, proxy.addr
-                ),
+                advertised,
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,REPLICATION:PLAINTEXT".to_owned(),
                 "inter.broker.listener.name=REPLICATION".to_owned(),
             ];
@@ -221,6 +265,25 @@ impl Cluster {
             proxy.cut(ip);
         } else {
             proxy.heal(ip);
+        }
+    }
+
+    /// Cuts (`true`) or heals (`false`) every link of node `id` but its
+    /// clients': to and from the other brokers and the quorum.
+    fn isolate(&self, id: u16, cut: bool) {
+        let me = self.node(id);
+        let ip: std::net::IpAddr = me.host.parse().unwrap();
+        for p in me.repl.iter().map(|r| &r.1).chain(me.ctl.iter()) {
+            p.cut_all(cut);
+        }
+        for n in self.nodes.iter().filter(|n| n.id != id) {
+            for p in n.repl.iter().map(|r| &r.1).chain(n.ctl.iter()) {
+                if cut {
+                    p.cut(ip);
+                } else {
+                    p.heal(ip);
+                }
+            }
         }
     }
 
@@ -2010,5 +2073,132 @@ fn an_acknowledged_commit_is_replicated_and_survives_its_coordinator_s_kill() {
     assert!(
         !answered_while_cut,
         "the commit was answered while the coordinator's followers were cut off"
+    );
+}
+
+/// A leader cut off from the quorum and from the other brokers while its
+/// clients still reach it (three broker-only nodes, one controller-only
+/// node, every link through a proxy): it cannot acknowledge an acks=all
+/// write, as no follower fetches and no ISR change can commit; the
+/// controller fences it and another in-sync replica takes over; after the
+/// links heal it learns the new leader epoch, cuts the tail it took alone
+/// where the new leader's log diverges, and the replicas end
+/// byte-identical: everything acknowledged with acks=all, nothing else.
+#[test]
+fn a_leader_cut_off_from_quorum_and_followers_acknowledges_nothing_and_rejoins() {
+    needs();
+    let c = Cluster::start_proxied_roles(&["broker", "broker", "broker", "controller"], &[]);
+    c.create_with("iso", 1, 3, &["min.insync.replicas=2"]);
+    let m = c.wait_in_sync(1, "iso", 3, Duration::from_secs(30));
+    let leader = leaders(&m, "iso")[0] as u16;
+    let followers: Vec<u16> = (1..=3u16).filter(|&b| b != leader).collect();
+    write_lines(&c, "iso", 0, "before", "all");
+
+    c.isolate(leader, true);
+    let cut_at = Instant::now();
+    let via = c.node(leader).addr();
+    // Through the cut-off leader, which still thinks it leads.
+    let (acked_all, out_all) = c.produce_acked(
+        &via,
+        &[
+            "--topic",
+            "iso",
+            "--tag",
+            "alone-all",
+            "--count",
+            "20",
+            "--timeout-ms",
+            "4000",
+        ],
+    );
+    let (acked_one, out_one) = c.produce_acked(
+        &via,
+        &[
+            "--topic",
+            "iso",
+            "--tag",
+            "alone-one",
+            "--count",
+            "20",
+            "--acks",
+            "1",
+            "--timeout-ms",
+            "4000",
+        ],
+    );
+    assert!(
+        acked_all.is_empty(),
+        "acks=all acknowledged by a cut-off leader: {out_all}"
+    );
+    // The rest of the cluster moved on: a follower leads.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = c
+            .metadata(followers[0], Some("iso"))
+            .map(|m| leaders(&m, "iso")[0]);
+        if l.is_some_and(|l| followers.contains(&(l as u16))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader: {l:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = cut_at.elapsed();
+    let others = format!(
+        "{},{}",
+        c.node(followers[0]).addr(),
+        c.node(followers[1]).addr()
+    );
+    let (acked, out) = c.produce_acked(
+        &others,
+        &[
+            "--topic",
+            "iso",
+            "--tag",
+            "after",
+            "--count",
+            "50",
+            "--timeout-ms",
+            "20000",
+        ],
+    );
+    assert_eq!(acked.len(), 50, "{out}");
+
+    c.isolate(leader, false);
+    c.wait_in_sync(followers[0], "iso", 3, Duration::from_secs(30));
+    let mut want = lines("before", 50);
+    want.extend((0..50).map(|i| format!("after:{i}")));
+    let got = c.kcat(
+        &[
+            "-b",
+            &others,
+            "-C",
+            "-t",
+            "iso",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        None,
+    );
+    let got: Vec<String> = got.lines().map(str::to_owned).collect();
+    same_log(&got, &want, &c);
+    c.wait_identical(
+        "iso",
+        &[leader, followers[0], followers[1]],
+        Duration::from_secs(10),
+    );
+    let log = std::fs::read_to_string(&c.node(leader).log).unwrap();
+    assert!(
+        log.contains("the log diverges from the leader's: truncating"),
+        "the old leader kept its tail (acks=1 acknowledged {} of 20: {out_one}, new leader after {took:?})\n{}",
+        acked_one.len(),
+        c.logs()
     );
 }

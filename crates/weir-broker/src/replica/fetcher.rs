@@ -8,7 +8,7 @@
 //! says it differs (KIP-595), never anywhere else.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -182,8 +182,11 @@ async fn run(
             }
             continue;
         };
-        let stream = match tokio::time::timeout(Duration::from_secs(5), connect(&host, port, local))
-            .await
+        let stream = match tokio::time::timeout(
+            Duration::from_secs(5),
+            weir_meta::network::connect_from(&host, port, local),
+        )
+        .await
         {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -237,35 +240,6 @@ async fn run(
                 }
             }
         }
-    }
-}
-
-/// Connects to a leader, from `local` when given (so a broker's
-/// replication traffic leaves from the address it listens on, as a
-/// firewall rule or a test's proxy expects).
-async fn connect(host: &str, port: u16, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let Some(local) = local else {
-        return TcpStream::connect((host, port)).await;
-    };
-    let mut last = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        if addr.is_ipv4() != local.is_ipv4() {
-            continue;
-        }
-        let socket = match addr {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.bind(SocketAddr::new(local, 0))?;
-        match socket.connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    match last {
-        Some(e) => Err(e),
-        // No address of the leader's family: connect as the system picks.
-        None => TcpStream::connect((host, port)).await,
     }
 }
 
