@@ -29,14 +29,23 @@ fn opt(s: &str) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.to_owned()))
 }
 
-/// The coordinator of `group` here, or NOT_COORDINATOR (the client asks
+/// The coordinator of `group` here; COORDINATOR_LOAD_IN_PROGRESS while
+/// this broker leads the group's offsets partition but has not loaded it
+/// yet (the client retries here), else NOT_COORDINATOR (the client asks
 /// FindCoordinator again).
 fn coordinator(broker: &Broker, group: &str) -> Result<Arc<Coordinator>, i16> {
-    broker
-        .groups()
-        .for_group(group)
-        .filter(|c| !c.resigned())
-        .ok_or(ResponseError::NotCoordinator.code())
+    if let Some(c) = broker.groups().for_group(group).filter(|c| !c.resigned()) {
+        return Ok(c);
+    }
+    let leads = broker.topics().get(crate::OFFSETS_TOPIC).is_some_and(|t| {
+        let p = crate::groups::coordinators::partition_for(group, t.partition_count());
+        t.led(p).is_ok()
+    });
+    Err(if leads {
+        ResponseError::CoordinatorLoadInProgress.code()
+    } else {
+        ResponseError::NotCoordinator.code()
+    })
 }
 
 /// Where a group's coordinator is: the leader of its `__consumer_offsets`

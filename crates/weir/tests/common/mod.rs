@@ -39,12 +39,29 @@ pub struct Broker {
     _tmp: tempfile::TempDir,
 }
 
+///
+/// Chosen below the kernel's ephemeral range (32768 and up by default), so
+/// no outgoing connection's source port (brokers of a cluster connect to
+/// each other from their own 127.0.0.x) can take it before the server
+/// binds it; free on 127.0.0.1 to .4, where the cluster tests put nodes.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 20);
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // A multiplicative hash spreads the tries of concurrent tests.
+        let port =
+            16_000 + (seed.wrapping_add(n).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % 16_000;
+        let port = port as u16;
+        if (1..=4).all(|i| TcpListener::bind((format!("127.0.0.{i}").as_str(), port)).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// Waits until something accepts connections on the port (at most 10 s).
