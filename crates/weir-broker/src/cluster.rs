@@ -113,16 +113,7 @@ fn node_config(config: &BrokerConfig, me: i32) -> Result<NodeConfig, BrokerError
         })
     };
     let listen: SocketAddr = match kraft.controller_listener() {
-        Some(l) => {
-            let host = if l.host.is_empty() {
-                "0.0.0.0"
-            } else {
-                &l.host
-            };
-            format!("{host}:{}", l.port)
-                .parse()
-                .map_err(|e| bad(format!("controller listener {host}:{}: {e}", l.port)))?
-        }
+        Some(l) => crate::config::resolve(l).map_err(bad)?,
         // A broker-only node: beside its broker listener, a port of its own
         // (it tells the controller at registration).
         None if !kraft.voters.is_empty() => SocketAddr::new(config.listen.ip(), 0),

@@ -141,7 +141,7 @@ pub struct KraftSettings {
 }
 
 /// The address to bind for a listener (an empty host: every interface).
-fn resolve(l: &Listener) -> Result<SocketAddr, String> {
+pub(crate) fn resolve(l: &Listener) -> Result<SocketAddr, String> {
     let host = if l.host.is_empty() {
         "0.0.0.0"
     } else {

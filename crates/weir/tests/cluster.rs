@@ -441,6 +441,30 @@ impl Cluster {
         }
     }
 
+    /// Polls the leaders of `topic` (by partition) as node `id` gives them
+    /// until `ok` holds; returns them.
+    fn leaders_until(
+        &self,
+        id: u16,
+        topic: &str,
+        within: Duration,
+        ok: impl Fn(&[i64]) -> bool,
+    ) -> Vec<i64> {
+        let deadline = Instant::now() + within;
+        loop {
+            let ls = self.metadata(id, Some(topic)).map(|m| leaders(&m, topic));
+            if let Some(ls) = ls.as_ref().filter(|l| !l.is_empty() && ok(l)) {
+                return ls.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic}: leaders {ls:?} not as wanted within {within:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until every partition of `topic` has a leader, seen from `id`.
     fn wait_leaders(&self, id: u16, topic: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
@@ -1128,25 +1152,12 @@ fn replicated_partitions_fail_over_with_nothing_acknowledged_lost() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let killed_at = Instant::now();
     c.kill9(victim);
     // Its leadership moves to another in-sync replica once its session
     // times out; the partition stays served.
-    loop {
-        let now = c.metadata(other, Some("rep")).map(|m| leaders(&m, "rep"));
-        if let Some(ls) = &now
-            && ls.len() == 3
-            && ls.iter().all(|&l| l >= 0 && l != i64::from(victim))
-        {
-            break;
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(15),
-            "broker {victim}'s partitions were not taken over: {now:?}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.leaders_until(other, "rep", Duration::from_secs(15), |l| {
+        l.len() == 3 && l.iter().all(|&x| x >= 0 && x != i64::from(victim))
+    });
     let out = producer.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -1186,15 +1197,9 @@ fn replicated_partitions_fail_over_with_nothing_acknowledged_lost() {
     c.kill9(second);
     let survivor = (1..=3u16).find(|&b| b != second).unwrap();
     c.wait_leaders(survivor, "rep", Duration::from_secs(15));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while leaders(&c.metadata(survivor, Some("rep")).unwrap(), "rep").contains(&i64::from(second)) {
-        assert!(
-            Instant::now() < deadline,
-            "{second} still leads\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.leaders_until(survivor, "rep", Duration::from_secs(15), |l| {
+        !l.contains(&i64::from(second))
+    });
     let got = c.python(&[
         "consume",
         "--topic",
@@ -1287,24 +1292,9 @@ fn acks_all_waits_for_the_in_sync_followers_and_failover_keeps_one_log() {
         acked.is_empty(),
         "acknowledged without the followers: {text}"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ls = c
-            .metadata(followers[0], Some("paused"))
-            .map(|m| leaders(&m, "paused"));
-        if ls
-            .as_ref()
-            .is_some_and(|l| l.len() == 1 && followers.contains(&(l[0] as u16)))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new leader: {ls:?}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    c.leaders_until(followers[0], "paused", Duration::from_secs(20), |l| {
+        followers.contains(&(l[0] as u16))
+    });
     let after: String = (0..100).map(|i| format!("after-{i}\n")).collect();
     c.kcat(
         &["-P", "-t", "paused", "-p", "0", "-X", "acks=all"],
@@ -1808,21 +1798,9 @@ fn five_leader_kills_under_load_lose_and_reorder_nothing_acknowledged() {
         let victim = leaders(&m, "five")[round % 3] as u16;
         let other = (1..=3u16).find(|&b| b != victim).unwrap();
         c.kill9(victim);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let ls = c.metadata(other, Some("five")).map(|m| leaders(&m, "five"));
-            if ls.as_ref().is_some_and(|l| {
-                l.len() == 3 && l.iter().all(|&x| x >= 0 && x != i64::from(victim))
-            }) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: {victim}'s partitions not taken over: {ls:?}\n{}",
-                c.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        c.leaders_until(other, "five", Duration::from_secs(15), |l| {
+            l.iter().all(|&x| x >= 0 && x != i64::from(victim))
+        });
         c.spawn(victim);
         c.wait_brokers(3, Duration::from_secs(30));
         c.wait_in_sync(other, "five", 3, Duration::from_secs(30));
@@ -1903,21 +1881,9 @@ fn unclean_election_is_a_topic_s_choice_and_off_keeps_a_partition_offline() {
     }
     c.kill9(victim);
     c.cut_all(false);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let d = c
-            .metadata(2, Some("dirty"))
-            .map(|m| leaders(&m, "dirty")[pd as usize]);
-        if d.is_some_and(|l| l == 2 || l == 3) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no unclean leader: {d:?}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.leaders_until(2, "dirty", Duration::from_secs(20), |l| {
+        [2, 3].contains(&l[pd as usize])
+    });
     let m = c.metadata(2, Some("clean")).unwrap();
     assert_eq!(
         leaders(&m, "clean")[pc as usize],
@@ -2053,21 +2019,12 @@ fn an_acknowledged_commit_is_replicated_and_survives_its_coordinator_s_kill() {
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(line.trim(), "committed 0:30", "{line}\n{}", c.logs());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let l = c
-            .metadata(followers[0], Some("__consumer_offsets"))
-            .map(|m| leaders(&m, "__consumer_offsets")[part]);
-        if l.is_some_and(|l| l >= 0 && l != i64::from(coordinator)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new coordinator: {l:?}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.leaders_until(
+        followers[0],
+        "__consumer_offsets",
+        Duration::from_secs(20),
+        |l| l[part] >= 0 && l[part] != i64::from(coordinator),
+    );
     let after = c.python(&["committed", "--topic", "work", "--group", "g1"]);
     assert_eq!(after.trim(), "committed 0:30", "{after}\n{}", c.logs());
     assert!(
@@ -2131,21 +2088,9 @@ fn a_leader_cut_off_from_quorum_and_followers_acknowledges_nothing_and_rejoins()
         "acks=all acknowledged by a cut-off leader: {out_all}"
     );
     // The rest of the cluster moved on: a follower leads.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let l = c
-            .metadata(followers[0], Some("iso"))
-            .map(|m| leaders(&m, "iso")[0]);
-        if l.is_some_and(|l| followers.contains(&(l as u16))) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new leader: {l:?}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.leaders_until(followers[0], "iso", Duration::from_secs(20), |l| {
+        followers.contains(&(l[0] as u16))
+    });
     let took = cut_at.elapsed();
     let others = format!(
         "{},{}",
