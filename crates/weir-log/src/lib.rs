@@ -38,6 +38,7 @@ mod config;
 pub mod epochs;
 mod error;
 mod flusher;
+pub mod frames;
 mod index;
 mod log;
 pub mod metrics;

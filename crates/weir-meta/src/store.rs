@@ -18,9 +18,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use weir_log::{Storage, StorageFile};
+use weir_log::{Storage, StorageFile, frames};
 
-const FRAME_HEAD: usize = 4 + 4 + 8 + 8;
+const FRAME_HEAD: usize = frames::HEAD + 8 + 8;
 /// Largest payload accepted (a metadata record batch is far smaller).
 pub const MAX_PAYLOAD: usize = 64 << 20;
 
@@ -66,15 +66,11 @@ pub struct MetaStore {
 }
 
 fn encode(e: &Entry) -> Vec<u8> {
-    let mut rest = Vec::with_capacity(16 + e.payload.len());
-    rest.extend_from_slice(&e.index.to_be_bytes());
-    rest.extend_from_slice(&e.term.to_be_bytes());
-    rest.extend_from_slice(&e.payload);
-    let mut out = Vec::with_capacity(8 + rest.len());
-    out.extend_from_slice(&((rest.len() + 4) as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&rest).to_be_bytes());
-    out.extend_from_slice(&rest);
-    out
+    let mut body = Vec::with_capacity(16 + e.payload.len());
+    body.extend_from_slice(&e.index.to_be_bytes());
+    body.extend_from_slice(&e.term.to_be_bytes());
+    body.extend_from_slice(&e.payload);
+    frames::encode(&body)
 }
 
 fn read_all(file: &dyn StorageFile, path: &Path) -> Result<Vec<u8>, StoreError> {
@@ -85,30 +81,26 @@ fn read_all(file: &dyn StorageFile, path: &Path) -> Result<Vec<u8>, StoreError> 
 }
 
 /// Parses whole, valid entries from the start of `data`; returns them as
-/// (index, term, position) and the length of that valid prefix.
+/// (index, term, position) and the length of that valid prefix (entries
+/// must have consecutive indexes).
 fn scan(data: &[u8]) -> (Vec<(u64, u64, u64)>, u64) {
-    let mut out: Vec<(u64, u64, u64)> = Vec::new();
-    let mut pos = 0usize;
-    while data.len() - pos >= FRAME_HEAD {
-        let len = u32::from_be_bytes(data[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-        if !(FRAME_HEAD - 4..=MAX_PAYLOAD + FRAME_HEAD).contains(&len) || data.len() - pos - 4 < len
-        {
-            break;
-        }
-        let crc = u32::from_be_bytes(data[pos + 4..pos + 8].try_into().unwrap_or_default());
-        let rest = &data[pos + 8..pos + 4 + len];
-        if crc32c::crc32c(rest) != crc {
-            break;
-        }
-        let index = u64::from_be_bytes(rest[..8].try_into().unwrap_or_default());
-        let term = u64::from_be_bytes(rest[8..16].try_into().unwrap_or_default());
+    let (found, mut valid) = frames::scan(data, 16, MAX_PAYLOAD + 16);
+    let mut out: Vec<(u64, u64, u64)> = Vec::with_capacity(found.len());
+    for (pos, body) in found {
+        let body = &data[body];
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&body[at..at + 8]);
+            u64::from_be_bytes(w)
+        };
+        let (index, term) = (word(0), word(8));
         if out.last().is_some_and(|&(i, _, _)| index != i + 1) {
+            valid = pos;
             break;
         }
-        out.push((index, term, pos as u64));
-        pos += 4 + len;
+        out.push((index, term, pos));
     }
-    (out, pos as u64)
+    (out, valid)
 }
 
 fn write_atomic(
@@ -117,15 +109,7 @@ fn write_atomic(
     name: &str,
     data: &[u8],
 ) -> Result<(), StoreError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let f = storage.open(&tmp, true).map_err(err(&tmp))?;
-    f.set_len(0)
-        .and_then(|()| f.write_all_at(data, 0))
-        .and_then(|()| f.sync_data())
-        .map_err(err(&tmp))?;
-    storage.rename(&tmp, &path).map_err(err(&path))?;
-    storage.sync_dir(dir).map_err(err(dir))
+    frames::write_atomic(storage, dir, name, data).map_err(err(&dir.join(name)))
 }
 
 fn read_small(storage: &dyn Storage, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
