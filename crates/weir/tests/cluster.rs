@@ -1367,6 +1367,15 @@ impl Cluster {
         );
     }
 
+    /// A topic of one partition with three replicas and `configs`, in
+    /// sync: its leader and followers.
+    fn one_partition(&self, topic: &str, configs: &[&str]) -> (u16, Vec<u16>) {
+        self.create_with(topic, 1, 3, configs);
+        let m = self.wait_in_sync(1, topic, 3, Duration::from_secs(30));
+        let leader = leaders(&m, topic)[0] as u16;
+        (leader, (1..=3u16).filter(|&b| b != leader).collect())
+    }
+
     /// `produce-acked` of cluster.py through `bootstrap`: the values
     /// acknowledged and what it printed.
     fn produce_acked(&self, bootstrap: &str, args: &[&str]) -> (Vec<String>, String) {
@@ -1465,10 +1474,7 @@ fn lines(prefix: &str, n: usize) -> Vec<String> {
 fn a_follower_cut_off_leaves_the_isr_and_rejoins_when_healed() {
     needs();
     let c = Cluster::start_proxied(3, &[]);
-    c.create_with("cut", 1, 3, &["min.insync.replicas=2"]);
-    let m = c.wait_in_sync(1, "cut", 3, Duration::from_secs(20));
-    let leader = leaders(&m, "cut")[0] as u16;
-    let followers: Vec<u16> = (1..=3u16).filter(|&b| b != leader).collect();
+    let (leader, followers) = c.one_partition("cut", &["min.insync.replicas=2"]);
     let (off, kept) = (followers[0], followers[1]);
     let produce = |prefix: &str, n: usize| {
         let text: String = lines(prefix, n).iter().map(|l| format!("{l}\n")).collect();
@@ -1559,10 +1565,7 @@ fn a_follower_cut_off_leaves_the_isr_and_rejoins_when_healed() {
 fn with_both_followers_cut_off_acks_all_is_refused_and_acks_1_still_works() {
     needs();
     let c = Cluster::start_proxied(3, &[]);
-    c.create_with("alone", 1, 3, &["min.insync.replicas=2"]);
-    let m = c.wait_in_sync(1, "alone", 3, Duration::from_secs(20));
-    let leader = leaders(&m, "alone")[0] as u16;
-    let followers: Vec<u16> = (1..=3u16).filter(|&b| b != leader).collect();
+    let (leader, followers) = c.one_partition("alone", &["min.insync.replicas=2"]);
     let text: String = lines("before", 100)
         .iter()
         .map(|l| format!("{l}\n"))
@@ -2045,10 +2048,7 @@ fn an_acknowledged_commit_is_replicated_and_survives_its_coordinator_s_kill() {
 fn a_leader_cut_off_from_quorum_and_followers_acknowledges_nothing_and_rejoins() {
     needs();
     let c = Cluster::start_proxied_roles(&["broker", "broker", "broker", "controller"], &[]);
-    c.create_with("iso", 1, 3, &["min.insync.replicas=2"]);
-    let m = c.wait_in_sync(1, "iso", 3, Duration::from_secs(30));
-    let leader = leaders(&m, "iso")[0] as u16;
-    let followers: Vec<u16> = (1..=3u16).filter(|&b| b != leader).collect();
+    let (leader, followers) = c.one_partition("iso", &["min.insync.replicas=2"]);
     write_lines(&c, "iso", 0, "before", "all");
 
     c.isolate(leader, true);

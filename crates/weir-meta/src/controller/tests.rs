@@ -683,27 +683,15 @@ fn preferred_leaders_come_back_at_the_imbalance_check() {
     );
     let e: Vec<u64> = (1..=3).map(|b| s.join(0, b)).collect();
     s.run(0, create("t", 6, 3));
-    let preferred: Vec<i32> = s
-        .image
-        .topics
-        .values()
-        .next()
-        .unwrap()
-        .partitions
-        .iter()
-        .map(|p| p.replicas[0])
-        .collect();
-    let leaders = |s: &Sim| -> Vec<i32> {
+    let of_t = |s: &Sim, f: fn(&crate::image::PartitionInfo) -> i32| -> Vec<i32> {
         s.image
             .topics
             .values()
-            .next()
-            .unwrap()
-            .partitions
-            .iter()
-            .map(|p| p.leader)
+            .flat_map(|t| t.partitions.iter().map(f))
             .collect()
     };
+    let preferred = of_t(&s, |p| p.replicas[0]);
+    let leaders = |s: &Sim| of_t(s, |p| p.leader);
     assert_eq!(leaders(&s), preferred);
     // Broker 1 shuts down: its two partitions move; it comes back and
     // catches up (the ISR takes it back, as its leaders would propose).
