@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use weir_log::{Storage, frames};
 
 use crate::rows::{Batch, DecodeError};
-use crate::schema::{Schema, SchemaError};
+use crate::schema::{Schema, SchemaError, TableSchema};
 use crate::wal::{Position, Wal, WalError};
 
 /// Why a database operation failed.
@@ -174,6 +174,36 @@ impl Database {
             .positions
             .get(key)
             .copied()
+    }
+
+    /// Every writer's last durable position.
+    pub fn positions(&self) -> BTreeMap<String, i64> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .positions
+            .clone()
+    }
+
+    /// Takes the positions a flush recorded (the manifest's) for writers
+    /// the replayed log did not name: the log after a flush holds only
+    /// the writers that wrote since.
+    pub fn seed_positions(&self, flushed: &BTreeMap<String, i64>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in flushed {
+            st.positions.entry(k.clone()).or_insert(*v);
+        }
+    }
+
+    /// One table's schema as it is now.
+    pub fn table(&self, name: &str) -> Option<TableSchema> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .schema
+            .tables
+            .get(name)
+            .cloned()
     }
 
     /// The write-ahead log (a flush rolls it and drops covered segments).

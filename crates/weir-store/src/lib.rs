@@ -1,15 +1,29 @@
 //! The embedded time-series store (docs/design/store.md): rows made
 //! durable in a write-ahead log before they are acknowledged, buffered as
-//! Arrow, flushed to Parquet and queried with DataFusion. This first part
-//! holds the write-ahead log, the rows it carries, the tables' schema and a
-//! database's durable write side built on them.
+//! Arrow, flushed to Parquet files listed in a manifest, and queried with
+//! DataFusion.
+//!
+//! The parts, from the bottom: [`wal`] (frames, group commit, recovery),
+//! [`rows`] (what a frame carries), [`schema`] (tables and columns),
+//! [`database`] (a database's durable write side), [`columns`] (rows as
+//! Arrow), [`files`] (Parquet files), [`manifest`] (which files are
+//! live), [`query`] (DataFusion over files and buffers, bounded), and
+//! [`store`] (databases, buffers, flushes: what callers use).
 
+pub mod columns;
 pub mod database;
+pub mod files;
+pub mod manifest;
+pub mod query;
 pub mod rows;
 pub mod schema;
+pub mod store;
 pub mod wal;
 
 pub use database::{Database, DbError, Recovered};
+pub use manifest::{FileEntry, Manifest};
+pub use query::{Answer, QueryError, QueryLimits};
 pub use rows::{Batch, Row, Value};
 pub use schema::{ColumnType, Schema, SchemaError};
+pub use store::{DatabaseOptions, Store, StoreConfig, StoreError};
 pub use wal::{Position, Wal, WalError};

@@ -1,0 +1,894 @@
+//! The store: databases under one directory, each with its durable write
+//! side ([`Database`]: schema and write-ahead log), its write buffers
+//! (Arrow batches by table, visible to queries at once), its manifest of
+//! Parquet files, and a flush that moves the buffers into files.
+//!
+//! Locks, in the order they are taken: a database's `flushing` (one flush
+//! at a time), its `gate` (writers share it from the log append to the
+//! buffer insert; a flush takes it alone only to roll the log and freeze
+//! the buffers, so no acknowledged row is ever in neither a live segment
+//! nor a buffer), then its `state` (manifest and buffers, under which a
+//! query takes its snapshot: it sees the frozen buffer or the files that
+//! replace it, never both), then the `Database`'s own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use weir_log::{Storage, frames};
+
+use crate::columns::{arrow_schema, to_batch, widen};
+use crate::database::{Database, DbError};
+use crate::files::write_table;
+use crate::manifest::{FileEntry, Manifest, parse_file_name};
+use crate::query::{Answer, Engine, QueryError, QueryLimits, TableSnapshot};
+use crate::rows::{Batch, Row, Value};
+use crate::schema::Schema;
+use crate::wal::Position;
+
+/// Rows a table's buffer gathers before it turns them into one Arrow
+/// batch (a query turns fewer into one too).
+const CHUNK_ROWS: usize = 8192;
+
+/// The catalog file at the store's root: the databases and their
+/// settings. A database exists once the catalog lists it.
+const CATALOG: &str = "catalog.json";
+
+/// How the store flushes and queries.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// A database's buffers are flushed past this many bytes...
+    pub flush_bytes: usize,
+    /// ...or when their oldest row has waited this long.
+    pub flush_age: Duration,
+    /// Query bounds.
+    pub query: QueryLimits,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            flush_bytes: 64 << 20,
+            flush_age: Duration::from_secs(60),
+            query: QueryLimits::default(),
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database's write side (log, schema).
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A query.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A file of the store.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No such database.
+    #[error("database {0:?} not found")]
+    NoDatabase(String),
+    /// A name that cannot be a database.
+    #[error("database name {0:?}: use 1 to 64 letters, digits, '_' or '-'")]
+    BadName(String),
+    /// A buffer could not become Arrow (a bug: the schema check admits
+    /// only rows that can).
+    #[error("buffering rows: {0}")]
+    Arrow(String),
+}
+
+impl StoreError {
+    /// Whether the disk is full (the write changed nothing; it works
+    /// again once space returns).
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Db(DbError::Wal(w)) => w.is_full(),
+            StoreError::Db(DbError::Io { source, .. }) | StoreError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Whether `name` can be a database (it is also its directory's name).
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A database's settings, as the catalog keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DatabaseOptions {
+    /// Rows older than this are dropped (none: kept forever).
+    pub ttl_ns: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Catalog {
+    databases: BTreeMap<String, DatabaseOptions>,
+}
+
+/// A table's unflushed rows.
+#[derive(Debug, Default)]
+struct TableBuffer {
+    /// Rows already in Arrow, each batch in the schema of its time.
+    chunks: Vec<RecordBatch>,
+    /// Rows not yet in Arrow.
+    pending: Vec<Row>,
+}
+
+#[derive(Debug, Default)]
+struct DbState {
+    manifest: Manifest,
+    active: BTreeMap<String, TableBuffer>,
+    /// The buffers a running flush is writing out (still visible).
+    frozen: Option<Arc<BTreeMap<String, Vec<RecordBatch>>>>,
+    /// Estimated bytes of `active`.
+    bytes: usize,
+    /// When `active` got its first row.
+    since: Option<Instant>,
+}
+
+/// One open database.
+#[derive(Debug)]
+struct Db {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    database: Database,
+    flushing: Mutex<()>,
+    gate: RwLock<()>,
+    state: Mutex<DbState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn row_bytes(r: &Row) -> usize {
+    let fields: usize = r
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            k.len()
+                + 24
+                + match v {
+                    Value::Str(s) => s.len(),
+                    _ => 8,
+                }
+        })
+        .sum();
+    let tags: usize = r.tags.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    r.table.len() + 64 + tags + fields
+}
+
+impl Db {
+    fn open(storage: Arc<dyn Storage>, dir: PathBuf) -> Result<Self, StoreError> {
+        for sub in ["tmp", "data"] {
+            let d = dir.join(sub);
+            storage.create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        let manifest = Manifest::load(&*storage, &dir).map_err(io_err(&dir))?;
+        // What a crash left: files being written, files never listed.
+        let tmp = dir.join("tmp");
+        for name in storage.list(&tmp).map_err(io_err(&tmp))? {
+            let p = tmp.join(&name);
+            if name.ends_with(".parquet") {
+                storage.remove(&p).map_err(io_err(&p))?;
+            }
+        }
+        let data = dir.join("data");
+        for name in storage.list(&data).map_err(io_err(&data))? {
+            if let Some(id) = parse_file_name(&name)
+                && !manifest.files.iter().any(|f| f.id == id)
+            {
+                let p = data.join(&name);
+                tracing::info!(file = %p.display(), "removing a file no manifest lists (left by a crash)");
+                storage.remove(&p).map_err(io_err(&p))?;
+            }
+        }
+        for f in &manifest.files {
+            let p = data.join(f.file_name());
+            if !storage.exists(&p) {
+                tracing::warn!(file = %p.display(), table = %f.table, rows = f.rows, "a file the manifest lists is missing");
+            }
+        }
+        let (database, recovered) = Database::open(storage.clone(), &dir, manifest.wal)?;
+        database.seed_positions(&manifest.positions);
+        let db = Self {
+            dir,
+            storage,
+            database,
+            flushing: Mutex::new(()),
+            gate: RwLock::new(()),
+            state: Mutex::new(DbState {
+                manifest,
+                ..DbState::default()
+            }),
+        };
+        {
+            let mut st = lock(&db.state);
+            for (_, batch) in recovered.batches {
+                db.buffer(&mut st, batch.rows)?;
+            }
+        }
+        Ok(db)
+    }
+
+    /// Puts rows (already durable) into the buffers.
+    fn buffer(&self, st: &mut DbState, rows: Vec<Row>) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        st.since.get_or_insert_with(Instant::now);
+        for row in rows {
+            st.bytes += row_bytes(&row);
+            let t = st.active.entry(row.table.clone()).or_default();
+            t.pending.push(row);
+            if t.pending.len() >= CHUNK_ROWS {
+                let name = t.pending[0].table.clone();
+                self.seal(t, &name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a table's pending rows into one Arrow batch.
+    fn seal(&self, t: &mut TableBuffer, table: &str) -> Result<(), StoreError> {
+        if t.pending.is_empty() {
+            return Ok(());
+        }
+        let schema = self.database.table(table).unwrap_or_default();
+        let batch =
+            to_batch(&schema, t.pending.iter()).map_err(|e| StoreError::Arrow(e.to_string()))?;
+        t.pending.clear();
+        t.chunks.push(batch);
+        Ok(())
+    }
+
+    fn write(&self, batch: Batch) -> Result<(Position, usize), StoreError> {
+        let _writers = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let at = self.database.write(&batch)?;
+        let mut st = lock(&self.state);
+        self.buffer(&mut st, batch.rows)?;
+        Ok((at, st.bytes))
+    }
+
+    fn snapshot(&self) -> Result<Vec<TableSnapshot>, StoreError> {
+        let mut st = lock(&self.state);
+        // Read under `state`: every buffered row's columns are in it.
+        let schema = self.database.schema();
+        let mut out = Vec::with_capacity(schema.tables.len());
+        let names: Vec<String> = st.active.keys().cloned().collect();
+        for name in names {
+            if let Some(t) = st.active.get_mut(&name) {
+                self.seal(t, &name)?;
+            }
+        }
+        for (name, table) in &schema.tables {
+            let arrow = arrow_schema(table);
+            let mut buffer = Vec::new();
+            let frozen = st.frozen.as_ref().and_then(|f| f.get(name));
+            let active = st.active.get(name).map(|t| &t.chunks);
+            for b in frozen
+                .into_iter()
+                .flatten()
+                .chain(active.into_iter().flatten())
+            {
+                buffer.push(widen(b, &arrow).map_err(|e| StoreError::Arrow(e.to_string()))?);
+            }
+            out.push(TableSnapshot {
+                name: name.clone(),
+                schema: arrow,
+                files: st
+                    .manifest
+                    .files
+                    .iter()
+                    .filter(|f| f.table == *name)
+                    .cloned()
+                    .collect(),
+                buffer,
+                data_dir: self.dir.join("data"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether the buffers are due for a flush.
+    fn due(&self, config: &StoreConfig) -> bool {
+        let st = lock(&self.state);
+        st.bytes >= config.flush_bytes || st.since.is_some_and(|s| s.elapsed() >= config.flush_age)
+    }
+
+    /// Writes the buffers out as Parquet files and lists them.
+    fn flush(&self) -> Result<(), StoreError> {
+        let _one = lock(&self.flushing);
+        let (frozen, from, positions) = {
+            let _alone = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            let mut st = lock(&self.state);
+            if st.active.is_empty() {
+                return Ok(());
+            }
+            let from = self.database.wal().roll().map_err(DbError::from)?;
+            let mut frozen = BTreeMap::new();
+            for (name, mut t) in std::mem::take(&mut st.active) {
+                self.seal(&mut t, &name)?;
+                frozen.insert(name, t.chunks);
+            }
+            let frozen = Arc::new(frozen);
+            st.frozen = Some(frozen.clone());
+            st.bytes = 0;
+            st.since = None;
+            (frozen, from, self.database.positions())
+        };
+        match self.write_out(&frozen, from, positions) {
+            Ok(next) => {
+                let mut st = lock(&self.state);
+                st.manifest = next;
+                st.frozen = None;
+                drop(st);
+                // The segments before `from` are all in listed files now.
+                if let Err(e) = self.database.wal().remove_before(from) {
+                    tracing::warn!(error = %e, "removing flushed log segments (retried at the next flush)");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing is listed: the rows stay buffered (and in the
+                // log) and the next flush takes them again.
+                let mut st = lock(&self.state);
+                if let Some(frozen) = st.frozen.take() {
+                    let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|a| (*a).clone());
+                    st.bytes += frozen
+                        .values()
+                        .flatten()
+                        .map(RecordBatch::get_array_memory_size)
+                        .sum::<usize>();
+                    for (name, chunks) in frozen {
+                        let t = st.active.entry(name).or_default();
+                        let newer = std::mem::replace(&mut t.chunks, chunks);
+                        t.chunks.extend(newer);
+                    }
+                    st.since.get_or_insert_with(Instant::now);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the frozen buffers' files, then the manifest that lists
+    /// them; returns that manifest.
+    fn write_out(
+        &self,
+        frozen: &BTreeMap<String, Vec<RecordBatch>>,
+        from: Position,
+        positions: BTreeMap<String, i64>,
+    ) -> Result<Manifest, StoreError> {
+        let schema: Schema = self.database.schema();
+        let mut next = lock(&self.state).manifest.clone();
+        let data = self.dir.join("data");
+        let mut written: Vec<FileEntry> = Vec::new();
+        let result = (|| {
+            for (name, chunks) in frozen {
+                let table = schema.tables.get(name).cloned().unwrap_or_default();
+                let arrow = arrow_schema(&table);
+                let widened = chunks
+                    .iter()
+                    .map(|b| widen(b, &arrow))
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|bs| concat_batches(&arrow, &bs))
+                    .map_err(|e| StoreError::Arrow(e.to_string()))?;
+                let files =
+                    write_table(&*self.storage, &self.dir, name, &widened, &mut next.next_id)
+                        .map_err(io_err(&data))?;
+                written.extend(files);
+            }
+            self.storage.sync_dir(&data).map_err(io_err(&data))?;
+            next.files.extend(written.iter().cloned());
+            next.wal = from;
+            next.positions.extend(positions);
+            next.save(&*self.storage, &self.dir)
+                .map_err(io_err(&self.dir))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(next),
+            Err(e) => {
+                for f in &written {
+                    let _ = self.storage.remove(&data.join(f.file_name()));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The embedded time-series store.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    storage: Arc<dyn Storage>,
+    config: StoreConfig,
+    catalog: Mutex<Catalog>,
+    dbs: RwLock<BTreeMap<String, Arc<Db>>>,
+    engine: Engine,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `root`: every database's buffers
+    /// are rebuilt from its log, and a thread flushes them when due.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        root: impl Into<PathBuf>,
+        config: StoreConfig,
+    ) -> Result<Arc<Self>, StoreError> {
+        let root = root.into();
+        storage.create_dir_all(&root).map_err(io_err(&root))?;
+        let path = root.join(CATALOG);
+        let catalog: Catalog = if storage.exists(&path) {
+            let f = storage.open(&path, false).map_err(io_err(&path))?;
+            let mut data = vec![0u8; f.len().map_err(io_err(&path))? as usize];
+            f.read_exact_at(&mut data, 0).map_err(io_err(&path))?;
+            serde_json::from_slice(&data).map_err(|e| StoreError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?
+        } else {
+            Catalog::default()
+        };
+        let mut dbs = BTreeMap::new();
+        for name in catalog.databases.keys() {
+            dbs.insert(
+                name.clone(),
+                Arc::new(Db::open(storage.clone(), root.join(name))?),
+            );
+        }
+        // Operators spill inside the store (never elsewhere); what a crash
+        // left there is removed.
+        let spill = (config.query.spill_bytes > 0).then(|| root.join("tmp").join("spill"));
+        if let Some(dir) = &spill {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let engine = Engine::new(config.query.clone(), spill)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("weir-query")
+            .enable_time()
+            .build()
+            .map_err(io_err(&root))?;
+        let store = Arc::new(Self {
+            root,
+            storage,
+            config,
+            catalog: Mutex::new(catalog),
+            dbs: RwLock::new(dbs),
+            engine,
+            runtime: Mutex::new(Some(runtime)),
+            stop: Arc::new((Mutex::new(false), Condvar::new())),
+        });
+        let weak = Arc::downgrade(&store);
+        let stop = store.stop.clone();
+        std::thread::Builder::new()
+            .name("weir-store-flush".into())
+            .spawn(move || flusher(weak, stop))
+            .map_err(io_err(&store.root))?;
+        Ok(store)
+    }
+
+    /// The databases, by name.
+    pub fn databases(&self) -> Vec<(String, DatabaseOptions)> {
+        lock(&self.catalog)
+            .databases
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn db(&self, name: &str) -> Option<Arc<Db>> {
+        self.dbs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Creates a database (no change if it exists).
+    pub fn create_database(&self, name: &str, options: DatabaseOptions) -> Result<(), StoreError> {
+        self.db_or_create(name, Some(options)).map(|_| ())
+    }
+
+    fn db_or_create(
+        &self,
+        name: &str,
+        options: Option<DatabaseOptions>,
+    ) -> Result<Arc<Db>, StoreError> {
+        if let Some(db) = self.db(name) {
+            return Ok(db);
+        }
+        if !valid_name(name) {
+            return Err(StoreError::BadName(name.to_owned()));
+        }
+        let mut dbs = self.dbs.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = dbs.get(name) {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(Db::open(self.storage.clone(), self.root.join(name))?);
+        let mut catalog = lock(&self.catalog);
+        let mut next = catalog.clone();
+        next.databases
+            .insert(name.to_owned(), options.unwrap_or_default());
+        let text =
+            serde_json::to_vec_pretty(&next).map_err(|e| StoreError::Arrow(e.to_string()))?;
+        frames::write_atomic(&*self.storage, &self.root, CATALOG, &text)
+            .map_err(io_err(&self.root.join(CATALOG)))?;
+        *catalog = next;
+        dbs.insert(name.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    /// Makes `batch` durable in database `db` (created if new) and
+    /// visible to queries; returns once it is on disk.
+    pub fn write(&self, db: &str, batch: Batch) -> Result<Position, StoreError> {
+        let d = self.db_or_create(db, None)?;
+        let (at, bytes) = d.write(batch)?;
+        if bytes >= self.config.flush_bytes.saturating_mul(2) {
+            // The flusher is behind: this writer helps, which bounds memory.
+            d.flush()?;
+        } else if bytes >= self.config.flush_bytes {
+            self.stop.1.notify_all();
+        }
+        Ok(at)
+    }
+
+    /// A writer's last durable position in `db` (a pipeline resumes its
+    /// source after it).
+    pub fn position(&self, db: &str, key: &str) -> Option<i64> {
+        self.db(db)?.database.position(key)
+    }
+
+    /// The tables of `db` and their schema.
+    pub fn schema(&self, db: &str) -> Result<Schema, StoreError> {
+        Ok(self
+            .db(db)
+            .ok_or_else(|| StoreError::NoDatabase(db.to_owned()))?
+            .database
+            .schema())
+    }
+
+    /// The live files of `db`.
+    pub fn files(&self, db: &str) -> Result<Vec<FileEntry>, StoreError> {
+        let d = self
+            .db(db)
+            .ok_or_else(|| StoreError::NoDatabase(db.to_owned()))?;
+        Ok(lock(&d.state).manifest.files.clone())
+    }
+
+    /// Flushes `db`'s buffers now.
+    pub fn flush(&self, db: &str) -> Result<(), StoreError> {
+        match self.db(db) {
+            Some(d) => d.flush(),
+            None => Err(StoreError::NoDatabase(db.to_owned())),
+        }
+    }
+
+    /// Flushes every database (at shutdown).
+    pub fn flush_all(&self) -> Result<(), StoreError> {
+        let dbs: Vec<Arc<Db>> = self
+            .dbs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for d in dbs {
+            d.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Runs a query over `db`.
+    pub async fn query(&self, db: &str, sql: &str) -> Result<Answer, StoreError> {
+        let d = self
+            .db(db)
+            .ok_or_else(|| StoreError::NoDatabase(db.to_owned()))?;
+        let tables = d.snapshot()?;
+        Ok(self.engine.run(tables, sql).await?)
+    }
+
+    /// [`Store::query`] for a caller outside any async runtime: runs on the
+    /// store's own query threads and waits.
+    pub fn query_blocking(self: &Arc<Self>, db: &str, sql: &str) -> Result<Answer, StoreError> {
+        let handle = lock(&self.runtime)
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or_else(|| StoreError::Query(QueryError::Failed("the store is closed".into())))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let me = self.clone();
+        let (db, sql) = (db.to_owned(), sql.to_owned());
+        handle.spawn(async move {
+            let _ = tx.send(me.query(&db, &sql).await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(StoreError::Query(QueryError::Failed(
+                "the query stopped".into(),
+            )))
+        })
+    }
+
+    /// Flushes everything and stops the flusher.
+    pub fn close(&self) -> Result<(), StoreError> {
+        {
+            let (m, c) = &*self.stop;
+            *lock(m) = true;
+            c.notify_all();
+        }
+        self.flush_all()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let (m, c) = &*self.stop;
+        *lock(m) = true;
+        c.notify_all();
+        if let Some(rt) = lock(&self.runtime).take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Flushes databases when due, until the store closes or goes away.
+fn flusher(store: Weak<Store>, stop: Arc<(Mutex<bool>, Condvar)>) {
+    loop {
+        {
+            let (m, c) = &*stop;
+            let g = lock(m);
+            if *g {
+                return;
+            }
+            let (g, _) = c
+                .wait_timeout(g, Duration::from_millis(250))
+                .unwrap_or_else(|p| p.into_inner());
+            if *g {
+                return;
+            }
+        }
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        let dbs: Vec<Arc<Db>> = store
+            .dbs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for d in dbs {
+            if d.due(&store.config)
+                && let Err(e) = d.flush()
+            {
+                tracing::warn!(db = %d.dir.display(), error = %e, "flushing the store's buffers (retried)");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::{is_sorted_by_time, read_file};
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::TimestampNanosecondType;
+    use weir_log::FaultStorage;
+
+    fn config() -> StoreConfig {
+        StoreConfig {
+            // Flushes only when a test asks.
+            flush_bytes: usize::MAX / 4,
+            flush_age: Duration::from_secs(3600),
+            query: QueryLimits {
+                spill_bytes: 0,
+                ..QueryLimits::default()
+            },
+        }
+    }
+
+    fn open(s: &FaultStorage) -> Arc<Store> {
+        Store::open(Arc::new(s.clone()), "/store", config()).unwrap()
+    }
+
+    fn batch(i: i64, fields: Vec<(&str, Value)>) -> Batch {
+        Batch {
+            rows: vec![Row {
+                table: "m".into(),
+                time: i,
+                tags: vec![("host".into(), format!("h{}", i % 2))],
+                fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            }],
+            positions: vec![("src".into(), i)],
+        }
+    }
+
+    /// Every time in `db`'s table `m`: its files read through the storage,
+    /// then its buffers (as a query sees them).
+    fn times(store: &Store, s: &FaultStorage) -> Vec<i64> {
+        let d = store.db("public").unwrap();
+        let mut out = Vec::new();
+        for t in d.snapshot().unwrap() {
+            for f in &t.files {
+                let back = read_file(s, &t.data_dir.join(f.file_name())).unwrap();
+                assert!(is_sorted_by_time(&back));
+                for b in back {
+                    out.extend(
+                        b.column(0)
+                            .as_primitive::<TimestampNanosecondType>()
+                            .values(),
+                    );
+                }
+            }
+            for b in &t.buffer {
+                out.extend(
+                    b.column(0)
+                        .as_primitive::<TimestampNanosecondType>()
+                        .values(),
+                );
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn a_power_cut_anywhere_in_writes_and_flushes_keeps_every_acknowledged_row_once() {
+        for changes in 0..60u64 {
+            let s = FaultStorage::new();
+            let store = open(&s);
+            store
+                .create_database("public", DatabaseOptions::default())
+                .unwrap();
+            s.fail_after_changes(Some(changes));
+            let mut acked = Vec::new();
+            for i in 0..12 {
+                if store
+                    .write("public", batch(i, vec![("v", Value::Int(i))]))
+                    .is_ok()
+                {
+                    acked.push(i);
+                }
+                if i % 4 == 3 {
+                    let _ = store.flush("public");
+                }
+            }
+            drop(store);
+            s.fail_after_changes(None);
+            s.crash();
+            let store = open(&s);
+            let got = times(&store, &s);
+            let mut dedup = got.clone();
+            dedup.dedup();
+            assert_eq!(dedup, got, "{changes}: a row twice");
+            for a in &acked {
+                assert!(got.contains(a), "{changes}: row {a} lost: {got:?}");
+            }
+            // The writer's position is its last durable row's.
+            assert_eq!(
+                store.position("public", "src"),
+                got.last().copied(),
+                "{changes}"
+            );
+            // The store works on.
+            store
+                .write("public", batch(100, vec![("v", Value::Int(1))]))
+                .unwrap();
+            store.flush("public").unwrap();
+            assert!(times(&store, &s).contains(&100));
+        }
+    }
+
+    #[test]
+    fn positions_and_rows_survive_a_flush_and_a_restart_and_the_log_is_trimmed() {
+        let s = FaultStorage::new();
+        let store = open(&s);
+        for i in 0..5 {
+            store
+                .write("public", batch(i, vec![("v", Value::Int(i))]))
+                .unwrap();
+        }
+        store.flush("public").unwrap();
+        store
+            .write("public", batch(5, vec![("v", Value::Int(5))]))
+            .unwrap();
+        let segments = s.list(Path::new("/store/public/wal")).unwrap();
+        assert_eq!(segments.len(), 1, "flushed segments removed: {segments:?}");
+        drop(store);
+        s.crash();
+        let store = open(&s);
+        assert_eq!(times(&store, &s), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(store.position("public", "src"), Some(5));
+        assert_eq!(store.files("public").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_flush_lists_nothing_keeps_the_rows_and_the_next_one_works() {
+        let s = FaultStorage::new();
+        let store = open(&s);
+        for i in 0..3 {
+            store
+                .write("public", batch(i, vec![("v", Value::Int(i))]))
+                .unwrap();
+        }
+        s.set_capacity(Some(s.used() + 10));
+        let e = store.flush("public").unwrap_err();
+        assert!(e.is_full(), "{e}");
+        assert!(store.files("public").unwrap().is_empty());
+        assert_eq!(times(&store, &s), vec![0, 1, 2]);
+        let e = store.write("public", batch(7, vec![("v", Value::Int(7))]));
+        assert!(e.as_ref().is_err_and(StoreError::is_full), "{e:?}");
+        s.set_capacity(None);
+        store
+            .write("public", batch(3, vec![("v", Value::Int(3))]))
+            .unwrap();
+        store.flush("public").unwrap();
+        assert_eq!(times(&store, &s), vec![0, 1, 2, 3]);
+        assert!(s.list(Path::new("/store/public/tmp")).unwrap().is_empty());
+        drop(store);
+        s.crash();
+        assert_eq!(times(&open(&s), &s), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn leftover_files_of_a_crash_are_removed_at_open() {
+        let s = FaultStorage::new();
+        let store = open(&s);
+        store
+            .write("public", batch(1, vec![("v", Value::Int(1))]))
+            .unwrap();
+        store.flush("public").unwrap();
+        drop(store);
+        for p in [
+            "/store/public/data/000000000099.parquet",
+            "/store/public/tmp/000000000100.parquet",
+        ] {
+            s.set_contents(Path::new(p), b"half a file".to_vec());
+        }
+        let store = open(&s);
+        assert_eq!(s.list(Path::new("/store/public/data")).unwrap().len(), 1);
+        assert!(s.list(Path::new("/store/public/tmp")).unwrap().is_empty());
+        assert_eq!(times(&store, &s), vec![1]);
+    }
+
+    #[test]
+    fn bad_database_names_are_refused() {
+        let s = FaultStorage::new();
+        let store = open(&s);
+        for name in ["", "a/b", "..", &"x".repeat(65)] {
+            let e = store.write(name, batch(1, vec![])).unwrap_err();
+            assert!(matches!(e, StoreError::BadName(_)), "{name}: {e}");
+        }
+        assert!(store.databases().is_empty());
+    }
+}
