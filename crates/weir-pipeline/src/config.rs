@@ -139,7 +139,15 @@ pub enum Spec {
     Rename(BTreeMap<String, String>),
     /// Removes fields.
     Remove(Vec<String>),
-    /// The embedded store.
+    /// The embedded time-series store of `weir up` (rows and the source
+    /// positions after them stored in one durable write: exactly once).
+    Store {
+        /// The database (created on first write).
+        database: String,
+        /// Events per write.
+        batch: usize,
+    },
+    /// A SQLite file.
     Sqlite {
         /// Database file.
         path: PathBuf,
@@ -208,6 +216,7 @@ impl Spec {
         matches!(
             self,
             Spec::Sqlite { .. }
+                | Spec::Store { .. }
                 | Spec::Stdout(_)
                 | Spec::File { .. }
                 | Spec::KafkaSink { .. }
@@ -233,6 +242,7 @@ impl Spec {
             Spec::Rename(_) => "rename",
             Spec::Remove(_) => "remove",
             Spec::Sqlite { .. } => "sqlite",
+            Spec::Store { .. } => "store",
             Spec::Stdout(_) => "stdout",
             Spec::LineProtocol(_) => "line_protocol",
             Spec::Mysql(_) => "mysql",
@@ -390,6 +400,7 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
             "remove",
         ],
         _ => &[
+            "store",
             "sqlite",
             "stdout",
             "file",
@@ -619,6 +630,10 @@ fn spec(section: &str, id: &str, table: &Table) -> Result<Spec, ConfigError> {
         "set" => Spec::Set(k.table("fields")?),
         "rename" => Spec::Rename(k.table("fields")?),
         "remove" => Spec::Remove(k.strings("fields")?),
+        "store" => Spec::Store {
+            database: k.string("database")?.unwrap_or_else(|| "public".to_owned()),
+            batch: k.number("batch")?.map_or(1000, |b| b.max(1.0) as usize),
+        },
         "sqlite" => Spec::Sqlite {
             path: PathBuf::from(k.required("path")?),
             batch: k.number("batch")?.map_or(1000, |b| b.max(1.0) as usize),

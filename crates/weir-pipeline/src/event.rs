@@ -156,6 +156,8 @@ impl<V> std::ops::Index<&str> for Map<V> {
 pub enum Value {
     /// Integer.
     Int(i64),
+    /// Unsigned integer (line protocol's `u`).
+    UInt(u64),
     /// Float.
     Float(f64),
     /// Boolean.
@@ -168,6 +170,7 @@ impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Int(v) => write!(f, "{v}"),
+            Value::UInt(v) => write!(f, "{v}"),
             Value::Float(v) => write!(f, "{v}"),
             Value::Bool(v) => write!(f, "{v}"),
             Value::Str(v) => f.write_str(v),
@@ -284,6 +287,7 @@ impl Event {
             .map(|(k, v)| {
                 let val = match v {
                     Value::Int(i) => format!("{i}i"),
+                    Value::UInt(u) => format!("{u}u"),
                     Value::Float(f) => format!("{f}"),
                     Value::Bool(b) => b.to_string(),
                     Value::Str(s) => {
@@ -332,6 +336,7 @@ impl Event {
             out.push(':');
             match v {
                 Value::Int(n) => out.push_str(&n.to_string()),
+                Value::UInt(n) => out.push_str(&n.to_string()),
                 Value::Float(f) if f.is_finite() => {
                     let text = f.to_string();
                     out.push_str(&text);

@@ -76,8 +76,9 @@ fn error(dialect: Dialect, status: u16, message: &str) -> Response {
 
 /// What a write hands its points to: the database named by the request
 /// (`db`, or `bucket` for `/api/v2/write`; `public` when absent) and the
-/// points; false when the receiver is gone.
-pub type Emit = Box<dyn Fn(&str, Vec<Event>) -> bool + Send + Sync>;
+/// points; an error is the status and message to answer with (503 when
+/// the receiver is gone, 400 when a store refused the points, ...).
+pub type Emit = Box<dyn Fn(&str, Vec<Event>) -> Result<(), (u16, String)> + Send + Sync>;
 
 /// Serves the write endpoints through `emit`.
 pub struct Ingest {
@@ -95,7 +96,7 @@ impl Ingest {
     /// A handler for `cfg` emitting through `emit`.
     pub fn new(
         cfg: IngestConfig,
-        emit: impl Fn(&str, Vec<Event>) -> bool + Send + Sync + 'static,
+        emit: impl Fn(&str, Vec<Event>) -> Result<(), (u16, String)> + Send + Sync + 'static,
     ) -> Self {
         Self {
             cfg,
@@ -250,8 +251,8 @@ impl Ingest {
                 .or_else(|| req.param("bucket"))
                 .filter(|d| !d.is_empty())
                 .unwrap_or("public");
-            if !(self.emit)(db, events) {
-                return error(dialect, 503, "the pipeline is shutting down");
+            if let Err((status, why)) = (self.emit)(db, events) {
+                return error(dialect, status, &why);
             }
             if !tracker.wait_idle(self.cfg.ack_timeout) {
                 return error(dialect, 503, "the points were not stored in time; retry");
@@ -279,7 +280,7 @@ mod tests {
                 e.ack = None;
                 e
             }));
-            true
+            Ok(())
         });
         (i, got)
     }
@@ -424,12 +425,14 @@ mod tests {
             },
             move |_db: &str, b: Vec<Event>| {
                 h.lock().unwrap().extend(b); // never stored
-                true
+                Ok(())
             },
         );
         assert_eq!(i.handle(&post("/write", b"m v=1", &[])).status, 503);
         held.lock().unwrap().clear();
-        let gone = Ingest::new(IngestConfig::default(), |_, _| false);
+        let gone = Ingest::new(IngestConfig::default(), |_, _| {
+            Err((503, "the pipeline is shutting down".to_owned()))
+        });
         assert_eq!(gone.handle(&post("/write", b"m v=1", &[])).status, 503);
     }
 }

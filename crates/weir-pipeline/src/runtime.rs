@@ -146,11 +146,28 @@ fn end(outputs: &[SyncSender<Msg>]) {
     }
 }
 
+/// What the program running a pipeline provides to it.
+#[derive(Debug, Clone, Default)]
+pub struct Services {
+    /// The store `store` sinks write into.
+    pub store: Option<Arc<dyn crate::sinks::EmbeddedStore>>,
+}
+
 /// Starts every component. The stop flag makes sources end.
 pub fn start(
     cfg: &PipelineConfig,
     pipeline: &str,
     stop: Arc<AtomicBool>,
+) -> Result<Running, StartError> {
+    start_with(cfg, pipeline, stop, &Services::default())
+}
+
+/// [`start`] with the services of the program running it.
+pub fn start_with(
+    cfg: &PipelineConfig,
+    pipeline: &str,
+    stop: Arc<AtomicBool>,
+    services: &Services,
 ) -> Result<Running, StartError> {
     let mut receivers: BTreeMap<String, Receiver<Msg>> = BTreeMap::new();
     let mut senders: BTreeMap<String, SyncSender<Msg>> = BTreeMap::new();
@@ -212,7 +229,7 @@ pub fn start(
                         .join(pipeline)
                         .join(format!("{}.registry.json", c.id))
                 });
-                let skip = stored_positions(cfg, pipeline).map_err(err)?;
+                let skip = stored_positions(cfg, pipeline, services).map_err(err)?;
                 let mut src = crate::file::FileSource::new(fc.clone(), registry, skip)
                     .map_err(|e| err(e.to_string()))?;
                 let stop = stop.clone();
@@ -230,7 +247,11 @@ pub fn start(
                     emit_counters
                         .events_out
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    fan_out(&emit_outs, batch)
+                    if fan_out(&emit_outs, batch) {
+                        Ok(())
+                    } else {
+                        Err((503, "the pipeline is shutting down".to_owned()))
+                    }
                 });
                 let handler: crate::http::Handler =
                     Arc::new(move |req: crate::http::Request| ingest.handle(&req));
@@ -247,7 +268,7 @@ pub fn start(
                 })
             }
             Spec::Kafka { source, format } => {
-                let skip = stored_positions(cfg, pipeline).map_err(err)?;
+                let skip = stored_positions(cfg, pipeline, services).map_err(err)?;
                 let mut src = crate::kafka::KafkaSource::new(source, skip).map_err(err)?;
                 let (stop, format, name) = (stop.clone(), format.clone(), c.id.clone());
                 Box::new(move || {
@@ -342,6 +363,20 @@ pub fn start(
                     sqlite_sink(sink, batch, &pipeline, rx, inputs, &mut ctx);
                 })
             }
+            Spec::Store { database, batch } => {
+                let store = services.store.clone().ok_or_else(|| {
+                    err("the `store` sink writes into the embedded store of `weir up`: run this pipeline there (`weir up --pipeline FILE`), or use a `sqlite` sink".to_owned())
+                })?;
+                let (database, batch, rx, pipeline) =
+                    (database.clone(), *batch, input(rx)?, pipeline.to_owned());
+                let (name, stop) = (c.id.clone(), stop.clone());
+                let dead = outputs(&format!("{}.errors", c.id));
+                Box::new(move || {
+                    let mut ctx = SinkCtx::new(&name, &dead, &counters, &stop);
+                    store_sink(&*store, &database, batch, &pipeline, rx, inputs, &mut ctx);
+                    end(&dead);
+                })
+            }
             Spec::LineProtocol(lc) => {
                 let sink =
                     crate::sinks::line_protocol::LineProtocolSink::new(lc.clone()).map_err(err)?;
@@ -413,11 +448,19 @@ pub fn start(
 }
 
 /// Exactly-once: the positions every sink of the pipeline already stored,
-/// which sources skip. Only SQLite sinks keep positions; with any other
-/// sink (or a stream one SQLite sink lacks) nothing is skipped.
-fn stored_positions(cfg: &PipelineConfig, pipeline: &str) -> Result<crate::ack::Positions, String> {
+/// which sources skip. Only store and SQLite sinks keep positions; with
+/// any other sink (or a stream one of them lacks) nothing is skipped.
+fn stored_positions(
+    cfg: &PipelineConfig,
+    pipeline: &str,
+    services: &Services,
+) -> Result<crate::ack::Positions, String> {
     let mut per_sink = Vec::new();
     for s in cfg.components.iter().filter(|s| s.spec.is_sink()) {
+        if let (Spec::Store { database, .. }, Some(store)) = (&s.spec, &services.store) {
+            per_sink.push(store.positions(database, pipeline));
+            continue;
+        }
         let Spec::Sqlite { path, .. } = &s.spec else {
             return Ok(crate::ack::Positions::new());
         };
@@ -773,6 +816,41 @@ fn sqlite_sink(
             // A locked or full database: the same batch again later.
             Err(e) => crate::sinks::Outcome::Retry(e.to_string()),
         }
+    };
+    let batching = Batching {
+        size: batch,
+        flush: Duration::from_millis(200),
+    };
+    batch_sink(&mut write, &batching, rx, inputs, ctx);
+}
+
+/// The store sink: batches by size or after 200 ms, each batch with the
+/// positions after it in one durable write; events at or below positions
+/// an earlier run stored are dropped (a source sent them again). A batch
+/// the store refuses (a column written with another type) is halved
+/// until the refused events are alone, and those go to `<sink>.errors`.
+fn store_sink(
+    store: &dyn crate::sinks::EmbeddedStore,
+    database: &str,
+    batch: usize,
+    pipeline: &str,
+    rx: Receiver<Msg>,
+    inputs: usize,
+    ctx: &mut SinkCtx<'_>,
+) {
+    let mut stored = store.positions(database, pipeline);
+    let mut write = |events: &[Event]| {
+        let fresh: Vec<Event> = events
+            .iter()
+            .filter(|e| !crate::ack::stored_before(&stored, e))
+            .cloned()
+            .collect();
+        let positions = crate::ack::positions_after(events);
+        let outcome = store.write(database, pipeline, &fresh, &positions);
+        if outcome == crate::sinks::Outcome::Stored {
+            crate::ack::advance(&mut stored, positions);
+        }
+        outcome
     };
     let batching = Batching {
         size: batch,

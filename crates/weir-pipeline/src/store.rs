@@ -26,6 +26,8 @@ pub enum Cell {
     Int(i64),
     /// Float.
     Float(f64),
+    /// Boolean.
+    Bool(bool),
     /// Text (or a blob, lossily).
     Text(String),
 }
@@ -215,6 +217,7 @@ impl Cell {
             Cell::Null => String::new(),
             Cell::Int(n) => n.to_string(),
             Cell::Float(f) => f.to_string(),
+            Cell::Bool(b) => b.to_string(),
             Cell::Text(t) => t.clone(),
         }
     }
@@ -223,6 +226,7 @@ impl Cell {
         match self {
             Cell::Null => serde_json::Value::Null,
             Cell::Int(n) => (*n).into(),
+            Cell::Bool(b) => (*b).into(),
             Cell::Float(f) => {
                 serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
             }

@@ -10,6 +10,9 @@
 //! live), [`query`] (DataFusion over files and buffers, bounded), and
 //! [`store`] (databases, buffers, flushes: what callers use).
 
+/// The Arrow crates the store's answers are made of.
+pub use datafusion::arrow;
+
 pub mod columns;
 pub mod database;
 pub mod files;
@@ -25,5 +28,5 @@ pub use manifest::{FileEntry, Manifest};
 pub use query::{Answer, QueryError, QueryLimits};
 pub use rows::{Batch, Row, Value};
 pub use schema::{ColumnType, Schema, SchemaError};
-pub use store::{DatabaseOptions, Store, StoreConfig, StoreError};
+pub use store::{DatabaseOptions, Store, StoreConfig, StoreError, parse_ttl, valid_name};
 pub use wal::{Position, Wal, WalError};

@@ -176,6 +176,46 @@ impl Schema {
         Ok(added)
     }
 
+    /// Moves string values to the kind their column has: a tag written
+    /// to a string field column becomes that field, a string field
+    /// written to a tag column becomes that tag (both are strings; a
+    /// store imported from SQLite, where the two looked alike, keeps
+    /// taking the pipelines' rows).
+    pub fn coerce(&self, batch: &mut Batch) {
+        for row in &mut batch.rows {
+            let Some(table) = self.tables.get(&row.table) else {
+                continue;
+            };
+            if row
+                .tags
+                .iter()
+                .any(|(n, _)| table.get(n) == Some(ColumnType::Str))
+            {
+                let (fields, tags): (Vec<_>, Vec<_>) = std::mem::take(&mut row.tags)
+                    .into_iter()
+                    .partition(|(n, _)| table.get(n) == Some(ColumnType::Str));
+                row.tags = tags;
+                row.fields
+                    .extend(fields.into_iter().map(|(n, v)| (n, Value::Str(v))));
+            }
+            if row
+                .fields
+                .iter()
+                .any(|(n, v)| matches!(v, Value::Str(_)) && table.get(n) == Some(ColumnType::Tag))
+            {
+                let fields = std::mem::take(&mut row.fields);
+                for (n, v) in fields {
+                    match v {
+                        Value::Str(s) if table.get(&n) == Some(ColumnType::Tag) => {
+                            row.tags.push((n, s));
+                        }
+                        v => row.fields.push((n, v)),
+                    }
+                }
+            }
+        }
+    }
+
     /// Takes the additions of [`Schema::additions`].
     pub fn extend(&mut self, added: Vec<(String, String, ColumnType)>) {
         for (table, column, ty) in added {

@@ -45,6 +45,8 @@ pub struct StoreConfig {
     pub flush_bytes: usize,
     /// ...or when their oldest row has waited this long.
     pub flush_age: Duration,
+    /// How often files past their database's TTL are dropped.
+    pub retention_every: Duration,
     /// Query bounds.
     pub query: QueryLimits,
 }
@@ -54,9 +56,60 @@ impl Default for StoreConfig {
         Self {
             flush_bytes: 64 << 20,
             flush_age: Duration::from_secs(60),
+            retention_every: Duration::from_secs(60),
             query: QueryLimits::default(),
         }
     }
+}
+
+/// Parses a retention period as CnosDB writes it (`'30d'`, `'12h'`,
+/// `'90m'`, `'INF'`; units ns, us, ms, s, m, h, d, w): `None` is forever.
+pub fn parse_ttl(text: &str) -> Result<Option<i64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinite") {
+        return Ok(None);
+    }
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("TTL {text:?}: a number and a unit, such as '30d', or 'INF'"))?;
+    let per: i64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" | "" => 86_400_000_000_000,
+        "w" => 7 * 86_400_000_000_000,
+        other => {
+            return Err(format!(
+                "TTL {text:?}: unknown unit {other:?} (ns, us, ms, s, m, h, d, w)"
+            ));
+        }
+    };
+    match n.checked_mul(per) {
+        Some(0) => Err(format!("TTL {text:?} must be positive")),
+        Some(ns) => Ok(Some(ns)),
+        None => Err(format!("TTL {text:?} is too long")),
+    }
+}
+
+/// The ids of the files wholly older than `now - ttl`.
+pub fn expired(files: &[FileEntry], now_ns: i64, ttl_ns: i64) -> Vec<u64> {
+    let horizon = now_ns.saturating_sub(ttl_ns);
+    files
+        .iter()
+        .filter(|f| f.max_time < horizon)
+        .map(|f| f.id)
+        .collect()
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Why a store operation failed.
@@ -267,7 +320,8 @@ impl Db {
         Ok(())
     }
 
-    fn write(&self, batch: Batch) -> Result<(Position, usize), StoreError> {
+    fn write(&self, mut batch: Batch) -> Result<(Position, usize), StoreError> {
+        self.database.schema().coerce(&mut batch);
         let _writers = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let at = self.database.write(&batch)?;
         let mut st = lock(&self.state);
@@ -424,6 +478,45 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Drops the files wholly past the TTL (manifest first, then the
+    /// files); returns how many rows went.
+    fn expire(&self, ttl_ns: i64, now_ns: i64) -> Result<u64, StoreError> {
+        let _one = lock(&self.flushing);
+        let mut next = lock(&self.state).manifest.clone();
+        let gone = expired(&next.files, now_ns, ttl_ns);
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let (dropped, kept): (Vec<FileEntry>, Vec<FileEntry>) =
+            next.files.into_iter().partition(|f| gone.contains(&f.id));
+        next.files = kept;
+        next.save(&*self.storage, &self.dir)
+            .map_err(io_err(&self.dir))?;
+        lock(&self.state).manifest = next;
+        let data = self.dir.join("data");
+        for f in &dropped {
+            // A query that began before may still read it: a failure there
+            // is that query's, and a file left here is removed at open.
+            let _ = self.storage.remove(&data.join(f.file_name()));
+        }
+        Ok(dropped.iter().map(|f| f.rows).sum())
+    }
+
+    /// Removes every file of the database (it was dropped).
+    fn remove_all(&self) {
+        let _one = lock(&self.flushing);
+        let _alone = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        for sub in ["wal", "data", "tmp", ""] {
+            let d = self.dir.join(sub);
+            for name in self.storage.list(&d).unwrap_or_default() {
+                let _ = self.storage.remove(&d.join(name));
+            }
+        }
+        *lock(&self.state) = DbState::default();
+    }
+}
+
 /// The embedded time-series store.
 #[derive(Debug)]
 pub struct Store {
@@ -541,13 +634,70 @@ impl Store {
         let mut next = catalog.clone();
         next.databases
             .insert(name.to_owned(), options.unwrap_or_default());
-        let text =
-            serde_json::to_vec_pretty(&next).map_err(|e| StoreError::Arrow(e.to_string()))?;
-        frames::write_atomic(&*self.storage, &self.root, CATALOG, &text)
-            .map_err(io_err(&self.root.join(CATALOG)))?;
+        self.save_catalog(&next)?;
         *catalog = next;
         dbs.insert(name.to_owned(), db.clone());
         Ok(db)
+    }
+
+    fn save_catalog(&self, next: &Catalog) -> Result<(), StoreError> {
+        let text = serde_json::to_vec_pretty(next).map_err(|e| StoreError::Arrow(e.to_string()))?;
+        frames::write_atomic(&*self.storage, &self.root, CATALOG, &text)
+            .map_err(io_err(&self.root.join(CATALOG)))
+    }
+
+    /// Changes a database's options (its TTL).
+    pub fn set_options(&self, name: &str, options: DatabaseOptions) -> Result<(), StoreError> {
+        let mut catalog = lock(&self.catalog);
+        if !catalog.databases.contains_key(name) {
+            return Err(StoreError::NoDatabase(name.to_owned()));
+        }
+        let mut next = catalog.clone();
+        next.databases.insert(name.to_owned(), options);
+        self.save_catalog(&next)?;
+        *catalog = next;
+        Ok(())
+    }
+
+    /// A database's options.
+    pub fn options(&self, name: &str) -> Option<DatabaseOptions> {
+        lock(&self.catalog).databases.get(name).cloned()
+    }
+
+    /// Drops a database and every row in it.
+    pub fn drop_database(&self, name: &str) -> Result<(), StoreError> {
+        let mut dbs = self.dbs.write().unwrap_or_else(|p| p.into_inner());
+        let mut catalog = lock(&self.catalog);
+        if !catalog.databases.contains_key(name) {
+            return Err(StoreError::NoDatabase(name.to_owned()));
+        }
+        let mut next = catalog.clone();
+        next.databases.remove(name);
+        self.save_catalog(&next)?;
+        *catalog = next;
+        if let Some(db) = dbs.remove(name) {
+            db.remove_all();
+        }
+        Ok(())
+    }
+
+    /// Drops what is past every database's TTL now; returns the rows
+    /// dropped.
+    pub fn expire(&self) -> Result<u64, StoreError> {
+        let mut rows = 0;
+        for (name, options) in self.databases() {
+            if let (Some(ttl), Some(db)) = (options.ttl_ns, self.db(&name)) {
+                rows += db.expire(ttl, now_ns())?;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Every writer's last durable position in `db`.
+    pub fn positions(&self, db: &str) -> BTreeMap<String, i64> {
+        self.db(db)
+            .map(|d| d.database.positions())
+            .unwrap_or_default()
     }
 
     /// Makes `batch` durable in database `db` (created if new) and
@@ -663,6 +813,7 @@ impl Drop for Store {
 
 /// Flushes databases when due, until the store closes or goes away.
 fn flusher(store: Weak<Store>, stop: Arc<(Mutex<bool>, Condvar)>) {
+    let mut expired_at = Instant::now();
     loop {
         {
             let (m, c) = &*stop;
@@ -694,6 +845,14 @@ fn flusher(store: Weak<Store>, stop: Arc<(Mutex<bool>, Condvar)>) {
                 tracing::warn!(db = %d.dir.display(), error = %e, "flushing the store's buffers (retried)");
             }
         }
+        if expired_at.elapsed() >= store.config.retention_every {
+            expired_at = Instant::now();
+            match store.expire() {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "dropped rows past their database's TTL"),
+                Err(e) => tracing::warn!(error = %e, "dropping rows past their TTL (retried)"),
+            }
+        }
     }
 }
 
@@ -710,6 +869,7 @@ mod tests {
             // Flushes only when a test asks.
             flush_bytes: usize::MAX / 4,
             flush_age: Duration::from_secs(3600),
+            retention_every: Duration::from_secs(3600),
             query: QueryLimits {
                 spill_bytes: 0,
                 ..QueryLimits::default()
@@ -879,6 +1039,59 @@ mod tests {
         assert_eq!(s.list(Path::new("/store/public/data")).unwrap().len(), 1);
         assert!(s.list(Path::new("/store/public/tmp")).unwrap().is_empty());
         assert_eq!(times(&store, &s), vec![1]);
+    }
+
+    #[test]
+    fn ttls_parse_as_cnosdb_writes_them() {
+        assert_eq!(parse_ttl("30d"), Ok(Some(30 * 86_400_000_000_000)));
+        assert_eq!(parse_ttl("90m"), Ok(Some(90 * 60_000_000_000)));
+        assert_eq!(parse_ttl("INF"), Ok(None));
+        assert!(parse_ttl("0d").is_err());
+        assert!(parse_ttl("3y").unwrap_err().contains("unit"));
+        assert!(parse_ttl("999999999999d").is_err());
+    }
+
+    #[test]
+    fn retention_drops_only_whole_files_past_the_ttl_and_a_dropped_database_is_gone() {
+        let s = FaultStorage::new();
+        let store = open(&s);
+        let day = 86_400_000_000_000i64;
+        let now = now_ns();
+        for age in [10, 3, 0] {
+            store
+                .write(
+                    "public",
+                    batch(now - age * day, vec![("v", Value::Int(age))]),
+                )
+                .unwrap();
+            store.flush("public").unwrap();
+        }
+        store
+            .set_options(
+                "public",
+                DatabaseOptions {
+                    ttl_ns: Some(5 * day),
+                },
+            )
+            .unwrap();
+        assert_eq!(store.expire().unwrap(), 1);
+        assert_eq!(times(&store, &s), vec![now - 3 * day, now]);
+        assert_eq!(s.list(Path::new("/store/public/data")).unwrap().len(), 2);
+        drop(store);
+        s.crash();
+        let store = open(&s);
+        assert_eq!(store.options("public").unwrap().ttl_ns, Some(5 * day));
+        assert_eq!(times(&store, &s).len(), 2);
+        store.drop_database("public").unwrap();
+        assert!(store.databases().is_empty());
+        assert!(s.list(Path::new("/store/public/data")).unwrap().is_empty());
+        drop(store);
+        let store = open(&s);
+        assert!(store.databases().is_empty());
+        assert!(matches!(
+            store.drop_database("public"),
+            Err(StoreError::NoDatabase(_))
+        ));
     }
 
     #[test]

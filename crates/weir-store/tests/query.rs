@@ -20,6 +20,7 @@ fn config(limits: QueryLimits) -> StoreConfig {
     StoreConfig {
         flush_bytes: usize::MAX / 4,
         flush_age: Duration::from_secs(3600),
+        retention_every: Duration::from_secs(3600),
         query: limits,
     }
 }
@@ -225,6 +226,36 @@ fn new_columns_extend_a_table_and_older_rows_read_them_as_null() {
     assert_eq!(lines(&store, q), want);
     store.flush("public").unwrap();
     assert_eq!(lines(&store, q), want);
+    // A tag written where a string field is (or the reverse) takes the
+    // column's kind.
+    write(
+        &store,
+        vec![Row {
+            table: "cpu".into(),
+            time: 4,
+            tags: vec![("note".into(), "x".into())],
+            fields: vec![],
+        }],
+    );
+    write(
+        &store,
+        vec![Row {
+            table: "cpu".into(),
+            time: 5,
+            tags: vec![],
+            fields: vec![
+                ("note".into(), Value::Str("y".into())),
+                ("host".into(), Value::Str("b".into())),
+            ],
+        }],
+    );
+    assert_eq!(
+        lines(
+            &store,
+            "select host, note from cpu where note is not null order by time"
+        ),
+        ["NULL|x", "b|y"]
+    );
     // A conflicting type is refused and changes nothing.
     let e = store
         .write(
@@ -236,7 +267,7 @@ fn new_columns_extend_a_table_and_older_rows_read_them_as_null() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("temp"), "{e}");
-    assert_eq!(lines(&store, "select count(*) from cpu"), ["2"]);
+    assert_eq!(lines(&store, "select count(*) from cpu"), ["4"]);
 }
 
 #[test]
@@ -314,7 +345,7 @@ fn a_slow_query_is_cancelled_at_the_timeout_and_a_huge_answer_is_refused() {
     let e = store
         .query_blocking(
             "public",
-            "select count(*) from access a, access b where a.bytes + b.bytes = -1",
+            "select count(*) from access a, access b, access c where a.bytes + b.bytes + c.bytes = -1",
         )
         .unwrap_err();
     assert!(

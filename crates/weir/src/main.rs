@@ -17,6 +17,7 @@ mod kafka_cli;
 mod logtool;
 mod pipeline;
 mod sql;
+mod tsdb;
 mod up;
 
 #[global_allocator]

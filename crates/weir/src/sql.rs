@@ -127,17 +127,12 @@ fn meta(
             *db = name.trim_end_matches(';').to_owned();
             writeln!(out, "now using database {db}")?;
         }
-        (Some("\\d"), None) => client.print(
-            db,
-            "SELECT name AS table_name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
-            format,
-            out,
-        )?,
+        (Some("\\d"), None) => client.print(db, "SHOW TABLES", format, out)?,
         (Some("\\d"), Some(table)) => client.print(
             db,
             &format!(
-                "SELECT name AS column_name, type FROM pragma_table_info('{}')",
-                table.replace('\'', "''")
+                "DESCRIBE TABLE \"{}\"",
+                table.trim_end_matches(';').replace('"', "\"\"")
             ),
             format,
             out,

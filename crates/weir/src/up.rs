@@ -5,8 +5,9 @@
 //! parse_nginx -> geoip -> table `access_log`), fed by generators unless
 //! `--no-demo`, plus any pipeline files named in the config.
 //!
-//! Layout of the data directory: `kafka/` (partitions), `store/<db>.sqlite`
-//! (the embedded store), `pipelines/` (registries and sink state),
+//! Layout of the data directory: `kafka/` (partitions), `store/` (the
+//! embedded time-series store: `catalog.json`, a directory per database;
+//! see `weir-store`), `pipelines/` (registries and sink state),
 //! `geoip/` (the IP database fetched for the demo).
 
 use std::collections::BTreeMap;
@@ -22,7 +23,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use weir_pipeline::config::PipelineConfig;
 use weir_pipeline::http::{Request, Response};
-use weir_pipeline::store::Store;
+
+use crate::tsdb::Tsdb;
 
 /// A line to the user on stderr (stdout stays for data).
 macro_rules! say {
@@ -224,16 +226,14 @@ fn q(s: &str) -> String {
 fn builtin_pipeline(
     brokers: &str,
     data_dir: &Path,
-    store: &Path,
     geoip: Option<&Path>,
     demo: bool,
     rates: (f64, f64),
 ) -> String {
-    let store = q(&store.join("public.sqlite").display().to_string());
     let mut t = format!(
         "data_dir = {}\n\n\
          [sources.oceanic]\ntype = \"kafka\"\nbrokers = {b}\ntopics = [\"oceanic\"]\ngroup = \"weir-flow-a\"\nformat = \"json\"\n\n\
-         [sinks.kafka_consumer]\ntype = \"sqlite\"\ninputs = [\"oceanic\"]\npath = {store}\nbatch = 1000\n\n\
+         [sinks.kafka_consumer]\ntype = \"store\"\ninputs = [\"oceanic\"]\ndatabase = \"public\"\nbatch = 1000\n\n\
          [sources.nginxlog]\ntype = \"kafka\"\nbrokers = {b}\ntopics = [\"nginxlog\"]\ngroup = \"weir-flow-b\"\n\n\
          [transforms.parse_nginx]\ntype = \"parse_nginx\"\ninputs = [\"nginxlog\"]\n\n",
         q(&data_dir.join("pipelines").display().to_string()),
@@ -250,7 +250,7 @@ fn builtin_pipeline(
         None => "parse_nginx",
     };
     t.push_str(&format!(
-        "[sinks.access_log]\ntype = \"sqlite\"\ninputs = [\"{last}\"]\npath = {store}\nbatch = 1000\n\n"
+        "[sinks.access_log]\ntype = \"store\"\ninputs = [\"{last}\"]\ndatabase = \"public\"\nbatch = 1000\n\n"
     ));
     if demo {
         t.push_str(&format!(
@@ -269,7 +269,7 @@ fn builtin_pipeline(
 /// The HTTP routes of `weir up`: SQL, the console and `/metrics`, then the
 /// write endpoints.
 fn handler(
-    store: Store,
+    store: Tsdb,
     ingest: weir_pipeline::ingest::Ingest,
     auth: Option<(String, String)>,
     console: Arc<crate::console::Console>,
@@ -309,7 +309,7 @@ pub(crate) fn denied(req: &Request, auth: Option<&(String, String)>) -> Option<R
 
 /// `POST /api/v1/sql?db=` as CnosDB takes it: the statement as the body;
 /// JSON rows with `Accept: application/json`, CSV otherwise.
-fn sql(store: &Store, req: &Request, auth: Option<&(String, String)>) -> Response {
+fn sql(store: &Tsdb, req: &Request, auth: Option<&(String, String)>) -> Response {
     if let Some(r) = denied(req, auth) {
         return r;
     }
@@ -336,11 +336,7 @@ fn sql(store: &Store, req: &Request, auth: Option<&(String, String)>) -> Respons
             }
         }
         Err(e) => {
-            let status = match e {
-                weir_pipeline::store::StoreError::NoDatabase(_) => 404,
-                weir_pipeline::store::StoreError::ReadOnly => 403,
-                _ => 422,
-            };
+            let status = e.status();
             Response::json(
                 status,
                 &serde_json::json!({"error_code": status.to_string(), "error_message": e.to_string()}),
@@ -421,7 +417,8 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let broker_task = runtime.spawn(running.serve(stop_rx));
     // Store and HTTP.
-    let store = Store::new(&data_dir.join("store"));
+    let store = Tsdb::open(&data_dir.join("store"), cfg.console_admin)?;
+    crate::tsdb::import_sqlite(&store, &data_dir.join("store"))?;
     let ingest_store = store.clone();
     let ingest = weir_pipeline::ingest::Ingest::new(
         weir_pipeline::ingest::IngestConfig {
@@ -430,12 +427,18 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
             password: cfg.password.clone(),
             ..Default::default()
         },
-        move |db, events| match ingest_store.write(db, &events) {
-            Ok(()) => true,
-            Err(e) => {
+        move |db, events| {
+            ingest_store.write_events(db, &events).map_err(|e| {
+                let status = match e.status() {
+                    // A refused point (a type conflict, a bad name) is the
+                    // client's; a full disk or a failure is ours.
+                    422 => 400,
+                    500 => 503,
+                    s => s,
+                };
                 tracing::warn!(db, error = %e, "storing written points failed");
-                false
-            }
+                (status, e.to_string())
+            })
         },
     );
     let auth = cfg.username.clone().map(|u| (u, cfg.password.clone()));
@@ -450,7 +453,6 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     let builtin = builtin_pipeline(
         &brokers,
         &data_dir,
-        &data_dir.join("store"),
         geoip.as_deref(),
         demo,
         (cfg.sensors_rate, cfg.nginx_rate),
@@ -472,8 +474,11 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
+    let services = weir_pipeline::runtime::Services {
+        store: Some(Arc::new(store.clone())),
+    };
     for (name, pc) in &pipelines {
-        let r = weir_pipeline::runtime::start(pc, name, stop.clone())
+        let r = weir_pipeline::runtime::start_with(pc, name, stop.clone(), &services)
             .with_context(|| format!("starting pipeline {name}"))?;
         console.add_pipeline(name, pc, &r.counters);
         handles.push(r);
@@ -535,6 +540,7 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
         r.wait();
     }
     drop(server);
+    store.close();
     let _ = stop_tx.send(true);
     runtime
         .block_on(broker_task)
@@ -591,14 +597,7 @@ mod tests {
     #[test]
     fn the_builtin_pipeline_is_valid_with_and_without_demo_and_geoip() {
         for (geoip, demo) in [(None, false), (Some(Path::new("x.ipdb")), true)] {
-            let text = builtin_pipeline(
-                "127.0.0.1:9092",
-                Path::new("d"),
-                Path::new("d/store"),
-                geoip,
-                demo,
-                (5.0, 50.0),
-            );
+            let text = builtin_pipeline("127.0.0.1:9092", Path::new("d"), geoip, demo, (5.0, 50.0));
             let cfg = PipelineConfig::parse(&text).unwrap();
             let ids: Vec<&str> = cfg.components.iter().map(|c| c.id.as_str()).collect();
             assert!(ids.contains(&"kafka_consumer") && ids.contains(&"access_log"));

@@ -218,12 +218,17 @@ fn every_console_endpoint_answers_and_changes_are_refused_by_default() {
         b"drop table if exists kafka_consumer",
     );
     assert_eq!(status, 403, "{body}");
-    let (status, body) = up.call(
-        "POST",
-        "/api/v1/sql?db=public",
-        b"select count(*) from _weir_offsets",
-    );
+    for denied in [
+        &b"create external table p (a varchar) stored as csv location '/etc/passwd'"[..],
+        b"copy (select 1) to '/tmp/out.csv'",
+        b"create database other",
+    ] {
+        let (status, body) = up.call("POST", "/api/v1/sql?db=public", denied);
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, body) = up.call("POST", "/api/v1/sql?db=public", b"show tables");
     assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("table_name\n"), "{body}");
 
     // Groups: the flows' consumers, their members, offsets and lag.
     up.wait_for(20, "flow A's group to commit", |u| {

@@ -100,7 +100,7 @@ fn the_readme_commands_work_as_written() {
             b"select (select count(*) from kafka_consumer) * (select count(*) from access_log) > 0",
             Duration::from_secs(5),
         )
-        .is_ok_and(|(status, body)| status == 200 && body.ends_with(b"\n1\n"))
+        .is_ok_and(|(status, body)| status == 200 && body.ends_with(b"\ntrue\n"))
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready() {

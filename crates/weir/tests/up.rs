@@ -83,8 +83,8 @@ fn both_flows_show_in_weir_sql_within_30_s_and_survive_a_restart() {
     let started = Instant::now();
     let p = up(&data, kafka, http, &[]);
     let log = || std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
-    let flows = "SELECT (SELECT count(*) FROM kafka_consumer) > 0 AND \
-                 (SELECT count(*) FROM access_log WHERE province NOT IN ('', 'private') AND isp <> '') > 0";
+    let flows = "SELECT CAST((SELECT count(*) FROM kafka_consumer) > 0 AND \
+                 (SELECT count(*) FROM access_log WHERE province NOT IN ('', 'private') AND isp <> '') > 0 AS BIGINT)";
     while sql_value(http, flows) != Some(1) {
         assert!(
             started.elapsed() < Duration::from_secs(30),

@@ -52,6 +52,7 @@ fn ident(name: &str) -> String {
 fn sql_type(v: &Value) -> &'static str {
     match v {
         Value::Int(_) => "BIGINT",
+        Value::UInt(_) => "BIGINT UNSIGNED",
         Value::Float(_) => "DOUBLE",
         Value::Bool(_) => "BOOLEAN",
         Value::Str(_) => "TEXT",
@@ -61,6 +62,7 @@ fn sql_type(v: &Value) -> &'static str {
 fn sql_value(v: &Value) -> My {
     match v {
         Value::Int(i) => My::Int(*i),
+        Value::UInt(u) => My::UInt(*u),
         Value::Float(f) => My::Double(*f),
         Value::Bool(b) => My::Int(i64::from(*b)),
         Value::Str(s) => My::Bytes(s.as_bytes().to_vec()),

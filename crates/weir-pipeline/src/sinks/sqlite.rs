@@ -63,7 +63,7 @@ struct Shape {
 
 fn sql_type(v: &Value) -> &'static str {
     match v {
-        Value::Int(_) | Value::Bool(_) => "INTEGER",
+        Value::Int(_) | Value::UInt(_) | Value::Bool(_) => "INTEGER",
         Value::Float(_) => "REAL",
         Value::Str(_) => "TEXT",
     }
@@ -180,6 +180,11 @@ impl SqliteSink {
                 match value {
                     Column::Tag(t) => stmt.raw_bind_parameter(at, t)?,
                     Column::Field(Value::Int(n)) => stmt.raw_bind_parameter(at, *n)?,
+                    // SQLite's integers are signed: the largest go in as text.
+                    Column::Field(Value::UInt(u)) => match i64::try_from(*u) {
+                        Ok(n) => stmt.raw_bind_parameter(at, n)?,
+                        Err(_) => stmt.raw_bind_parameter(at, u.to_string())?,
+                    },
                     Column::Field(Value::Float(f)) => stmt.raw_bind_parameter(at, *f)?,
                     Column::Field(Value::Bool(b)) => stmt.raw_bind_parameter(at, i64::from(*b))?,
                     Column::Field(Value::Str(t)) => stmt.raw_bind_parameter(at, t.as_str())?,

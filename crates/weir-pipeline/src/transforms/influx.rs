@@ -112,12 +112,10 @@ fn field_value(raw: &str) -> Result<Value, String> {
             .map_err(|_| format!("bad integer {raw:?}"));
     }
     if let Some(u) = raw.strip_suffix('u') {
-        let v = u
+        return u
             .parse::<u64>()
-            .map_err(|_| format!("bad unsigned {raw:?}"))?;
-        return i64::try_from(v)
-            .map(Value::Int)
-            .map_err(|_| format!("unsigned {raw:?} too large"));
+            .map(Value::UInt)
+            .map_err(|_| format!("bad unsigned {raw:?}"));
     }
     match raw {
         "t" | "T" | "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
@@ -215,7 +213,7 @@ mod tests {
         let e = parse_line("m u=5u,f=F", Precision::Ns, 0).unwrap().unwrap();
         assert_eq!(
             (e.fields["u"].clone(), e.fields["f"].clone()),
-            (Value::Int(5), Value::Bool(false))
+            (Value::UInt(5), Value::Bool(false))
         );
         assert_eq!(parse_line("# comment", Precision::Ns, 0).unwrap(), None);
         assert_eq!(parse_line("   ", Precision::Ns, 0).unwrap(), None);

@@ -401,18 +401,18 @@ async function data() {
     put(id, title, `<p class="muted">${esc(err.message)}</p>`);
   };
   try {
-    const rows = await sql("select time / 1000000 as t, temperature, pressure, visibility from kafka_consumer order by time desc limit 300");
+    const rows = await sql("select cast(time as bigint) / 1000000 as t, temperature, pressure, visibility from kafka_consumer order by time desc limit 300");
     for (const k of ["temperature", "pressure", "visibility"]) {
       put(`#chart-${k}`, k, lineChart([{ name: k, points: rows.map(r => [Number(r.t), Number(r[k])]) }], { title: k }));
     }
   } catch (err) { for (const k of ["temperature", "pressure", "visibility"]) fail(`#chart-${k}`, k, err); }
   // The last hour, by minute.
-  const window = "where time > (select max(time) from access_log) - 3600000000000";
+  const window = "where time > (select max(time) from access_log) - interval '1 hour'";
   // Addresses abroad have no province: their country stands in.
   const keys = { province: "case when coalesce(province, '') = '' then coalesce(nullif(country, ''), '(unknown)') else province end", isp: "isp" };
   for (const [key, title] of [["province", "Bandwidth by province"], ["isp", "Bandwidth by ISP"]]) {
     try {
-      let rows = await sql(`select (time / 60000000000) * 60000 as t, ${keys[key]} as k, sum(bytes) as v from access_log ${window} group by 1, 2 order by 1`);
+      let rows = await sql(`select cast(date_bin(interval '1 minute', time) as bigint) / 1000000 as t, ${keys[key]} as k, sum(bytes) as v from access_log ${window} group by 1, 2 order by 1`);
       // The current minute is still filling: leave it out once there are others.
       const last = Math.max(...rows.map(r => Number(r.t)));
       if (rows.some(r => Number(r.t) !== last)) rows = rows.filter(r => Number(r.t) !== last);
