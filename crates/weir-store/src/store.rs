@@ -538,7 +538,9 @@ impl Store {
         root: impl Into<PathBuf>,
         config: StoreConfig,
     ) -> Result<Arc<Self>, StoreError> {
+        // Absolute: queries read files by URL.
         let root = root.into();
+        let root = std::path::absolute(&root).map_err(io_err(&root))?;
         storage.create_dir_all(&root).map_err(io_err(&root))?;
         let path = root.join(CATALOG);
         let catalog: Catalog = if storage.exists(&path) {

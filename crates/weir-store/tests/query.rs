@@ -366,3 +366,14 @@ fn a_slow_query_is_cancelled_at_the_timeout_and_a_huge_answer_is_refused() {
     );
     assert_eq!(lines(&store, "select count(*) from access"), ["20000"]);
 }
+
+#[test]
+fn a_store_opened_by_a_relative_path_reads_its_files() {
+    // Each test runs in its own process (nextest): changing directory is safe.
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_current_dir(dir.path()).unwrap();
+    let store = open(Path::new("./weir-data/store"), QueryLimits::default());
+    sample(&store);
+    store.flush("public").unwrap();
+    assert_eq!(lines(&store, "select count(*) from access"), ["600"]);
+}
