@@ -15,6 +15,7 @@ pub use datafusion::arrow;
 
 pub mod columns;
 pub mod database;
+pub mod deadline;
 pub mod files;
 pub mod manifest;
 pub mod query;

@@ -9,7 +9,8 @@
 //!
 //! Bounds: one memory pool for all queries (`memory_bytes`; an operator
 //! past it spills into the store's `tmp/spill` or fails with
-//! "Resources exhausted"), a timeout that drops the running plan, a cap
+//! "Resources exhausted"), a timeout checked inside the plan (see
+//! [`crate::deadline`]) and by a timer around it, a cap
 //! on the rows of an answer, and `SQLOptions` without DDL, DML or
 //! statements, so a query cannot create tables over other files, copy
 //! out, or change settings.
@@ -17,7 +18,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, TimestampNanosecondArray, UInt64Array};
@@ -37,12 +38,13 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
 use crate::columns::UTC;
+use crate::deadline::Deadline;
 use crate::manifest::FileEntry;
 use crate::schema::TIME;
 
@@ -175,10 +177,13 @@ impl Engine {
             .with_allow_dml(false)
             .with_allow_statements(false);
         let max_rows = self.limits.max_rows;
+        let deadline = Deadline::new(Instant::now() + self.limits.timeout);
         let run = async {
             let df = ctx.sql_with_options(sql, options).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut stream = df.execute_stream().await?;
+            let task = df.task_ctx();
+            let plan = deadline.wrap(df.create_physical_plan().await?)?;
+            let mut stream = execute_stream(plan, Arc::new(task))?;
             let mut batches = Vec::new();
             let mut rows = 0usize;
             while let Some(b) = stream.next().await {
@@ -193,8 +198,11 @@ impl Engine {
             }
             Ok::<_, DataFusionError>(Ok(Answer { schema, batches }))
         };
+        // The timer stops a query waiting on I/O; the deadline inside the
+        // plan stops one computing.
         match tokio::time::timeout(self.limits.timeout, run).await {
             Err(_) => Err(QueryError::Timeout(self.limits.timeout)),
+            Ok(Err(_)) if deadline.expired() => Err(QueryError::Timeout(self.limits.timeout)),
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => Err(self.error(e)),
         }
