@@ -2,22 +2,34 @@
 //! file per UTC day, zstd, row groups of 64 Ki rows with statistics.
 //! A file is written under `tmp/`, fsynced and renamed into `data/`; the
 //! caller fsyncs `data/` and lists the file in the manifest only then.
+//! Compaction merges files of a table and day with [`merge_files`], a
+//! streaming k-way merge by time read and written through [`Storage`].
 
-use std::io;
-use std::path::Path;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
-use datafusion::arrow::datatypes::TimestampNanosecondType;
+use datafusion::arrow::compute::{
+    SortOptions, interleave_record_batch, sort_to_indices, take_record_batch,
+};
+use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::temporal_conversions::timestamp_ns_to_datetime;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{
+    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::errors::{ParquetError, Result as ParquetResult};
 use datafusion::parquet::file::properties::WriterProperties;
-use weir_log::Storage;
+use datafusion::parquet::file::reader::{ChunkReader, Length};
+use weir_log::{Storage, StorageFile};
 
+use crate::columns::widen;
 use crate::manifest::{FileEntry, file_name};
 
 /// Rows per row group.
@@ -81,6 +93,7 @@ pub fn write_table(
             max_time: t[end - 1],
             rows: part.num_rows() as u64,
             bytes,
+            level: 0,
         });
         start = end;
     }
@@ -113,18 +126,312 @@ pub fn write_file(
     written.map(|()| buf.len() as u64)
 }
 
-/// Reads a whole file back through `storage` (recovery checks and
-/// compaction; queries read files through DataFusion).
+/// A file read through `storage` piece by piece (Parquet's footer, then
+/// one column chunk at a time), so reading a file never holds it whole.
+struct StorageChunks {
+    file: Arc<dyn StorageFile>,
+    len: u64,
+}
+
+/// A [`Read`] over part of a [`StorageChunks`].
+struct StorageRead {
+    file: Arc<dyn StorageFile>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for StorageRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (self.end - self.pos).min(buf.len() as u64) as usize;
+        self.file.read_exact_at(&mut buf[..n], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Length for StorageChunks {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for StorageChunks {
+    type T = StorageRead;
+
+    fn get_read(&self, start: u64) -> ParquetResult<StorageRead> {
+        Ok(StorageRead {
+            file: self.file.clone(),
+            pos: start.min(self.len),
+            end: self.len,
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
+        if start.saturating_add(length as u64) > self.len {
+            return Err(ParquetError::EOF(format!(
+                "{length} bytes at {start} of a {} byte file",
+                self.len
+            )));
+        }
+        let mut buf = vec![0u8; length];
+        self.file.read_exact_at(&mut buf, start)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// A reader of a file's rows through `storage`, `BATCH` rows at a time.
+pub fn open_file(storage: &dyn Storage, path: &Path) -> io::Result<ParquetRecordBatchReader> {
+    let file = storage.open(path, false)?;
+    let len = file.len()?;
+    ParquetRecordBatchReaderBuilder::try_new(StorageChunks { file, len })
+        .and_then(|b| b.with_batch_size(BATCH).build())
+        .map_err(|e| invalid(format!("{}: {e}", path.display())))
+}
+
+/// Reads a whole file back through `storage` (recovery checks and tests;
+/// queries read files through DataFusion).
 pub fn read_file(storage: &dyn Storage, path: &Path) -> io::Result<Vec<RecordBatch>> {
-    let f = storage.open(path, false)?;
-    let mut data = vec![0u8; f.len()? as usize];
-    f.read_exact_at(&mut data, 0)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(data))
-        .and_then(|b| b.build())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    reader
+    open_file(storage, path)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        .map_err(invalid)
+}
+
+/// Rows a merge reads and writes at a time.
+pub const BATCH: usize = 8 * 1024;
+
+/// Merges `inputs` (files of one table and day under `dir/data`, each
+/// sorted by time) into one file `id`, sorted by time, in `schema` (the
+/// table's current columns: those a file lacks are null). It streams: at
+/// most a batch of each input and one row group of the output are in
+/// memory. Rows of equal time keep the order of `inputs`. The file is in
+/// `data/` when this returns (`data/` still has to be fsynced before it
+/// is listed); on an error nothing is left.
+pub fn merge_files(
+    storage: &dyn Storage,
+    dir: &Path,
+    inputs: &[FileEntry],
+    schema: &SchemaRef,
+    id: u64,
+    level: u32,
+) -> io::Result<FileEntry> {
+    let data = dir.join("data");
+    let name = file_name(id);
+    if inputs.is_empty() {
+        return Err(io::Error::other("a merge of no files"));
+    }
+    let mut readers = Vec::with_capacity(inputs.len());
+    for f in inputs {
+        readers.push(open_file(storage, &data.join(f.file_name()))?);
+    }
+    let mut out = FileWriter::create(storage, dir, &name, schema)?;
+    let merged = (|| {
+        // Each input's current batch (empty once it is done) and row.
+        let mut current: Vec<RecordBatch> = Vec::with_capacity(readers.len());
+        let mut at = vec![0usize; readers.len()];
+        let mut heap = BinaryHeap::new();
+        for (i, r) in readers.iter_mut().enumerate() {
+            let b = next_batch(r, schema)?;
+            if b.num_rows() > 0 {
+                heap.push(Reverse((times(&b)[0], i)));
+            }
+            current.push(b);
+        }
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
+        while let Some(Reverse((_, i))) = heap.pop() {
+            picks.push((i, at[i]));
+            at[i] += 1;
+            let done = at[i] == current[i].num_rows();
+            if !done {
+                heap.push(Reverse((times(&current[i])[at[i]], i)));
+            }
+            // The picks point into the current batches: they are written
+            // out before a batch is replaced.
+            if done || picks.len() == BATCH {
+                write_picks(&mut out, &current, &mut picks)?;
+            }
+            if done {
+                current[i] = next_batch(&mut readers[i], schema)?;
+                at[i] = 0;
+                if current[i].num_rows() > 0 {
+                    heap.push(Reverse((times(&current[i])[0], i)));
+                }
+            }
+        }
+        write_picks(&mut out, &current, &mut picks)
+    })();
+    match merged {
+        Ok(()) => {
+            let (bytes, rows, min_time, max_time) = out.finish()?;
+            Ok(FileEntry {
+                id,
+                table: inputs[0].table.clone(),
+                day: inputs[0].day.clone(),
+                min_time,
+                max_time,
+                rows,
+                bytes,
+                level,
+            })
+        }
+        Err(e) => {
+            out.abandon();
+            Err(e)
+        }
+    }
+}
+
+/// The next rows of `reader` in `schema`; empty at its end.
+fn next_batch(
+    reader: &mut ParquetRecordBatchReader,
+    schema: &SchemaRef,
+) -> io::Result<RecordBatch> {
+    for b in reader.by_ref() {
+        let b = b.map_err(invalid)?;
+        if b.num_rows() > 0 {
+            return widen(&b, schema).map_err(invalid);
+        }
+    }
+    Ok(RecordBatch::new_empty(schema.clone()))
+}
+
+fn write_picks(
+    out: &mut FileWriter<'_>,
+    current: &[RecordBatch],
+    picks: &mut Vec<(usize, usize)>,
+) -> io::Result<()> {
+    if picks.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&RecordBatch> = current.iter().collect();
+    let batch = interleave_record_batch(&refs, picks).map_err(invalid)?;
+    picks.clear();
+    out.write(&batch)
+}
+
+/// An [`io::Write`] appending to a file of a [`Storage`].
+struct StorageWrite {
+    file: Arc<dyn StorageFile>,
+    pos: u64,
+}
+
+impl Write for StorageWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_all_at(buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A Parquet file being written row group by row group under `tmp/`;
+/// [`FileWriter::finish`] makes it durable and moves it into `data/`.
+struct FileWriter<'a> {
+    storage: &'a dyn Storage,
+    tmp: PathBuf,
+    dest: PathBuf,
+    writer: Option<ArrowWriter<StorageWrite>>,
+    file: Arc<dyn StorageFile>,
+    rows: u64,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl<'a> FileWriter<'a> {
+    fn create(
+        storage: &'a dyn Storage,
+        dir: &Path,
+        name: &str,
+        schema: &SchemaRef,
+    ) -> io::Result<Self> {
+        let tmp = dir.join("tmp").join(name);
+        let file = storage.open(&tmp, true)?;
+        let started = file.set_len(0).and_then(|()| {
+            let sink = StorageWrite {
+                file: file.clone(),
+                pos: 0,
+            };
+            ArrowWriter::try_new(sink, schema.clone(), Some(props())).map_err(io::Error::other)
+        });
+        let writer = match started {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = storage.remove(&tmp);
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            storage,
+            tmp,
+            dest: dir.join("data").join(name),
+            writer: Some(writer),
+            file,
+            rows: 0,
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+        })
+    }
+
+    /// Appends rows (in time order after those before).
+    fn write(&mut self, batch: &RecordBatch) -> io::Result<()> {
+        let t = times(batch);
+        if let (Some(first), Some(last)) = (t.first(), t.last()) {
+            self.min_time = self.min_time.min(*first);
+            self.max_time = self.max_time.max(*last);
+        }
+        self.rows += batch.num_rows() as u64;
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("closed"))?;
+        w.write(batch).map_err(parquet_io)
+    }
+
+    /// Closes, fsyncs and renames the file into `data/`; returns its size,
+    /// rows and time range.
+    fn finish(mut self) -> io::Result<(u64, u64, i64, i64)> {
+        let done = (|| {
+            let w = self
+                .writer
+                .take()
+                .ok_or_else(|| io::Error::other("closed"))?;
+            w.close().map_err(parquet_io)?;
+            self.file.sync_data()?;
+            let bytes = self.file.len()?;
+            self.storage.rename(&self.tmp, &self.dest)?;
+            Ok(bytes)
+        })();
+        match done {
+            Ok(bytes) => Ok((bytes, self.rows, self.min_time, self.max_time)),
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes what was written.
+    fn abandon(self) {
+        drop(self.writer);
+        let _ = self.storage.remove(&self.tmp);
+    }
+}
+
+/// A Parquet error as an I/O error, keeping a full disk recognisable.
+fn parquet_io(e: ParquetError) -> io::Error {
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<io::Error>() {
+            Ok(io) => *io,
+            Err(other) => io::Error::other(other),
+        },
+        other => io::Error::other(other),
+    }
 }
 
 /// Whether a column of a batch read back is the time column in order.

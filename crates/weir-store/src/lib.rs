@@ -7,13 +7,16 @@
 //! [`rows`] (what a frame carries), [`schema`] (tables and columns),
 //! [`database`] (a database's durable write side), [`columns`] (rows as
 //! Arrow), [`files`] (Parquet files), [`manifest`] (which files are
-//! live), [`query`] (DataFusion over files and buffers, bounded), and
-//! [`store`] (databases, buffers, flushes: what callers use).
+//! live), [`compaction`] (the pure planner of merges and retention),
+//! [`query`] and [`deadline`] (DataFusion over files and buffers,
+//! bounded), and [`store`] (databases, buffers, flushes, merges: what
+//! callers use).
 
 /// The Arrow crates the store's answers are made of.
 pub use datafusion::arrow;
 
 pub mod columns;
+pub mod compaction;
 pub mod database;
 pub mod deadline;
 pub mod files;
@@ -24,6 +27,7 @@ pub mod schema;
 pub mod store;
 pub mod wal;
 
+pub use compaction::Policy;
 pub use database::{Database, DbError, Recovered};
 pub use manifest::{FileEntry, Manifest};
 pub use query::{Answer, QueryError, QueryLimits};

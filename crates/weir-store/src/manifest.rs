@@ -34,6 +34,9 @@ pub struct FileEntry {
     pub rows: u64,
     /// Its size in bytes.
     pub bytes: u64,
+    /// The compaction tier a merge put it in (0: written by a flush).
+    #[serde(default)]
+    pub level: u32,
 }
 
 impl FileEntry {
@@ -140,6 +143,7 @@ mod tests {
                 max_time: 2,
                 rows: 2,
                 bytes: 100,
+                level: 0,
             });
             s.fail_after_changes(Some(changes));
             let saved = new.save(&s, dir).is_ok();

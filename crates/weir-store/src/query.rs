@@ -61,6 +61,10 @@ pub struct TableSnapshot {
     pub buffer: Vec<RecordBatch>,
     /// The database's `data/` directory.
     pub data_dir: PathBuf,
+    /// Held while the snapshot lives: files that compaction or retention
+    /// took out of the manifest after it was taken are deleted only once
+    /// every snapshot that could read them is gone.
+    pub files_in_use: Arc<()>,
 }
 
 /// How queries are bounded.

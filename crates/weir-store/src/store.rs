@@ -1,7 +1,11 @@
 //! The store: databases under one directory, each with its durable write
 //! side ([`Database`]: schema and write-ahead log), its write buffers
 //! (Arrow batches by table, visible to queries at once), its manifest of
-//! Parquet files, and a flush that moves the buffers into files.
+//! Parquet files, a flush that moves the buffers into files, and the
+//! maintenance that carries out [`compaction::plan`] (merging small files,
+//! dropping those past the TTL). A file out of the manifest is deleted
+//! only once no query snapshot taken before could read it (each snapshot
+//! holds its epoch; see `sweep`).
 //!
 //! Locks, in the order they are taken: a database's `flushing` (one flush
 //! at a time), its `gate` (writers share it from the log append to the
@@ -9,9 +13,10 @@
 //! the buffers, so no acknowledged row is ever in neither a live segment
 //! nor a buffer), then its `state` (manifest and buffers, under which a
 //! query takes its snapshot: it sees the frozen buffer or the files that
-//! replace it, never both), then the `Database`'s own.
+//! replace it, never both), then `touched`, then the `Database`'s own.
+//! Maintenance takes `flushing`, so it never runs beside a flush.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -22,13 +27,17 @@ use serde::{Deserialize, Serialize};
 use weir_log::{Storage, frames};
 
 use crate::columns::{arrow_schema, to_batch, widen};
+use crate::compaction::{self, Action, Policy};
 use crate::database::{Database, DbError};
-use crate::files::write_table;
+use crate::files::{merge_files, write_table};
 use crate::manifest::{FileEntry, Manifest, parse_file_name};
 use crate::query::{Answer, Engine, QueryError, QueryLimits, TableSnapshot};
 use crate::rows::{Batch, Row, Value};
 use crate::schema::Schema;
 use crate::wal::Position;
+
+/// Planning rounds of one maintenance at most.
+const MAINTAIN_ROUNDS: usize = 16;
 
 /// Rows a table's buffer gathers before it turns them into one Arrow
 /// batch (a query turns fewer into one too).
@@ -45,8 +54,11 @@ pub struct StoreConfig {
     pub flush_bytes: usize,
     /// ...or when their oldest row has waited this long.
     pub flush_age: Duration,
-    /// How often files past their database's TTL are dropped.
-    pub retention_every: Duration,
+    /// How often files past their database's TTL are dropped and small
+    /// files are merged (also right after each flush).
+    pub maintain_every: Duration,
+    /// When files are merged.
+    pub compaction: Policy,
     /// Query bounds.
     pub query: QueryLimits,
 }
@@ -56,7 +68,8 @@ impl Default for StoreConfig {
         Self {
             flush_bytes: 64 << 20,
             flush_age: Duration::from_secs(60),
-            retention_every: Duration::from_secs(60),
+            maintain_every: Duration::from_secs(60),
+            compaction: Policy::default(),
             query: QueryLimits::default(),
         }
     }
@@ -94,16 +107,6 @@ pub fn parse_ttl(text: &str) -> Result<Option<i64>, String> {
         Some(ns) => Ok(Some(ns)),
         None => Err(format!("TTL {text:?} is too long")),
     }
-}
-
-/// The ids of the files wholly older than `now - ttl`.
-pub fn expired(files: &[FileEntry], now_ns: i64, ttl_ns: i64) -> Vec<u64> {
-    let horizon = now_ns.saturating_sub(ttl_ns);
-    files
-        .iter()
-        .filter(|f| f.max_time < horizon)
-        .map(|f| f.id)
-        .collect()
 }
 
 fn now_ns() -> i64 {
@@ -202,6 +205,11 @@ struct DbState {
     bytes: usize,
     /// When `active` got its first row.
     since: Option<Instant>,
+    /// Shared by the snapshots taken since the manifest last lost files.
+    epoch: Arc<()>,
+    /// Files out of the manifest, each batch with the epoch of the
+    /// snapshots that may still read it, oldest first.
+    graveyard: Vec<(Arc<()>, Vec<FileEntry>)>,
 }
 
 /// One open database.
@@ -213,6 +221,10 @@ struct Db {
     flushing: Mutex<()>,
     gate: RwLock<()>,
     state: Mutex<DbState>,
+    /// When each table and day last got a file from a flush (a day not
+    /// here counts from the open).
+    touched: Mutex<HashMap<(String, String), Instant>>,
+    opened: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -279,6 +291,8 @@ impl Db {
                 manifest,
                 ..DbState::default()
             }),
+            touched: Mutex::new(HashMap::new()),
+            opened: Instant::now(),
         };
         {
             let mut st = lock(&db.state);
@@ -364,6 +378,7 @@ impl Db {
                     .collect(),
                 buffer,
                 data_dir: self.dir.join("data"),
+                files_in_use: st.epoch.clone(),
             });
         }
         Ok(out)
@@ -399,8 +414,16 @@ impl Db {
         match self.write_out(&frozen, from, positions) {
             Ok(next) => {
                 let mut st = lock(&self.state);
-                st.manifest = next;
+                let old = std::mem::replace(&mut st.manifest, next);
                 st.frozen = None;
+                let now = Instant::now();
+                let mut touched = lock(&self.touched);
+                for f in &st.manifest.files {
+                    if !old.files.iter().any(|o| o.id == f.id) {
+                        touched.insert((f.table.clone(), f.day.clone()), now);
+                    }
+                }
+                drop(touched);
                 drop(st);
                 // The segments before `from` are all in listed files now.
                 if let Err(e) = self.database.wal().remove_before(from) {
@@ -479,28 +502,132 @@ impl Db {
 }
 
 impl Db {
-    /// Drops the files wholly past the TTL (manifest first, then the
-    /// files); returns how many rows went.
-    fn expire(&self, ttl_ns: i64, now_ns: i64) -> Result<u64, StoreError> {
+    /// Carries out what the planner asks now: drops the files past the
+    /// TTL, merges small files. Returns the rows dropped and the merges
+    /// done. A merge that fails (a full disk, a damaged file) is logged
+    /// and the others go on; it is planned again next time.
+    fn maintain(
+        &self,
+        ttl_ns: Option<i64>,
+        now_ns: i64,
+        policy: &Policy,
+    ) -> Result<(u64, usize), StoreError> {
         let _one = lock(&self.flushing);
-        let mut next = lock(&self.state).manifest.clone();
-        let gone = expired(&next.files, now_ns, ttl_ns);
-        if gone.is_empty() {
-            return Ok(0);
+        let settled = |table: &str, day: &str| {
+            let touched = lock(&self.touched);
+            let at = touched
+                .get(&(table.to_owned(), day.to_owned()))
+                .copied()
+                .unwrap_or(self.opened);
+            at.elapsed() >= policy.settle
+        };
+        let (mut dropped, mut merged) = (0, 0);
+        // A plan merges once per table and day; a few rounds catch up
+        // after many flushes (each round merges at least two files into
+        // one, so they end).
+        for _ in 0..MAINTAIN_ROUNDS {
+            let files = lock(&self.state).manifest.files.clone();
+            let actions = compaction::plan(&files, now_ns, ttl_ns, policy, &settled);
+            let mut progress = false;
+            for action in actions {
+                match action {
+                    Action::Drop { ids } => {
+                        dropped += self.replace_files(&ids, None)?;
+                    }
+                    Action::Merge {
+                        table, ids, level, ..
+                    } => match self.merge(&table, &ids, level) {
+                        Ok(()) => {
+                            merged += 1;
+                            progress = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(db = %self.dir.display(), %table, error = %e, "merging files (retried later)");
+                        }
+                    },
+                }
+            }
+            if !progress {
+                break;
+            }
         }
-        let (dropped, kept): (Vec<FileEntry>, Vec<FileEntry>) =
-            next.files.into_iter().partition(|f| gone.contains(&f.id));
+        self.sweep();
+        Ok((dropped, merged))
+    }
+
+    /// Merges files `ids` of `table` into one and lists it instead.
+    fn merge(&self, table: &str, ids: &[u64], level: u32) -> Result<(), StoreError> {
+        let (inputs, id) = {
+            let mut st = lock(&self.state);
+            let inputs: Vec<FileEntry> = st
+                .manifest
+                .files
+                .iter()
+                .filter(|f| ids.contains(&f.id))
+                .cloned()
+                .collect();
+            // The id is taken for good: a file a crash leaves under it is
+            // not listed and is removed at open.
+            let id = st.manifest.next_id;
+            st.manifest.next_id += 1;
+            (inputs, id)
+        };
+        let schema = arrow_schema(&self.database.table(table).unwrap_or_default());
+        let data = self.dir.join("data");
+        let entry = merge_files(&*self.storage, &self.dir, &inputs, &schema, id, level)
+            .map_err(io_err(&data))?;
+        let listed = self
+            .storage
+            .sync_dir(&data)
+            .map_err(io_err(&data))
+            .and_then(|()| self.replace_files(ids, Some(entry.clone())));
+        if listed.is_err() {
+            let _ = self.storage.remove(&data.join(entry.file_name()));
+        }
+        listed.map(|_| ())
+    }
+
+    /// Takes files `ids` out of the manifest (putting `with` in their
+    /// place), saves it, and sends them to the graveyard. Returns their
+    /// rows.
+    fn replace_files(&self, ids: &[u64], with: Option<FileEntry>) -> Result<u64, StoreError> {
+        let mut next = lock(&self.state).manifest.clone();
+        let (gone, kept): (Vec<FileEntry>, Vec<FileEntry>) =
+            next.files.into_iter().partition(|f| ids.contains(&f.id));
         next.files = kept;
+        next.files.extend(with);
         next.save(&*self.storage, &self.dir)
             .map_err(io_err(&self.dir))?;
-        lock(&self.state).manifest = next;
+        let mut st = lock(&self.state);
+        // `next_id` may have moved on (a merge took one) since the clone.
+        next.next_id = next.next_id.max(st.manifest.next_id);
+        st.manifest = next;
+        let epoch = std::mem::replace(&mut st.epoch, Arc::new(()));
+        let rows = gone.iter().map(|f| f.rows).sum();
+        st.graveyard.push((epoch, gone));
+        Ok(rows)
+    }
+
+    /// Deletes the files out of the manifest that no query can read any
+    /// more: those of every epoch, oldest first, that no snapshot holds.
+    fn sweep(&self) {
+        let ready: Vec<FileEntry> = {
+            let mut st = lock(&self.state);
+            let free = st
+                .graveyard
+                .iter()
+                .take_while(|(epoch, _)| Arc::strong_count(epoch) == 1)
+                .count();
+            st.graveyard.drain(..free).flat_map(|(_, f)| f).collect()
+        };
         let data = self.dir.join("data");
-        for f in &dropped {
-            // A query that began before may still read it: a failure there
-            // is that query's, and a file left here is removed at open.
-            let _ = self.storage.remove(&data.join(f.file_name()));
+        for f in ready {
+            // A file left here (a failed removal, a crash) is not listed
+            // and is removed at open.
+            if let Err(e) = self.storage.remove(&data.join(f.file_name())) {
+                tracing::warn!(file = %f.file_name(), error = %e, "removing a file the manifest no longer lists");
+            }
         }
-        Ok(dropped.iter().map(|f| f.rows).sum())
     }
 
     /// Removes every file of the database (it was dropped).
@@ -683,16 +810,18 @@ impl Store {
         Ok(())
     }
 
-    /// Drops what is past every database's TTL now; returns the rows
-    /// dropped.
-    pub fn expire(&self) -> Result<u64, StoreError> {
-        let mut rows = 0;
+    /// Drops what is past every database's TTL now and merges small
+    /// files; returns the rows dropped and the merges done.
+    pub fn maintain(&self) -> Result<(u64, usize), StoreError> {
+        let (mut rows, mut merges) = (0, 0);
         for (name, options) in self.databases() {
-            if let (Some(ttl), Some(db)) = (options.ttl_ns, self.db(&name)) {
-                rows += db.expire(ttl, now_ns())?;
+            if let Some(db) = self.db(&name) {
+                let (r, m) = db.maintain(options.ttl_ns, now_ns(), &self.config.compaction)?;
+                rows += r;
+                merges += m;
             }
         }
-        Ok(rows)
+        Ok((rows, merges))
     }
 
     /// Every writer's last durable position in `db`.
@@ -815,7 +944,7 @@ impl Drop for Store {
 
 /// Flushes databases when due, until the store closes or goes away.
 fn flusher(store: Weak<Store>, stop: Arc<(Mutex<bool>, Condvar)>) {
-    let mut expired_at = Instant::now();
+    let mut maintained_at = Instant::now();
     loop {
         {
             let (m, c) = &*stop;
@@ -840,19 +969,28 @@ fn flusher(store: Weak<Store>, stop: Arc<(Mutex<bool>, Condvar)>) {
             .values()
             .cloned()
             .collect();
-        for d in dbs {
-            if d.due(&store.config)
-                && let Err(e) = d.flush()
-            {
-                tracing::warn!(db = %d.dir.display(), error = %e, "flushing the store's buffers (retried)");
+        let mut flushed = false;
+        for d in &dbs {
+            if d.due(&store.config) {
+                flushed = true;
+                if let Err(e) = d.flush() {
+                    tracing::warn!(db = %d.dir.display(), error = %e, "flushing the store's buffers (retried)");
+                }
             }
+            d.sweep();
         }
-        if expired_at.elapsed() >= store.config.retention_every {
-            expired_at = Instant::now();
-            match store.expire() {
-                Ok(0) => {}
-                Ok(rows) => tracing::info!(rows, "dropped rows past their database's TTL"),
-                Err(e) => tracing::warn!(error = %e, "dropping rows past their TTL (retried)"),
+        if flushed || maintained_at.elapsed() >= store.config.maintain_every {
+            maintained_at = Instant::now();
+            match store.maintain() {
+                Ok((0, 0)) => {}
+                Ok((rows, merges)) => {
+                    tracing::info!(
+                        rows,
+                        merges,
+                        "dropped rows past their TTL, merged small files"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "store maintenance (retried)"),
             }
         }
     }
@@ -871,7 +1009,8 @@ mod tests {
             // Flushes only when a test asks.
             flush_bytes: usize::MAX / 4,
             flush_age: Duration::from_secs(3600),
-            retention_every: Duration::from_secs(3600),
+            maintain_every: Duration::from_secs(3600),
+            compaction: Policy::default(),
             query: QueryLimits {
                 spill_bytes: 0,
                 ..QueryLimits::default()
@@ -969,6 +1108,109 @@ mod tests {
             store.flush("public").unwrap();
             assert!(times(&store, &s).contains(&100));
         }
+    }
+
+    /// Eight flushes of one row each (the later ones with a new column),
+    /// then maintenance, with a power cut after each of its storage
+    /// changes in turn: every row is there once, every listed file reads,
+    /// and without a cut the eight files are two (tier 0, then tier 1).
+    #[test]
+    fn compaction_keeps_every_row_once_through_a_power_cut_anywhere() {
+        let times_written: Vec<i64> = (0..8).map(|i| (i * 5) % 8).collect();
+        let mut cut_somewhere = false;
+        for changes in 0..40u64 {
+            let s = FaultStorage::new();
+            let store = open(&s);
+            for (n, &t) in times_written.iter().enumerate() {
+                let mut fields = vec![("v", Value::Int(t))];
+                if n >= 4 {
+                    fields.push(("w", Value::Float(0.5)));
+                }
+                store.write("public", batch(t, fields)).unwrap();
+                store.flush("public").unwrap();
+            }
+            assert_eq!(store.files("public").unwrap().len(), 8);
+            s.fail_after_changes(Some(changes));
+            let done = store.maintain();
+            s.fail_after_changes(None);
+            drop(store);
+            s.crash();
+            let store = open(&s);
+            assert_eq!(times(&store, &s), (0..8).collect::<Vec<_>>(), "{changes}");
+            let files = store.files("public").unwrap();
+            if done.is_ok_and(|(_, merges)| merges == 2) {
+                assert_eq!(files.len(), 2, "{changes}: {files:?}");
+                assert!(files.iter().all(|f| f.level == 1 && f.rows == 4));
+            } else {
+                cut_somewhere = true;
+            }
+            // Nothing but listed files is left in data/.
+            let listed: Vec<String> = files.iter().map(FileEntry::file_name).collect();
+            let mut on_disk = s.list(Path::new("/store/public/data")).unwrap();
+            on_disk.sort();
+            let mut listed_sorted = listed.clone();
+            listed_sorted.sort();
+            assert_eq!(on_disk, listed_sorted, "{changes}");
+            // It goes on merging after the cut.
+            store.maintain().unwrap();
+            assert_eq!(store.files("public").unwrap().len(), 2, "{changes}");
+            assert_eq!(times(&store, &s), (0..8).collect::<Vec<_>>(), "{changes}");
+        }
+        assert!(cut_somewhere, "no cut fell inside the maintenance");
+    }
+
+    /// A query's snapshot keeps the files it may read: compaction takes
+    /// them out of the manifest at once but deletes them only after the
+    /// snapshot is gone.
+    #[test]
+    fn merged_files_are_deleted_only_after_the_queries_that_hold_them() {
+        let s = FaultStorage::new();
+        let store = open(&s);
+        for t in 0..4 {
+            store
+                .write("public", batch(t, vec![("v", Value::Int(t))]))
+                .unwrap();
+            store.flush("public").unwrap();
+        }
+        let d = store.db("public").unwrap();
+        let held = d.snapshot().unwrap();
+        let old: Vec<PathBuf> = held[0]
+            .files
+            .iter()
+            .map(|f| held[0].data_dir.join(f.file_name()))
+            .collect();
+        assert_eq!(store.maintain().unwrap(), (0, 1));
+        assert_eq!(store.files("public").unwrap().len(), 1);
+        assert!(old.iter().all(|p| s.exists(p)), "deleted under a query");
+        // A snapshot taken after the merge does not hold them.
+        let later = d.snapshot().unwrap();
+        drop(held);
+        d.sweep();
+        assert!(old.iter().all(|p| !s.exists(p)), "kept after the query");
+        assert_eq!(later[0].files.len(), 1);
+        assert_eq!(times(&store, &s), vec![0, 1, 2, 3]);
+    }
+
+    /// A full disk during a merge fails that merge and changes nothing;
+    /// with space back it goes through.
+    #[test]
+    fn a_full_disk_during_a_merge_changes_nothing_and_the_next_one_works() {
+        let s = FaultStorage::new();
+        let store = open(&s);
+        for t in 0..4 {
+            store
+                .write("public", batch(t, vec![("v", Value::Int(t))]))
+                .unwrap();
+            store.flush("public").unwrap();
+        }
+        let before = store.files("public").unwrap();
+        s.set_capacity(Some(s.used() + 100));
+        assert_eq!(store.maintain().unwrap(), (0, 0));
+        assert_eq!(store.files("public").unwrap(), before);
+        assert!(s.list(Path::new("/store/public/tmp")).unwrap().is_empty());
+        s.set_capacity(None);
+        assert_eq!(store.maintain().unwrap(), (0, 1));
+        assert_eq!(times(&store, &s), vec![0, 1, 2, 3]);
     }
 
     #[test]
@@ -1076,7 +1318,7 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(store.expire().unwrap(), 1);
+        assert_eq!(store.maintain().unwrap(), (1, 0));
         assert_eq!(times(&store, &s), vec![now - 3 * day, now]);
         assert_eq!(s.list(Path::new("/store/public/data")).unwrap().len(), 2);
         drop(store);
