@@ -125,13 +125,13 @@ pub(crate) fn row_of(e: &Event) -> Row {
 
 impl Tsdb {
     /// Opens the store in `dir`.
-    pub(crate) fn open(dir: &Path, admin: bool) -> anyhow::Result<Self> {
-        let store = Store::open(
-            Arc::new(weir_log::FsStorage),
-            dir,
-            weir_store::StoreConfig::default(),
-        )
-        .map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", dir.display()))?;
+    pub(crate) fn open(
+        dir: &Path,
+        admin: bool,
+        config: weir_store::StoreConfig,
+    ) -> anyhow::Result<Self> {
+        let store = Store::open(Arc::new(weir_log::FsStorage), dir, config)
+            .map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", dir.display()))?;
         // As in CnosDB, `public` is always there.
         store
             .create_database("public", DatabaseOptions::default())

