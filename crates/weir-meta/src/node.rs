@@ -231,7 +231,8 @@ impl MetaNode {
 
     /// Sends `request` to the active controller and waits for its answer
     /// and for this node's image to include it (invariant M6). Returns the
-    /// answer and the log index of the entry written (0 if none).
+    /// answer and the log index of the entry written (if none, of the last
+    /// entry the answer was decided on, which this node has applied too).
     pub async fn request(
         &self,
         request: Request,
@@ -484,11 +485,17 @@ async fn controller_task(
                 {
                     add_learner(&raft, *broker as NodeId, addr).await;
                 }
+                // A heartbeat that changes nothing is not held up by the
+                // asker's catching up (its liveness does not depend on it).
+                let liveness = matches!(req, Request::Heartbeat { .. });
                 let d = c.handle(&current, now_ms(), req);
                 if d.records.is_empty() {
+                    // The answer rests on everything applied so far (say,
+                    // a cluster id another node set): the asker waits to
+                    // have applied as much before it acts on the answer.
                     let _ = tx.send(ControllerReply::Answered {
                         answer: d.answer,
-                        index: 0,
+                        index: if liveness { 0 } else { current.applied },
                     });
                     continue;
                 }

@@ -9,10 +9,11 @@
 //!   into tiers by size (each tier `fan_in` times larger than the one
 //!   below) or by the tier a merge put them in, and `fan_in` files of one
 //!   tier are merged into one, a tier higher. A row is so rewritten at
-//!   most once a tier, not once a flush. When a day has settled (no flush has added to it for
-//!   `settle_ns`), all its small files are merged, so a finished day ends
-//!   as few files. A merge never exceeds `max_bytes` or `max_rows` of
-//!   input, which bounds its memory and time.
+//!   most once a tier, not once a flush. When a day has settled (no
+//!   flush has added to it for `settle`), all its small files are merged,
+//!   so a finished day ends as few files. Files of `small_bytes` or more
+//!   are left alone. A merge never exceeds `max_bytes` or `max_rows` of
+//!   input.
 //!
 //! Invariants (tested with proptest below): the actions touch distinct
 //! files that exist; only expired files are dropped and an expired file
@@ -28,8 +29,7 @@ use crate::manifest::FileEntry;
 /// When files are merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    /// Files at least this large are merged only when their day settles,
-    /// and never past the limits below.
+    /// Files at least this large are never merged.
     pub small_bytes: u64,
     /// The lowest tier holds files under this size.
     pub base_bytes: u64,

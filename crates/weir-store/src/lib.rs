@@ -12,26 +12,39 @@
 //! bounded), and [`store`] (databases, buffers, flushes, merges: what
 //! callers use).
 
+//!
+//! Without the default `engine` feature only the durable write side is
+//! built ([`wal`], [`rows`], [`schema`], [`database`], [`manifest`],
+//! [`compaction`]): what the fuzz targets need, without DataFusion.
+
 /// The Arrow crates the store's answers are made of.
+#[cfg(feature = "engine")]
 pub use datafusion::arrow;
 
+#[cfg(feature = "engine")]
 pub mod columns;
 pub mod compaction;
 pub mod database;
+#[cfg(feature = "engine")]
 pub mod deadline;
+#[cfg(feature = "engine")]
 pub mod files;
 pub mod manifest;
+#[cfg(feature = "engine")]
 pub mod query;
 pub mod rows;
 pub mod schema;
+#[cfg(feature = "engine")]
 pub mod store;
 pub mod wal;
 
 pub use compaction::Policy;
 pub use database::{Database, DbError, Recovered};
 pub use manifest::{FileEntry, Manifest};
+#[cfg(feature = "engine")]
 pub use query::{Answer, QueryError, QueryLimits};
 pub use rows::{Batch, Row, Value};
 pub use schema::{ColumnType, Schema, SchemaError};
+#[cfg(feature = "engine")]
 pub use store::{DatabaseOptions, Store, StoreConfig, StoreError, parse_ttl, valid_name};
 pub use wal::{Position, Wal, WalError};

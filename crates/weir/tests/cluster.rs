@@ -645,6 +645,21 @@ fn three_brokers_spread_partitions_and_survive_a_dead_controller() {
         views.windows(2).all(|w| w[0] == w[1]),
         "brokers disagree: {views:#?}"
     );
+    // One cluster id: a node that joined after the first set it took it,
+    // however late its own copy of the metadata was.
+    let ids: BTreeSet<String> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let props = std::fs::read_to_string(n.dir.join("meta.properties")).unwrap();
+            props
+                .lines()
+                .find_map(|l| l.strip_prefix("cluster.id="))
+                .expect("cluster.id")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "cluster ids {ids:?}\n{}", c.logs());
 
     // Three clients produce 10 000 each; one group reads all back once.
     let lines: String = (0..10_000).map(|i| format!("kc-{i}:kc:{i}\n")).collect();

@@ -33,14 +33,34 @@ fn opt(s: &str) -> Option<StrBytes> {
 /// this broker leads the group's offsets partition but has not loaded it
 /// yet (the client retries here), else NOT_COORDINATOR (the client asks
 /// FindCoordinator again).
+///
+/// "Leads" is asked of the replicated metadata too: another broker's
+/// FindCoordinator may name this one as soon as the metadata does, before
+/// this broker has opened the topic or applied its leadership. Answering
+/// NOT_COORDINATOR in that window would send the client back to the same
+/// answer, and some calls (librdkafka's `committed()`) give up on it.
 fn coordinator(broker: &Broker, group: &str) -> Result<Arc<Coordinator>, i16> {
     if let Some(c) = broker.groups().for_group(group).filter(|c| !c.resigned()) {
         return Ok(c);
     }
-    let leads = broker.topics().get(crate::OFFSETS_TOPIC).is_some_and(|t| {
+    let leads_here = broker.topics().get(crate::OFFSETS_TOPIC).is_some_and(|t| {
         let p = crate::groups::coordinators::partition_for(group, t.partition_count());
         t.led(p).is_ok()
     });
+    let leads = leads_here || {
+        let image = broker.cluster().image();
+        image
+            .names
+            .get(crate::OFFSETS_TOPIC)
+            .and_then(|id| image.topics.get(id))
+            .is_some_and(|t| {
+                let p = crate::groups::coordinators::partition_for(group, t.partitions.len());
+                usize::try_from(p)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+                    .is_some_and(|info| info.leader == broker.cluster().me())
+            })
+    };
     Err(if leads {
         ResponseError::CoordinatorLoadInProgress.code()
     } else {
