@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod null;
 mod producers;
 pub mod replica;
+pub mod security;
 mod server;
 mod topic_config;
 pub mod topics;

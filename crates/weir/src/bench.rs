@@ -8,8 +8,11 @@
 //!   from the send to the consumer seeing the message.
 //! * `pipeline`: nginx lines through parse_nginx + geoip into nothing, on
 //!   one core; with `--brokers`, end to end: the lines produced to a topic,
-//!   then a real pipeline (kafka source, parse_nginx, geoip, SQLite sink)
+//!   then a real pipeline (kafka source, parse_nginx, geoip, SQLite or store sink)
 //!   timed until every row is stored.
+//! * `store`: flow B's rows into the embedded store (and, with
+//!   `--sqlite`, into SQLite in the same run): rows per second, bytes a
+//!   row on disk, the time of the usual questions ([`store`]).
 //! * `limits`: the machine's own ceilings measured the same way every
 //!   time: loopback TCP, writing to the page cache, writing with
 //!   fdatasync, memory copy.
@@ -33,6 +36,8 @@ use crate::kafka_cli::send_waiting;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+mod store;
 
 /// `weir bench ...`
 #[derive(Debug, Subcommand)]
@@ -65,10 +70,17 @@ pub(crate) enum BenchCommand {
         /// Topic for the end-to-end run (should be new or empty).
         #[arg(long, default_value = "weir-bench-nginx")]
         topic: String,
+        /// The end-to-end run's sink: `sqlite` (a SQLite file) or `store`
+        /// (the embedded store of `weir up`, in a temporary directory).
+        #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "store"])]
+        sink: String,
         /// Append the result as a JSON line to this file.
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Flow B's rows into the embedded store (and SQLite with --sqlite):
+    /// ingest rate, bytes a row, query times.
+    Store(store::StoreBench),
     /// The machine's ceilings: loopback TCP, disk writes, memory copy.
     Limits {
         /// Directory to write the test files in (put it where the broker's
@@ -616,13 +628,14 @@ fn report_lines(
 }
 
 /// Produces `messages` nginx lines to `topic`, then times a pipeline
-/// (kafka -> parse_nginx -> geoip -> SQLite, batches of 5000) until every
-/// row is stored.
-fn pipeline_to_sqlite(
+/// (kafka -> parse_nginx -> geoip -> SQLite or the embedded store, batches
+/// of 5000) until every row is stored.
+fn pipeline_to_sink(
     messages: u64,
     geoip: Option<&PathBuf>,
     brokers: &str,
     topic: &str,
+    sink: &str,
     json: Option<&PathBuf>,
     out: &mut impl Write,
 ) -> Result<()> {
@@ -667,19 +680,38 @@ fn pipeline_to_sqlite(
          group = {group}\nstart = \"earliest\"\n\
          [transforms.parse]\ntype = \"parse_nginx\"\ninputs = [\"kafka\"]\nformat = \"combined\"\n\
          {geo}\
-         [sinks.store]\ntype = \"sqlite\"\ninputs = [\"{last}\"]\npath = {db}\nbatch = 5000\n",
+         [sinks.store]\ninputs = [\"{last}\"]\nbatch = 5000\n{sink}",
         dir = quote(&dir.to_string_lossy()),
         brokers = quote(brokers),
         topic = quote(topic),
         group = quote(&format!("weir-bench-{}", std::process::id())),
-        db = quote(&dir.join("bench.db").to_string_lossy()),
+        sink = if sink == "store" {
+            "type = \"store\"\ndatabase = \"public\"\n".to_owned()
+        } else {
+            format!(
+                "type = \"sqlite\"\npath = {}\n",
+                quote(&dir.join("bench.db").to_string_lossy())
+            )
+        },
     );
     let result = (|| -> Result<(f64, u64)> {
         let cfg = weir_pipeline::config::PipelineConfig::parse(&config)
             .context("the benchmark's pipeline")?;
         let stop = Arc::new(AtomicBool::new(false));
+        let mut services = weir_pipeline::runtime::Services::default();
+        let tsdb = if sink == "store" {
+            let t = crate::tsdb::Tsdb::open(
+                &dir.join("store"),
+                false,
+                weir_store::StoreConfig::default(),
+            )?;
+            services.store = Some(Arc::new(t.clone()));
+            Some(t)
+        } else {
+            None
+        };
         let started = Instant::now();
-        let running = weir_pipeline::runtime::start(&cfg, "bench", stop.clone())
+        let running = weir_pipeline::runtime::start_with(&cfg, "bench", stop.clone(), &services)
             .context("starting the pipeline")?;
         let stored = running
             .counters
@@ -711,16 +743,18 @@ fn pipeline_to_sqlite(
         progress.done();
         stop.store(true, Ordering::Relaxed);
         running.wait();
+        if let Some(t) = tsdb {
+            t.store().close()?;
+        }
         Ok((secs, rows))
     })();
     let _ = std::fs::remove_dir_all(&dir);
     let (secs, rows) = result?;
-    let kind = if geoip.is_some() {
-        "pipeline topic -> parse_nginx+geoip -> sqlite"
-    } else {
-        "pipeline topic -> parse_nginx -> sqlite"
-    };
-    report_lines(kind, geoip.is_some(), rows, bytes, secs, out, json)
+    let kind = format!(
+        "pipeline topic -> parse_nginx{} -> {sink}",
+        if geoip.is_some() { "+geoip" } else { "" }
+    );
+    report_lines(&kind, geoip.is_some(), rows, bytes, secs, out, json)
 }
 
 pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {
@@ -729,11 +763,12 @@ pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {
         BenchCommand::Roundtrip { load, .. } => load.messages,
         BenchCommand::Pipeline { messages, .. } => *messages,
         BenchCommand::Limits { bytes, .. } => *bytes,
+        BenchCommand::Store(s) => s.rows,
         BenchCommand::NullBroker(_) => 1,
     };
     anyhow::ensure!(
         messages > 0,
-        "nothing to measure: give --messages (or --bytes) above 0"
+        "nothing to measure: give --messages (or --bytes, --rows) above 0"
     );
     match cmd {
         BenchCommand::Produce(load) => produce(&load, out),
@@ -744,12 +779,14 @@ pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {
             geoip,
             brokers: Some(brokers),
             topic,
+            sink,
             json,
-        } => pipeline_to_sqlite(
+        } => pipeline_to_sink(
             messages,
             geoip.as_ref(),
             &brokers,
             &topic,
+            &sink,
             json.as_ref(),
             out,
         ),
@@ -761,6 +798,7 @@ pub(crate) fn run(cmd: BenchCommand, out: &mut impl Write) -> Result<()> {
             ..
         } => pipeline(messages, geoip.as_ref(), json.as_ref(), out),
         BenchCommand::Limits { dir, bytes, json } => limits(&dir, bytes, json.as_ref(), out),
+        BenchCommand::Store(s) => store::run(&s, out),
         BenchCommand::NullBroker(args) => null_broker(&args, out),
     }
 }

