@@ -56,6 +56,31 @@ pub struct BrokerConfig {
     pub session_timeout_ms: u64,
     /// Partition replication (docs/design/replication.md).
     pub replication: ReplicationConfig,
+    /// SASL on SASL_* listeners (docs/design/security.md).
+    pub sasl: SaslConfig,
+}
+
+/// SASL settings, with Kafka's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslConfig {
+    /// `sasl.enabled.mechanisms` (Weir's default: PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512; GSSAPI and OAUTHBEARER are not served).
+    pub enabled: Vec<crate::security::sasl::Mechanism>,
+    /// `connections.max.reauth.ms` (0: sessions do not expire).
+    pub reauth_ms: u64,
+    /// `sasl.server.max.receive.size`: a larger token closes the
+    /// connection before it is read.
+    pub max_receive_size: usize,
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        Self {
+            enabled: crate::security::sasl::Mechanism::ALL.to_vec(),
+            reauth_ms: 0,
+            max_receive_size: 524_288,
+        }
+    }
 }
 
 /// The broker's replication settings, with Kafka's names and defaults.
@@ -225,6 +250,16 @@ impl KraftSettings {
             .find(|l| controllers.contains(&l.name))
     }
 
+    /// The security protocol of listener `name`
+    /// (`listener.security.protocol.map`, else the name itself, as in
+    /// Kafka's default map).
+    pub fn protocol(&self, name: &str) -> String {
+        self.protocol_map
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_owned())
+    }
+
     /// The listeners clients use (every listener that is not a controller's).
     pub fn client_listeners(&self) -> Vec<&Listener> {
         let controllers = self.controller_names();
@@ -344,18 +379,31 @@ impl KraftSettings {
         }
         let clients = self.client_listeners();
         for l in &clients {
-            let protocol = self
-                .protocol_map
-                .get(&l.name)
-                .cloned()
-                .unwrap_or_else(|| l.name.clone());
-            if protocol != "PLAINTEXT" {
+            let protocol = self.protocol(&l.name);
+            // Followers fetch over the inter-broker listener; a node alone
+            // in its quorum has no followers.
+            let alone = self.voters.len() <= 1 && self.is_controller();
+            let inter_broker = !alone
+                && match &self.inter_broker_listener_name {
+                    Some(ib) => *ib == l.name,
+                    None if clients.iter().any(|c| c.name == "PLAINTEXT") => l.name == "PLAINTEXT",
+                    None => clients.first().is_some_and(|f| f.name == l.name),
+                };
+            let refused = match protocol.as_str() {
+                "PLAINTEXT" => None,
+                "SASL_PLAINTEXT" if !inter_broker => None,
+                "SASL_PLAINTEXT" => Some(
+                    "brokers do not authenticate to each other yet: give the inter-broker listener (inter.broker.listener.name) PLAINTEXT and clients a SASL_PLAINTEXT listener beside it".to_owned(),
+                ),
+                other => Some(format!(
+                    "security protocol {other}: TLS listeners are not served yet (PLAINTEXT and SASL_PLAINTEXT are)"
+                )),
+            };
+            if let Some(reason) = refused {
                 return Err(invalid(
                     "listeners",
                     format!("{}://{}:{}", l.name, l.host, l.port),
-                    format!(
-                        "security protocol {protocol}: TLS and SASL listeners are not served yet (only PLAINTEXT); map the listener to PLAINTEXT in listener.security.protocol.map"
-                    ),
+                    reason,
                 ));
             }
         }
@@ -419,6 +467,7 @@ impl BrokerConfig {
             offsets_topic_partitions: 16,
             session_timeout_ms: 9_000,
             replication: ReplicationConfig::default(),
+            sasl: SaslConfig::default(),
         }
     }
 
@@ -545,6 +594,39 @@ impl BrokerConfig {
                     return Err(bad("must be at least 1"));
                 }
                 self.socket_request_max_bytes = v as usize;
+            }
+            "sasl.enabled.mechanisms" => {
+                use crate::security::sasl::Mechanism;
+                let mut enabled = Vec::new();
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    match Mechanism::from_name(name) {
+                        Some(m) if !enabled.contains(&m) => enabled.push(m),
+                        Some(_) => {}
+                        None => {
+                            return Err(bad(&format!(
+                                "mechanism {name} is not served (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)"
+                            )));
+                        }
+                    }
+                }
+                if enabled.is_empty() {
+                    return Err(bad("name at least one mechanism"));
+                }
+                self.sasl.enabled = enabled;
+            }
+            "connections.max.reauth.ms" => {
+                let v = int()?;
+                if v < 0 {
+                    return Err(bad("must be 0 (no expiry) or more"));
+                }
+                self.sasl.reauth_ms = v as u64;
+            }
+            "sasl.server.max.receive.size" => {
+                let v = int()?;
+                if v < 1 {
+                    return Err(bad("must be at least 1"));
+                }
+                self.sasl.max_receive_size = v as usize;
             }
             "advertised.listeners" => {
                 // PLAINTEXT://host:port[,CONTROLLER://...] or host:port
@@ -970,6 +1052,23 @@ impl BrokerConfig {
             (
                 "socket.request.max.bytes".to_owned(),
                 self.socket_request_max_bytes.to_string(),
+            ),
+            (
+                "sasl.enabled.mechanisms".to_owned(),
+                self.sasl
+                    .enabled
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "connections.max.reauth.ms".to_owned(),
+                self.sasl.reauth_ms.to_string(),
+            ),
+            (
+                "sasl.server.max.receive.size".to_owned(),
+                self.sasl.max_receive_size.to_string(),
             ),
         ];
         for (name, value) in self.log_defaults.entries() {

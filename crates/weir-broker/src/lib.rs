@@ -178,6 +178,13 @@ impl Broker {
             _ => meta,
         };
         cluster.reconcile_now(topics.clone()).await;
+        match security::bootstrap::apply(&cluster, &config.data_dir).await {
+            Ok(0) => {}
+            Ok(n) => info!(credentials = n, "SCRAM users of the bootstrap file stored"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the SCRAM users of the bootstrap file were not stored; retried at the next start")
+            }
+        }
         coordinators.follow(topics.get(OFFSETS_TOPIC).as_deref());
         fetchers.update(&topics, &cluster.image());
         tasks.push(tokio::spawn(cluster.clone().heartbeats()));

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::Broker;
 use crate::handlers::{self, Reply};
+use crate::security::session::Session;
 
 /// Accepts connections until shutdown; each gets its own task.
 pub(crate) async fn accept_loop(
@@ -88,6 +89,8 @@ pub(crate) enum Close {
     UnsupportedVersion(ApiKey, i16),
     #[error("shutting down")]
     Shutdown,
+    #[error("SASL: {0}")]
+    Auth(String),
 }
 
 async fn connection(
@@ -96,16 +99,24 @@ async fn connection(
     listener: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Close> {
-    let conn = handlers::Conn {
+    let protocol = broker.config().kraft.protocol(&listener);
+    let mut conn = handlers::Conn {
         client_host: stream
             .peer_addr()
             .map_or_else(|_| "/unknown".to_owned(), |a| format!("/{}", a.ip())),
         listener,
+        principal: None,
     };
+    // SASL_* listeners: nothing but the SASL APIs until the client has
+    // authenticated (docs/design/security.md).
+    let sasl = &broker.config().sasl;
+    let mut session = protocol
+        .starts_with("SASL_")
+        .then(|| Session::new(sasl.enabled.clone(), sasl.reauth_ms));
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    let max = broker.config().socket_request_max_bytes;
+    let socket_max = broker.config().socket_request_max_bytes;
     // acks=all produces whose data is appended and whose answer waits for
     // the fsync, oldest first. The connection reads and appends the next
     // requests meanwhile, so one group-committed fsync covers many small
@@ -137,6 +148,11 @@ async fn connection(
             }
             _ = crate::stopped(&mut shutdown) => return Err(Close::Shutdown),
         };
+        // Before authentication a frame is at most a SASL token's size.
+        let max = match &session {
+            Some(s) if s.user().is_none() => sasl.max_receive_size,
+            _ => socket_max,
+        };
         if len < 0 || len as usize > max {
             warn!(len, max, "closing connection: request size out of bounds");
             return Err(Close::TooLarge(i64::from(len), max));
@@ -144,7 +160,51 @@ async fn connection(
         let mut buf = BytesMut::zeroed(len as usize);
         rd.read_exact(&mut buf).await?;
         let arrived = Instant::now();
-        let decoded = match decode(buf.freeze())? {
+        if let Some(s) = session.as_mut()
+            && s.expects_raw_token()
+        {
+            // After SaslHandshake v0 the tokens come bare: a length and
+            // the bytes, answered the same way.
+            drain(&mut pending, &mut wr).await?;
+            let answer = s.authenticate(
+                &buf,
+                &server_nonce(),
+                &Users(broker.cluster().image()),
+                now_ms(),
+            );
+            if answer.close {
+                return Err(Close::Auth(answer.reason.unwrap_or_default()));
+            }
+            note_authenticated(&answer, s, &mut conn);
+            let len = i32::try_from(answer.token.len())
+                .map_err(|_| Close::Malformed("SASL token larger than 2 GiB".into()))?;
+            wr.write_i32(len).await?;
+            wr.write_all(&answer.token).await?;
+            wr.flush().await?;
+            continue;
+        }
+        let decoded = decode(buf.freeze())?;
+        if let Decoded::Request(req) = &decoded {
+            if let Some(s) = &session
+                && let Err(refused) = s.admit(req.api as i16, now_ms())
+            {
+                return Err(Close::Auth(refused.to_string()));
+            }
+            if matches!(req.api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+                drain(&mut pending, &mut wr).await?;
+                let Decoded::Request(req) = decoded else {
+                    unreachable!("matched above")
+                };
+                let (frame, close) = sasl_request(&broker, *req, session.as_mut(), &mut conn)?;
+                wr.write_all(&frame).await?;
+                wr.flush().await?;
+                if let Some(reason) = close {
+                    return Err(Close::Auth(reason));
+                }
+                continue;
+            }
+        }
+        let decoded = match decoded {
             Decoded::Request(req) => match *req {
                 Request {
                     api,
@@ -191,6 +251,151 @@ async fn connection(
                 wr.flush().await?;
             }
         }
+    }
+}
+
+/// A fresh server nonce for SCRAM: 256 random bits, printable.
+fn server_nonce() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The users of the metadata image, as SASL exchanges look them up.
+struct Users(Arc<weir_meta::Image>);
+
+impl crate::security::sasl::Credentials for Users {
+    fn scram(
+        &self,
+        user: &str,
+        mechanism: crate::security::scram::Mechanism,
+    ) -> Option<crate::security::scram::Credential> {
+        let c = self.0.scram.get(user)?.get(mechanism.name())?;
+        Some(crate::security::scram::Credential {
+            mechanism,
+            salt: c.salt.clone(),
+            iterations: c.iterations,
+            stored_key: c.stored_key.clone(),
+            server_key: c.server_key.clone(),
+        })
+    }
+}
+
+fn note_authenticated(
+    answer: &crate::security::session::AuthAnswer,
+    session: &Session,
+    conn: &mut handlers::Conn,
+) {
+    if answer.authenticated
+        && let Some(user) = session.user()
+    {
+        if conn.principal.is_none() {
+            debug!(client = conn.client_host, user, "authenticated");
+        }
+        conn.principal = Some(Arc::from(format!("User:{user}")));
+    }
+}
+
+/// SaslHandshake and SaslAuthenticate, which change the connection's
+/// session: the response frame, and why to close after it (if so).
+fn sasl_request(
+    broker: &Broker,
+    req: Request,
+    session: Option<&mut Session>,
+    conn: &mut handlers::Conn,
+) -> Result<(Bytes, Option<String>), Close> {
+    use crate::security::session::ILLEGAL_SASL_STATE;
+    use kafka_protocol::messages::{RequestKind, SaslAuthenticateResponse, SaslHandshakeResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let Request {
+        api,
+        version,
+        correlation_id,
+        body,
+        ..
+    } = req;
+    let header_version = api.response_header_version(version);
+    match body {
+        RequestKind::SaslHandshake(r) => {
+            let mut resp = SaslHandshakeResponse::default();
+            let close = match session {
+                Some(s) => {
+                    let a = s.handshake(r.mechanism.as_str(), version);
+                    resp.error_code = a.error_code;
+                    resp.mechanisms = a
+                        .mechanisms
+                        .into_iter()
+                        .map(StrBytes::from_static_str)
+                        .collect();
+                    a.close.then(|| {
+                        format!(
+                            "SaslHandshake for {} refused (error {})",
+                            r.mechanism.as_str(),
+                            a.error_code
+                        )
+                    })
+                }
+                None => {
+                    resp.error_code = ILLEGAL_SASL_STATE;
+                    Some(format!(
+                        "SaslHandshake on listener {}, which does not use SASL",
+                        conn.listener
+                    ))
+                }
+            };
+            let frame = frame_response(correlation_id, header_version, |out| {
+                resp.encode(out, version)
+            })?;
+            Ok((frame, close))
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let mut resp = SaslAuthenticateResponse::default();
+            let close = match session {
+                Some(s) => {
+                    let a = s.authenticate(
+                        &r.auth_bytes,
+                        &server_nonce(),
+                        &Users(broker.cluster().image()),
+                        now_ms(),
+                    );
+                    note_authenticated(&a, s, conn);
+                    resp.error_code = a.error_code;
+                    resp.error_message = a.error_message.clone().map(StrBytes::from_string);
+                    resp.auth_bytes = Bytes::from(a.token.clone());
+                    resp.session_lifetime_ms = a.session_lifetime_ms;
+                    if a.close {
+                        warn!(
+                            client = conn.client_host,
+                            reason = a.reason.as_deref().unwrap_or(""),
+                            "SASL authentication failed"
+                        );
+                    }
+                    a.close.then(|| a.reason.unwrap_or_default())
+                }
+                None => {
+                    resp.error_code = ILLEGAL_SASL_STATE;
+                    resp.error_message =
+                        Some(StrBytes::from_static_str("this listener does not use SASL"));
+                    Some(format!(
+                        "SaslAuthenticate on listener {}, which does not use SASL",
+                        conn.listener
+                    ))
+                }
+            };
+            let frame = frame_response(correlation_id, header_version, |out| {
+                resp.encode(out, version)
+            })?;
+            Ok((frame, close))
+        }
+        _ => Err(Close::Malformed("not a SASL request".into())),
     }
 }
 

@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::image::Image;
-use crate::record::{ConfigResource, Endpoint, MetaRecord, PartitionChange, PartitionRecord};
+use crate::record::{
+    ConfigResource, Endpoint, MetaRecord, PartitionChange, PartitionRecord, ScramCredential,
+};
 
 /// Producer ids per block.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -168,6 +170,18 @@ pub enum Request {
         /// Its epoch.
         epoch: u64,
     },
+    /// AlterUserScramCredentials (validated by the broker that received
+    /// it): credentials to set and (user, mechanism) pairs to remove.
+    AlterUserScram {
+        /// Set (replacing the same user and mechanism).
+        upsertions: Vec<ScramCredential>,
+        /// Removed.
+        deletions: Vec<(String, String)>,
+        /// Set only the credentials of users without one of that
+        /// mechanism (the first admin of a bootstrap file, which must not
+        /// undo a later password change).
+        if_absent: bool,
+    },
 }
 
 /// Why a request was refused, mapped to Kafka's error codes by the broker.
@@ -265,6 +279,12 @@ pub enum Answer {
     },
     /// Refused; no records.
     Refused(MetaError),
+    /// AlterUserScram done, but these (user, mechanism) deletions named no
+    /// credential (RESOURCE_NOT_FOUND for those users).
+    ScramAltered {
+        /// Deletions that found nothing.
+        missing: Vec<(String, String)>,
+    },
 }
 
 /// A decision: records to propose, then the answer.
@@ -457,6 +477,37 @@ impl Controller {
                         })
                         .collect(),
                     answer: Answer::Done,
+                }
+            }
+            Request::AlterUserScram {
+                upsertions,
+                deletions,
+                if_absent,
+            } => {
+                let has = |user: &str, mechanism: &str| {
+                    image
+                        .scram
+                        .get(user)
+                        .is_some_and(|m| m.contains_key(mechanism))
+                };
+                let mut records = Vec::new();
+                let mut missing = Vec::new();
+                for (user, mechanism) in deletions {
+                    if has(&user, &mechanism) {
+                        records.push(MetaRecord::RemoveUserScram { user, mechanism });
+                    } else {
+                        missing.push((user, mechanism));
+                    }
+                }
+                records.extend(
+                    upsertions
+                        .into_iter()
+                        .filter(|c| !if_absent || !has(&c.user, &c.mechanism))
+                        .map(MetaRecord::UserScram),
+                );
+                Decision {
+                    records,
+                    answer: Answer::ScramAltered { missing },
                 }
             }
             Request::Migrate {

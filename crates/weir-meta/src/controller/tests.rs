@@ -817,3 +817,84 @@ fn with_unclean_election_a_live_out_of_sync_replica_takes_an_offline_partition()
         }
     }
 }
+
+fn credential(user: &str, mechanism: &str, key: u8) -> ScramCredential {
+    ScramCredential {
+        user: user.into(),
+        mechanism: mechanism.into(),
+        salt: vec![key; 8],
+        iterations: 4096,
+        stored_key: vec![key; 32],
+        server_key: vec![key.wrapping_add(1); 32],
+    }
+}
+
+#[test]
+fn scram_credentials_are_set_replaced_removed_and_bootstrapped_once() {
+    let mut s = Sim::new();
+    s.join(0, 1);
+    let alter = |upsertions, deletions, if_absent| Request::AlterUserScram {
+        upsertions,
+        deletions,
+        if_absent,
+    };
+    let (a, _) = s.run(
+        0,
+        alter(
+            vec![
+                credential("alice", "SCRAM-SHA-256", 1),
+                credential("alice", "SCRAM-SHA-512", 2),
+            ],
+            vec![],
+            false,
+        ),
+    );
+    assert_eq!(a, Answer::ScramAltered { missing: vec![] });
+    assert_eq!(s.image.scram["alice"].len(), 2);
+    // A bootstrap (if_absent) does not undo a later change ...
+    s.run(
+        0,
+        alter(vec![credential("alice", "SCRAM-SHA-256", 9)], vec![], true),
+    );
+    assert_eq!(s.image.scram["alice"]["SCRAM-SHA-256"].salt, vec![1; 8]);
+    // ... a change replaces.
+    s.run(
+        0,
+        alter(vec![credential("alice", "SCRAM-SHA-256", 3)], vec![], false),
+    );
+    assert_eq!(s.image.scram["alice"]["SCRAM-SHA-256"].salt, vec![3; 8]);
+    // Deletions: what exists goes; what does not is reported.
+    let (a, _) = s.run(
+        0,
+        alter(
+            vec![],
+            vec![
+                ("alice".into(), "SCRAM-SHA-256".into()),
+                ("bob".into(), "SCRAM-SHA-256".into()),
+            ],
+            false,
+        ),
+    );
+    assert_eq!(
+        a,
+        Answer::ScramAltered {
+            missing: vec![("bob".into(), "SCRAM-SHA-256".into())]
+        }
+    );
+    assert_eq!(
+        s.image.scram["alice"].keys().collect::<Vec<_>>(),
+        ["SCRAM-SHA-512"]
+    );
+    s.run(
+        0,
+        alter(
+            vec![],
+            vec![("alice".into(), "SCRAM-SHA-512".into())],
+            false,
+        ),
+    );
+    assert!(
+        !s.image.scram.contains_key("alice"),
+        "a user with none is gone"
+    );
+}

@@ -88,10 +88,27 @@ impl Broker {
         Self::start_with(tempfile::tempdir().unwrap(), dir.to_owned(), args)
     }
 
+    /// A broker whose first listener is on `port`.
+    pub fn start_on(port: u16, args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        Self::start_at(tmp, dir, port, args)
+    }
+
+    /// A broker whose data lives in `dir` and whose first listener is on
+    /// `port`.
+    pub fn start_in_on(dir: &Path, port: u16, args: &[&str]) -> Self {
+        Self::start_at(tempfile::tempdir().unwrap(), dir.to_owned(), port, args)
+    }
+
     fn start_with(tmp: tempfile::TempDir, dir: PathBuf, args: &[&str]) -> Self {
+        Self::start_at(tmp, dir, free_port(), args)
+    }
+
+    fn start_at(tmp: tempfile::TempDir, dir: PathBuf, port: u16, args: &[&str]) -> Self {
         let mut b = Broker {
             child: None,
-            port: free_port(),
+            port,
             dir,
             log_file: tmp.path().join("broker.log"),
             args: args.iter().map(|s| s.to_string()).collect(),
