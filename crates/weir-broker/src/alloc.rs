@@ -1,5 +1,12 @@
-//! The process allocator: the system allocator, except that very large
+//! The process allocator: mimalloc (feature `mimalloc`, which the `weir`
+//! binary turns on) or the system allocator, except that very large
 //! requests get their own `MAP_NORESERVE` mapping.
+//!
+//! Why mimalloc: the store's buffers and the pipelines make and drop
+//! millions of small values a second while megabyte-sized Arrow and
+//! Parquet buffers come and go; glibc's malloc spent over 40% of an
+//! ingest in `_int_malloc` and `malloc_consolidate` (`perf record` of
+//! `weir bench store`, BENCHMARKS.md "Embedded store").
 //!
 //! Why: the Kafka request decoder pre-allocates arrays from the element
 //! count on the wire. A hostile 20-byte request can declare 2^31 elements,
@@ -12,7 +19,13 @@
 
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+/// What serves every allocation below [`HUGE`].
+#[cfg(feature = "mimalloc")]
+const INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(not(feature = "mimalloc"))]
+const INNER: std::alloc::System = std::alloc::System;
 
 /// Allocations at least this large get their own mapping (no legitimate
 /// buffer in Weir comes near it: requests are capped at
@@ -29,7 +42,7 @@ fn huge(layout: &Layout) -> bool {
     layout.size() >= HUGE && layout.align() <= PAGE
 }
 
-// SAFETY: every method forwards to `System` except for huge layouts, which
+// SAFETY: every method forwards to `INNER` except for huge layouts, which
 // are served by anonymous mappings of exactly `layout.size()` bytes (page
 // aligned, so any alignment up to a page holds) and released with munmap
 // of the same size; a layout is always freed with the method family that
@@ -38,7 +51,7 @@ unsafe impl GlobalAlloc for WeirAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !huge(&layout) {
             // SAFETY: same contract as ours.
-            return unsafe { System.alloc(layout) };
+            return unsafe { INNER.alloc(layout) };
         }
         // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
         let p = unsafe {
@@ -63,8 +76,8 @@ unsafe impl GlobalAlloc for WeirAlloc {
             // SAFETY: `ptr` came from our mmap of `layout.size()` bytes.
             unsafe { libc::munmap(ptr.cast(), layout.size()) };
         } else {
-            // SAFETY: `ptr` came from `System.alloc` with this layout.
-            unsafe { System.dealloc(ptr, layout) }
+            // SAFETY: `ptr` came from `INNER.alloc` with this layout.
+            unsafe { INNER.dealloc(ptr, layout) }
         }
     }
 
@@ -72,8 +85,8 @@ unsafe impl GlobalAlloc for WeirAlloc {
         // SAFETY: the caller guarantees `new_size` with `layout.align()` is valid.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         if !huge(&layout) && !huge(&new_layout) {
-            // SAFETY: both sides are System allocations.
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            // SAFETY: both sides are `INNER` allocations.
+            return unsafe { INNER.realloc(ptr, layout, new_size) };
         }
         // SAFETY: allocate, copy the overlap, free the old block, each with
         // the method family matching its layout.
@@ -93,6 +106,8 @@ unsafe impl GlobalAlloc for WeirAlloc {
 /// pages, takes a page fault on each, and unmaps them again, every time
 /// (27% of the broker's time while consuming, per `perf record`). Freed
 /// heap memory is kept up to 256 MiB before it is returned to the system.
+/// With mimalloc this still holds for what the C libraries (librdkafka,
+/// SQLite, zstd) allocate through malloc.
 /// Call once at start, before threads. Does nothing on other C libraries.
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -58,7 +58,13 @@ pub struct BrokerConfig {
     pub replication: ReplicationConfig,
     /// SASL on SASL_* listeners (docs/design/security.md).
     pub sasl: SaslConfig,
+    /// ACL checks (docs/design/security.md): `authorizer.class.name`,
+    /// `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: crate::security::authorizer::AuthorizerConfig,
 }
+
+/// The authorizer class DescribeConfigs names when ACLs are checked.
+const CLASS_NAMES_DEFAULT: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
 /// SASL settings, with Kafka's names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -468,6 +474,7 @@ impl BrokerConfig {
             session_timeout_ms: 9_000,
             replication: ReplicationConfig::default(),
             sasl: SaslConfig::default(),
+            authorizer: Default::default(),
         }
     }
 
@@ -628,6 +635,26 @@ impl BrokerConfig {
                 }
                 self.sasl.max_receive_size = v as usize;
             }
+            "authorizer.class.name" => {
+                use crate::security::authorizer::CLASS_NAMES;
+                let name = value.trim();
+                if name.is_empty() {
+                    self.authorizer.enabled = false;
+                } else if CLASS_NAMES.contains(&name) {
+                    self.authorizer.enabled = true;
+                } else {
+                    return Err(bad(&format!(
+                        "authorizer {name} is not served (ACLs are checked by {})",
+                        CLASS_NAMES.join(", ")
+                    )));
+                }
+            }
+            "super.users" => {
+                self.authorizer.super_users =
+                    crate::security::authorizer::AuthorizerConfig::parse_super_users(value)
+                        .map_err(|e| bad(&e))?;
+            }
+            "allow.everyone.if.no.acl.found" => self.authorizer.allow_if_no_acl = boolean()?,
             "advertised.listeners" => {
                 // PLAINTEXT://host:port[,CONTROLLER://...] or host:port
                 self.kraft.advertised = parse_listeners(value).map_err(|e| bad(&e))?;
@@ -1069,6 +1096,22 @@ impl BrokerConfig {
             (
                 "sasl.server.max.receive.size".to_owned(),
                 self.sasl.max_receive_size.to_string(),
+            ),
+            (
+                "authorizer.class.name".to_owned(),
+                if self.authorizer.enabled {
+                    CLASS_NAMES_DEFAULT.to_owned()
+                } else {
+                    String::new()
+                },
+            ),
+            (
+                "super.users".to_owned(),
+                self.authorizer.super_users.join(";"),
+            ),
+            (
+                "allow.everyone.if.no.acl.found".to_owned(),
+                self.authorizer.allow_if_no_acl.to_string(),
             ),
         ];
         for (name, value) in self.log_defaults.entries() {

@@ -220,7 +220,7 @@ async fn connection(
                         correlation_id,
                         produce,
                         arrived,
-                        &conn.listener,
+                        &conn,
                     ));
                     continue;
                 }
@@ -421,14 +421,17 @@ fn pipelined_produce(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
-    produce: kafka_protocol::messages::ProduceRequest,
+    mut produce: kafka_protocol::messages::ProduceRequest,
     arrived: Instant,
-    listener: &str,
+    conn: &handlers::Conn,
 ) -> tokio::task::JoinHandle<Result<Bytes, Close>> {
-    let (resp, waits) = handlers::produce::append(broker, produce, version, listener);
+    let authz = handlers::authorize::Authz::new(broker, conn);
+    let denied = handlers::authorize::before_produce(&authz, &mut produce);
+    let (resp, waits) = handlers::produce::append(broker, produce, version, &conn.listener);
     let broker = broker.clone();
     tokio::spawn(async move {
-        let resp = handlers::produce::wait(resp, waits).await;
+        let mut resp = handlers::produce::wait(resp, waits).await;
+        handlers::authorize::after_produce(&mut resp, denied);
         broker.metrics().request(api, arrived.elapsed());
         frame_response(
             correlation_id,

@@ -182,6 +182,18 @@ pub enum Request {
         /// undo a later password change).
         if_absent: bool,
     },
+    /// CreateAcls (validated by the broker): bindings to add; those
+    /// already present are left as they are.
+    CreateAcls {
+        /// The bindings.
+        bindings: Vec<crate::acl::AclBinding>,
+    },
+    /// DeleteAcls: every binding some filter matches on the image the
+    /// controller decides on is removed.
+    DeleteAcls {
+        /// The filters, in request order.
+        filters: Vec<crate::acl::AclFilter>,
+    },
 }
 
 /// Why a request was refused, mapped to Kafka's error codes by the broker.
@@ -284,6 +296,12 @@ pub enum Answer {
     ScramAltered {
         /// Deletions that found nothing.
         missing: Vec<(String, String)>,
+    },
+    /// DeleteAcls done: for each filter, the bindings it matched (and
+    /// that are now gone).
+    AclsDeleted {
+        /// Per filter, in request order.
+        matched: Vec<Vec<crate::acl::AclBinding>>,
     },
 }
 
@@ -508,6 +526,38 @@ impl Controller {
                 Decision {
                     records,
                     answer: Answer::ScramAltered { missing },
+                }
+            }
+            Request::CreateAcls { bindings } => {
+                let mut seen = std::collections::BTreeSet::new();
+                Decision {
+                    records: bindings
+                        .into_iter()
+                        .filter(|b| !image.acls.contains(b) && seen.insert(b.clone()))
+                        .map(MetaRecord::Acl)
+                        .collect(),
+                    answer: Answer::Done,
+                }
+            }
+            Request::DeleteAcls { filters } => {
+                let matched: Vec<Vec<_>> = filters
+                    .iter()
+                    .map(|f| {
+                        image
+                            .acls
+                            .iter()
+                            .filter(|b| f.matches(b))
+                            .cloned()
+                            .collect()
+                    })
+                    .collect();
+                let gone: std::collections::BTreeSet<_> = matched.iter().flatten().collect();
+                Decision {
+                    records: gone
+                        .into_iter()
+                        .map(|b| MetaRecord::RemoveAcl(b.clone()))
+                        .collect(),
+                    answer: Answer::AclsDeleted { matched },
                 }
             }
             Request::Migrate {

@@ -141,6 +141,9 @@ pub struct Image {
     /// SCRAM credentials: user -> mechanism -> credential.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// ACL bindings.
+    #[serde(default)]
+    pub acls: std::collections::BTreeSet<crate::acl::AclBinding>,
 }
 
 impl Image {
@@ -322,6 +325,15 @@ impl Image {
                 if self.scram.get(user).is_some_and(BTreeMap::is_empty) {
                     self.scram.remove(user);
                 }
+            }
+            // Adding a binding twice or removing one that is gone changes
+            // nothing: the controller only proposes real changes, and a
+            // replay must not stop on either.
+            MetaRecord::Acl(b) => {
+                self.acls.insert(b.clone());
+            }
+            MetaRecord::RemoveAcl(b) => {
+                self.acls.remove(b);
             }
         }
         Ok(())

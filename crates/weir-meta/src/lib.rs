@@ -26,6 +26,7 @@
 //! The design, with the invariants and the failure cases, is in
 //! `docs/design/cluster.md`.
 
+pub mod acl;
 pub mod controller;
 pub mod image;
 pub mod network;
@@ -34,6 +35,7 @@ pub mod raft;
 pub mod record;
 pub mod store;
 
+pub use acl::{AclBinding, AclFilter};
 pub use controller::{Answer, Controller, ControllerConfig, MetaError, Request};
 pub use image::{BrokerInfo, Image, PartitionInfo, TopicInfo};
 pub use record::{

@@ -179,6 +179,10 @@ pub enum MetaRecord {
         /// The mechanism.
         mechanism: String,
     },
+    /// An ACL binding added (Kafka's AccessControlEntryRecord).
+    Acl(crate::acl::AclBinding),
+    /// An ACL binding removed (RemoveAccessControlEntryRecord).
+    RemoveAcl(crate::acl::AclBinding),
 }
 
 /// Why bytes did not decode into a record.
@@ -254,6 +258,15 @@ mod tests {
                 user: "alice".into(),
                 mechanism: "SCRAM-SHA-512".into(),
             },
+            MetaRecord::Acl(crate::acl::AclBinding {
+                resource_type: crate::acl::resource::TOPIC,
+                resource_name: "logs-".into(),
+                pattern_type: crate::acl::pattern::PREFIXED,
+                principal: "User:alice".into(),
+                host: "*".into(),
+                operation: crate::acl::operation::WRITE,
+                permission: crate::acl::permission::ALLOW,
+            }),
         ];
         for r in records {
             assert_eq!(MetaRecord::decode(&r.encode()).unwrap(), r);

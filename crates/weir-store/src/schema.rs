@@ -143,21 +143,27 @@ impl Schema {
     ) -> Result<Vec<(String, String, ColumnType)>, SchemaError> {
         let mut added: Vec<(String, String, ColumnType)> = Vec::new();
         for (i, row) in batch.rows.iter().enumerate() {
-            check_name("table", &row.table)?;
+            // Names already in the schema were checked when they joined it.
             let table = self.tables.get(&row.table);
+            if table.is_none() {
+                check_name("table", &row.table)?;
+            }
             let columns = row
                 .tags
                 .iter()
                 .map(|(n, _)| (n, ColumnType::Tag))
                 .chain(row.fields.iter().map(|(n, v)| (n, ColumnType::of(v))));
             for (name, now) in columns {
-                check_name("column", name)?;
-                let had = table.and_then(|t| t.get(name)).or_else(|| {
-                    added
-                        .iter()
-                        .find(|(t, c, _)| *t == row.table && c == name)
-                        .map(|(_, _, ty)| *ty)
-                });
+                let had = match table.and_then(|t| t.get(name)) {
+                    Some(had) => Some(had),
+                    None => {
+                        check_name("column", name)?;
+                        added
+                            .iter()
+                            .find(|(t, c, _)| *t == row.table && c == name)
+                            .map(|(_, _, ty)| *ty)
+                    }
+                };
                 match had {
                     Some(had) if had != now => {
                         return Err(SchemaError::Conflict {

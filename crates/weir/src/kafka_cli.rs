@@ -57,6 +57,16 @@ impl Conn {
         client_config(&self.brokers, &self.settings)
     }
 
+    /// The bootstrap servers.
+    pub(crate) fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// The `-X` settings.
+    pub(crate) fn settings(&self) -> &[String] {
+        &self.settings
+    }
+
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
         self.config()?.create().context("creating an admin client")
     }

@@ -13,9 +13,11 @@ mod bench;
 mod broker;
 mod console;
 mod dev;
+mod kafka_admin;
 mod kafka_cli;
 mod logtool;
 mod pipeline;
+mod security_cli;
 mod sql;
 mod tsdb;
 mod up;
@@ -33,18 +35,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Store a user's SCRAM credentials in a node's data directory; the
-    /// node adds them to the cluster at its next start (users that exist
-    /// already keep their credentials).
+    /// Add a user or change its password: with --data-dir, stored in a
+    /// stopped node's data directory (the node adds it to the cluster at
+    /// its next start; users that exist already keep their credentials);
+    /// without, sent to the running cluster (AlterUserScramCredentials).
     Add {
         /// The user name.
         name: String,
         /// The password (only its salted keys are stored).
         #[arg(long)]
         password: String,
-        /// The node's data directory (`log.dirs`).
+        /// A stopped node's data directory (`log.dirs`).
         #[arg(long)]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
         /// Mechanisms (default both).
         #[arg(
             long,
@@ -56,6 +59,27 @@ enum UserCommand {
         #[arg(long, default_value_t = 8192)]
         iterations: u32,
     },
+    /// List the users and their mechanisms (DescribeUserScramCredentials).
+    List,
+    /// Delete a user's credentials (all mechanisms unless --mechanism).
+    Delete {
+        /// The user name.
+        name: String,
+        /// Only these mechanisms.
+        #[arg(long, value_delimiter = ',')]
+        mechanism: Vec<String>,
+    },
+}
+
+fn mechanisms(names: &[String]) -> Result<Vec<weir_broker::security::scram::Mechanism>> {
+    use weir_broker::security::scram::Mechanism;
+    names
+        .iter()
+        .map(|m| {
+            Mechanism::from_name(m.trim())
+                .with_context(|| format!("--mechanism {m}: SCRAM-SHA-256 or SCRAM-SHA-512"))
+        })
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,14 +155,37 @@ enum Command {
     Bench(bench::BenchCommand),
     /// SCRAM users (SASL/PLAIN and SCRAM-SHA-256/512 logins): `add
     /// --data-dir` creates the first ones on a stopped node, as
-    /// `kafka-storage format --add-scram` does; once running, manage them
-    /// with any Kafka admin client (AlterUserScramCredentials).
-    #[command(subcommand)]
+    /// `kafka-storage format --add-scram` does; `add`, `list` and
+    /// `delete` manage them on a running cluster (as kafka-configs.sh).
     #[command(after_help = "Examples:
   weir user add admin --password 's3cret' --data-dir ./weir-data   (before the first start)
-  (running brokers: kafka-configs.sh --alter --add-config 'SCRAM-SHA-512=[password=...]' --entity-type users --entity-name alice,
-   or confluent-kafka's AdminClient.alter_user_scram_credentials)")]
-    User(UserCommand),
+  weir user add alice --password 'a-secret' -b 127.0.0.1:9093 -X security.protocol=SASL_PLAINTEXT \\
+      -X sasl.mechanism=SCRAM-SHA-512 -X sasl.username=admin -X sasl.password='s3cret'
+  weir user list -b 127.0.0.1:9092
+  weir user delete alice -b 127.0.0.1:9092")]
+    User {
+        #[command(subcommand)]
+        cmd: UserCommand,
+        #[command(flatten)]
+        conn: kafka_cli::Conn,
+    },
+    /// ACLs (as kafka-acls.sh): checked when the broker has
+    /// `authorizer.class.name` set.
+    #[command(after_help = "Examples:
+  weir acl add --allow-principal User:alice --operation Write --operation Describe --topic logs
+  weir acl add --allow-principal User:bob --operation Read --topic metrics- --resource-pattern-type prefixed
+  weir acl add --allow-principal User:bob --operation Read --group dashboards
+  weir acl add --deny-principal User:bob --operation All --topic secrets
+  weir acl list                       (every ACL)
+  weir acl list --topic logs --resource-pattern-type match   (what applies to topic logs)
+  weir acl remove --allow-principal User:alice --operation Write --topic logs
+  (add -b HOST:PORT and -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=... -X sasl.username=... -X sasl.password=...)")]
+    Acl {
+        #[command(subcommand)]
+        cmd: security_cli::AclCommand,
+        #[command(flatten)]
+        conn: kafka_cli::Conn,
+    },
     /// Run the Kafka-compatible broker.
     #[command(
         after_help = "Examples:\n  weir broker                      127.0.0.1:9092, data in ./weir-data\n  weir broker --listen 0.0.0.0:9092 --advertised-listener kafka1:9092 --set num.partitions=3\n  weir broker --http 127.0.0.1:9644   console at http://127.0.0.1:9644/console/, metrics at /metrics"
@@ -305,35 +352,55 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Broker(args) => broker::run(args),
-        Command::User(UserCommand::Add {
-            name,
-            password,
-            data_dir,
-            mechanism,
-            iterations,
-        }) => {
-            use weir_broker::security::scram::Mechanism;
-            let mechanisms = mechanism
-                .iter()
-                .map(|m| {
-                    Mechanism::from_name(m.trim())
-                        .with_context(|| format!("--mechanism {m}: SCRAM-SHA-256 or SCRAM-SHA-512"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            weir_broker::security::bootstrap::add_user(
-                &data_dir,
+        Command::User { cmd, conn } => match cmd {
+            UserCommand::Add {
+                name,
+                password,
+                data_dir: Some(data_dir),
+                mechanism,
+                iterations,
+            } => {
+                weir_broker::security::bootstrap::add_user(
+                    &data_dir,
+                    &name,
+                    &password,
+                    &mechanisms(&mechanism)?,
+                    iterations,
+                )?;
+                writeln!(
+                    out,
+                    "user {name} ({}) is stored in {}; the node adds it to the cluster at its next start",
+                    mechanism.join(", "),
+                    weir_broker::security::bootstrap::path(&data_dir).display()
+                )?;
+                Ok(())
+            }
+            UserCommand::Add {
+                name,
+                password,
+                data_dir: None,
+                mechanism,
+                iterations,
+            } => security_cli::user_add(
+                conn.brokers(),
+                conn.settings(),
                 &name,
                 &password,
-                &mechanisms,
+                &mechanisms(&mechanism)?,
                 iterations,
-            )?;
-            writeln!(
-                out,
-                "user {name} ({}) is stored in {}; the node adds it to the cluster at its next start",
-                mechanism.join(", "),
-                weir_broker::security::bootstrap::path(&data_dir).display()
-            )?;
-            Ok(())
+                &mut out,
+            ),
+            UserCommand::List => security_cli::user_list(conn.brokers(), conn.settings(), &mut out),
+            UserCommand::Delete { name, mechanism } => security_cli::user_delete(
+                conn.brokers(),
+                conn.settings(),
+                &name,
+                &mechanisms(&mechanism)?,
+                &mut out,
+            ),
+        },
+        Command::Acl { cmd, conn } => {
+            security_cli::acl(conn.brokers(), conn.settings(), cmd, &mut out)
         }
         Command::Dev(DevCommand::Cluster(args)) => dev::cluster(args, &mut out),
         Command::Sql(args) => sql::run(args, &mut out),

@@ -3,6 +3,8 @@
 //! AdminClient, then confluent-kafka, kafka-python and kcat over
 //! SASL_PLAINTEXT with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512; wrong
 //! passwords, unknown users and garbage refused; users kept across kill -9.
+//! ACLs written with `weir acl` and confluent-kafka's AdminClient, and what
+//! they allow and refuse each client, before and after a kill -9.
 
 mod common;
 
@@ -354,4 +356,232 @@ fn the_first_admin_is_created_before_the_broker_is_reachable() {
     broker.stop();
     broker.spawn();
     assert!(roundtrip(&broker, "PLAIN", "boot2").contains("roundtrip ok 200"));
+}
+
+/// `weir` with arguments; its stdout, or a panic with its stderr.
+fn weir(args: &[&str], broker: &Broker) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .unwrap();
+    run_ok(out, &format!("weir {args:?}"), broker)
+}
+
+#[test]
+fn acls_allow_deny_and_hide_as_kafka_does_and_survive_kill9() {
+    needs();
+    // The PLAINTEXT listener is the operators' (its anonymous principal a
+    // super user, as a Kafka internal listener often is); clients log in
+    // on the SASL one.
+    let mut s = Secured::start(&[
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS",
+        "auto.create.topics.enable=true",
+    ]);
+    let plain = s.broker.bootstrap();
+    assert!(s.python(&plain, &["users"]).contains("users ok"));
+    assert!(s.python(&plain, &["acl-admin"]).contains("admin ok"));
+    let b = ["-b", plain.as_str()];
+    let add = |args: &[&str]| {
+        let mut all = vec!["acl", "add"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&b);
+        let out = weir(&all, &s.broker);
+        assert!(out.contains("added"), "{out}");
+    };
+    add(&[
+        "--allow-principal",
+        "User:alice",
+        "--operation",
+        "Write",
+        "--topic",
+        "a-",
+        "--resource-pattern-type",
+        "prefixed",
+    ]);
+    add(&[
+        "--allow-principal",
+        "User:bob",
+        "--operation",
+        "Read",
+        "--topic",
+        "a-data",
+    ]);
+    add(&[
+        "--allow-principal",
+        "User:bob",
+        "--operation",
+        "Read",
+        "--group",
+        "bob-",
+        "--resource-pattern-type",
+        "prefixed",
+    ]);
+    add(&[
+        "--deny-principal",
+        "User:bob",
+        "--operation",
+        "All",
+        "--topic",
+        "a-secret",
+    ]);
+    let sasl = s.sasl_addr();
+    let login = |user: &str, password: &str| {
+        vec![
+            "--mechanism".to_owned(),
+            "SCRAM-SHA-256".to_owned(),
+            "--user".to_owned(),
+            user.to_owned(),
+            "--password".to_owned(),
+            password.to_owned(),
+        ]
+    };
+    // Each check reads in a group of its own (bob's groups are "bob-*").
+    let run = std::cell::Cell::new(0);
+    let check = |s: &Secured, mode: &str, user: &str, password: &str, want: &str| {
+        run.set(run.get() + 1);
+        let mut args = vec![
+            mode.to_owned(),
+            "--topic".to_owned(),
+            format!("run{}", run.get()),
+        ];
+        if user == "bob" {
+            // bob has SCRAM-SHA-512 only.
+            args.extend(login(user, password));
+            args[4] = "SCRAM-SHA-512".to_owned();
+        } else {
+            args.extend(login(user, password));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = s.python(&sasl, &args);
+        assert!(out.contains(want), "{mode}: {out}");
+    };
+    check(&s, "acl-alice", "alice", "alice-secret", "alice ok");
+    check(&s, "acl-bob", "bob", "bob-secret", "bob ok");
+
+    // weir acl list: everything, then what applies to one topic.
+    let all = weir(&["acl", "list", "-b", &plain], &s.broker);
+    assert_eq!(all.lines().count(), 4, "{all}");
+    assert!(
+        all.contains("Topic\ta-\tPREFIXED\tUser:alice\t*\tWrite\tAllow"),
+        "{all}"
+    );
+    let applies = weir(
+        &[
+            "acl",
+            "list",
+            "--topic",
+            "a-secret",
+            "--resource-pattern-type",
+            "match",
+            "-b",
+            &plain,
+        ],
+        &s.broker,
+    );
+    assert_eq!(applies.lines().count(), 2, "{applies}");
+    assert!(
+        applies.contains("Deny") && applies.contains("PREFIXED"),
+        "{applies}"
+    );
+    // The same listing as a SASL user without DESCRIBE on the cluster fails.
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["acl", "list", "-b", &sasl])
+        .args(["-X", "security.protocol=SASL_PLAINTEXT"])
+        .args(["-X", "sasl.mechanism=SCRAM-SHA-512"])
+        .args(["-X", "sasl.username=bob", "-X", "sasl.password=bob-secret"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("error 31"), "{err}");
+
+    // Removing alice's ACL takes her writes away at once.
+    let removed = weir(
+        &[
+            "acl",
+            "remove",
+            "--allow-principal",
+            "User:alice",
+            "--operation",
+            "Write",
+            "--topic",
+            "a-",
+            "--resource-pattern-type",
+            "prefixed",
+            "-b",
+            &plain,
+        ],
+        &s.broker,
+    );
+    assert!(removed.contains("removed 1 ACL"), "{removed}");
+    check(&s, "acl-revoked", "alice", "alice-secret", "revoked ok");
+
+    // ACLs are metadata: after kill -9 bob is allowed and refused exactly
+    // as before (reading in a new group of his prefix), alice still not.
+    s.broker.kill9();
+    s.broker.spawn();
+    common::wait_port(s.sasl);
+    let after = weir(&["acl", "list", "-b", &plain], &s.broker);
+    assert_eq!(after.lines().count(), 3, "{after}");
+    assert!(!after.contains("User:alice"), "{after}");
+    check(&s, "acl-bob", "bob", "bob-secret", "bob ok");
+    check(&s, "acl-revoked", "alice", "alice-secret", "revoked ok");
+    assert!(!s.broker.log().contains("panicked"), "{}", s.broker.log());
+}
+
+#[test]
+fn without_an_authorizer_the_acl_apis_answer_security_disabled_and_users_are_managed_live() {
+    let s = Secured::start(&[]);
+    let plain = s.broker.bootstrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["acl", "list", "-b", &plain])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("error 54"), "{err}");
+    // weir user add / list / delete on the running broker, and the user
+    // logs in over SASL with the CLI too.
+    let added = weir(
+        &["user", "add", "dora", "--password", "dora-pw", "-b", &plain],
+        &s.broker,
+    );
+    assert!(added.contains("stored in the cluster"), "{added}");
+    let listed = weir(&["user", "list", "-b", &plain], &s.broker);
+    assert!(
+        listed.contains("dora") && listed.contains("SCRAM-SHA-256 (iterations 8192)"),
+        "{listed}"
+    );
+    let sasl = s.sasl_addr();
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let listed = weir(
+            &[
+                "user",
+                "list",
+                "-b",
+                &sasl,
+                "-X",
+                "security.protocol=SASL_PLAINTEXT",
+                "-X",
+                &format!("sasl.mechanism={mechanism}"),
+                "-X",
+                "sasl.username=dora",
+                "-X",
+                "sasl.password=dora-pw",
+            ],
+            &s.broker,
+        );
+        assert!(listed.contains("dora"), "{mechanism}: {listed}");
+    }
+    let wrong = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["user", "list", "-b", &sasl])
+        .args(["-X", "security.protocol=SASL_PLAINTEXT"])
+        .args(["-X", "sasl.mechanism=SCRAM-SHA-256"])
+        .args(["-X", "sasl.username=dora", "-X", "sasl.password=nope"])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let deleted = weir(&["user", "delete", "dora", "-b", &plain], &s.broker);
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let listed = weir(&["user", "list", "-b", &plain], &s.broker);
+    assert!(!listed.contains("dora"), "{listed}");
 }

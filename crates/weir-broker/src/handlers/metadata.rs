@@ -114,8 +114,9 @@ pub(super) async fn metadata(
             .collect();
         return resp;
     }
-    let allow_create =
-        (version < 4 || req.allow_auto_topic_creation) && broker.config().auto_create_topics;
+    // Before v4 the field is not sent and decodes as its default, true;
+    // the authorizer may have turned it off (no CREATE permission).
+    let allow_create = req.allow_auto_topic_creation && broker.config().auto_create_topics;
     for wanted in req.topics.unwrap_or_default() {
         let entry = match wanted.name.as_ref().map(|n| n.0.as_str().to_owned()) {
             Some(name) => match topics.get(&name).filter(|t| !t.assignment.is_empty()) {

@@ -1,7 +1,9 @@
 //! Request handlers, one module per API area. Each converts wire types to
 //! registry and log calls at its boundary and builds the response.
 
+mod acls;
 mod admin;
+pub(crate) mod authorize;
 mod fetch;
 mod groups;
 mod metadata;
@@ -73,6 +75,9 @@ const APIS: &[(ApiKey, VersionRange)] = &[
         ApiKey::AlterUserScramCredentials,
         AlterUserScramCredentialsRequest::VERSIONS,
     ),
+    (ApiKey::DescribeAcls, DescribeAclsRequest::VERSIONS),
+    (ApiKey::CreateAcls, CreateAclsRequest::VERSIONS),
+    (ApiKey::DeleteAcls, DeleteAclsRequest::VERSIONS),
 ];
 
 /// The version range served for an API, if it is served at all.
@@ -128,7 +133,12 @@ pub(crate) async fn dispatch(
 ) -> Reply {
     let (client_host, listener) = (conn.client_host.as_str(), &*conn.listener);
     let version = header.request_api_version;
-    let response = match request {
+    let authz = authorize::Authz::new(broker, conn);
+    let (request, denied) = match authorize::before(&authz, request, version) {
+        authorize::Checked::Run(request, denied) => (*request, denied),
+        authorize::Checked::Answer(response) => return Reply::Response(response),
+    };
+    let mut response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_body(0)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::metadata(broker, r, version, listener).await)
@@ -220,9 +230,13 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(metadata::describe_cluster(broker, r, listener))
         }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(broker, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(broker, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(broker, r).await),
         // `supported` keeps every other key from reaching here.
         _ => return Reply::None,
     };
+    authorize::after(&authz, &mut response, denied);
     Reply::Response(Box::new(response))
 }
 

@@ -14,7 +14,7 @@ use crate::Broker;
 use crate::error::log_error_code;
 use crate::topics::{Partition, Unled};
 
-fn partition_error(
+pub(super) fn partition_error(
     index: i32,
     err: ResponseError,
     message: Option<String>,

@@ -898,3 +898,75 @@ fn scram_credentials_are_set_replaced_removed_and_bootstrapped_once() {
         "a user with none is gone"
     );
 }
+
+#[test]
+fn acls_are_created_once_and_deleted_by_filter_on_the_image_decided_on() {
+    use crate::acl::{AclBinding, AclFilter, operation, pattern, permission, resource};
+    let mut s = Sim::new();
+    s.join(0, 1);
+    let b = |name: &str, op: i8| AclBinding {
+        resource_type: resource::TOPIC,
+        resource_name: name.into(),
+        pattern_type: pattern::LITERAL,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: op,
+        permission: permission::ALLOW,
+    };
+    let before = s.image.applied;
+    let (a, _) = s.run(
+        0,
+        Request::CreateAcls {
+            bindings: vec![
+                b("t1", operation::READ),
+                b("t1", operation::READ),
+                b("t2", operation::WRITE),
+            ],
+        },
+    );
+    assert_eq!(a, Answer::Done);
+    assert_eq!(
+        s.image.applied - before,
+        2,
+        "a binding named twice is one record"
+    );
+    assert_eq!(s.image.acls.len(), 2);
+    // Creating what exists writes nothing.
+    let before = s.image.applied;
+    s.run(
+        0,
+        Request::CreateAcls {
+            bindings: vec![b("t2", operation::WRITE)],
+        },
+    );
+    assert_eq!(s.image.applied, before);
+    let by_name = |name: &str| AclFilter {
+        resource_type: resource::ANY,
+        resource_name: Some(name.into()),
+        pattern_type: pattern::ANY,
+        principal: None,
+        host: None,
+        operation: operation::ANY,
+        permission: permission::ANY,
+    };
+    let (a, _) = s.run(
+        0,
+        Request::DeleteAcls {
+            filters: vec![by_name("t1"), by_name("t1"), by_name("none")],
+        },
+    );
+    assert_eq!(
+        a,
+        Answer::AclsDeleted {
+            matched: vec![
+                vec![b("t1", operation::READ)],
+                vec![b("t1", operation::READ)],
+                vec![]
+            ]
+        }
+    );
+    assert_eq!(
+        s.image.acls.iter().cloned().collect::<Vec<_>>(),
+        vec![b("t2", operation::WRITE)]
+    );
+}
