@@ -6,7 +6,9 @@
 //! millions of small values a second while megabyte-sized Arrow and
 //! Parquet buffers come and go; glibc's malloc spent over 40% of an
 //! ingest in `_int_malloc` and `malloc_consolidate` (`perf record` of
-//! `weir bench store`, BENCHMARKS.md "Embedded store").
+//! `weir bench store`, BENCHMARKS.md "Embedded store"). It is built
+//! without transparent huge pages (`no_thp`), which otherwise grew a
+//! stalled pipeline's memory past its bound in 2 MiB steps.
 //!
 //! Why: the Kafka request decoder pre-allocates arrays from the element
 //! count on the wire. A hostile 20-byte request can declare 2^31 elements,
