@@ -358,6 +358,17 @@ fn the_first_admin_is_created_before_the_broker_is_reachable() {
     assert!(roundtrip(&broker, "PLAIN", "boot2").contains("roundtrip ok 200"));
 }
 
+/// `weir` with arguments, which must fail: its stderr.
+fn weir_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "weir {args:?} succeeded: {err}");
+    err
+}
+
 /// `weir` with arguments; its stdout, or a panic with its stderr.
 fn weir(args: &[&str], broker: &Broker) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -485,15 +496,21 @@ fn acls_allow_deny_and_hide_as_kafka_does_and_survive_kill9() {
         "{applies}"
     );
     // The same listing as a SASL user without DESCRIBE on the cluster fails.
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["acl", "list", "-b", &sasl])
-        .args(["-X", "security.protocol=SASL_PLAINTEXT"])
-        .args(["-X", "sasl.mechanism=SCRAM-SHA-512"])
-        .args(["-X", "sasl.username=bob", "-X", "sasl.password=bob-secret"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("error 31"), "{err}");
+    let err = weir_fails(&[
+        "acl",
+        "list",
+        "-b",
+        &sasl,
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanism=SCRAM-SHA-512",
+        "-X",
+        "sasl.username=bob",
+        "-X",
+        "sasl.password=bob-secret",
+    ]);
+    assert!(err.contains("error 31"), "{err}");
 
     // Removing alice's ACL takes her writes away at once.
     let removed = weir(
@@ -533,12 +550,8 @@ fn acls_allow_deny_and_hide_as_kafka_does_and_survive_kill9() {
 fn without_an_authorizer_the_acl_apis_answer_security_disabled_and_users_are_managed_live() {
     let s = Secured::start(&[]);
     let plain = s.broker.bootstrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["acl", "list", "-b", &plain])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("error 54"), "{err}");
+    let err = weir_fails(&["acl", "list", "-b", &plain]);
+    assert!(err.contains("error 54"), "{err}");
     // weir user add / list / delete on the running broker, and the user
     // logs in over SASL with the CLI too.
     let added = weir(
@@ -572,14 +585,20 @@ fn without_an_authorizer_the_acl_apis_answer_security_disabled_and_users_are_man
         );
         assert!(listed.contains("dora"), "{mechanism}: {listed}");
     }
-    let wrong = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["user", "list", "-b", &sasl])
-        .args(["-X", "security.protocol=SASL_PLAINTEXT"])
-        .args(["-X", "sasl.mechanism=SCRAM-SHA-256"])
-        .args(["-X", "sasl.username=dora", "-X", "sasl.password=nope"])
-        .output()
-        .unwrap();
-    assert!(!wrong.status.success());
+    weir_fails(&[
+        "user",
+        "list",
+        "-b",
+        &sasl,
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanism=SCRAM-SHA-256",
+        "-X",
+        "sasl.username=dora",
+        "-X",
+        "sasl.password=nope",
+    ]);
     let deleted = weir(&["user", "delete", "dora", "-b", &plain], &s.broker);
     assert!(deleted.contains("deleted"), "{deleted}");
     let listed = weir(&["user", "list", "-b", &plain], &s.broker);

@@ -36,6 +36,7 @@ const TOPIC_DENIED: i16 = 29;
 const GROUP_DENIED: i16 = 30;
 const CLUSTER_DENIED: i16 = 31;
 const TXN_DENIED: i16 = 53;
+const CLUSTER_DENIED_MESSAGE: &str = "Cluster authorization failed.";
 
 /// The checks of one request: the settings, the image's bindings, who asks.
 pub(crate) struct Authz<'a> {
@@ -485,7 +486,7 @@ pub(crate) fn before(authz: &Authz<'_>, request: RequestKind, version: i16) -> C
             if !authz.cluster(op::DESCRIBE) {
                 let mut resp = DescribeClusterResponse::default();
                 resp.error_code = CLUSTER_DENIED;
-                resp.error_message = Some(s("Cluster authorization failed."));
+                resp.error_message = Some(s(CLUSTER_DENIED_MESSAGE));
                 return answer(ResponseKind::DescribeCluster(resp));
             }
             RequestKind::DescribeCluster(r)
@@ -726,7 +727,7 @@ pub(crate) fn before(authz: &Authz<'_>, request: RequestKind, version: i16) -> C
             if !authz.cluster(op::DESCRIBE) {
                 let mut resp = DescribeUserScramCredentialsResponse::default();
                 resp.error_code = CLUSTER_DENIED;
-                resp.error_message = Some(s("Cluster authorization failed."));
+                resp.error_message = Some(s(CLUSTER_DENIED_MESSAGE));
                 return answer(ResponseKind::DescribeUserScramCredentials(resp));
             }
             RequestKind::DescribeUserScramCredentials(r)
@@ -748,7 +749,7 @@ pub(crate) fn before(authz: &Authz<'_>, request: RequestKind, version: i16) -> C
                         let mut res = AlterUserScramCredentialsResult::default();
                         res.user = u.clone();
                         res.error_code = CLUSTER_DENIED;
-                        res.error_message = Some(s("Cluster authorization failed."));
+                        res.error_message = Some(s(CLUSTER_DENIED_MESSAGE));
                         res
                     })
                     .collect();
@@ -760,7 +761,7 @@ pub(crate) fn before(authz: &Authz<'_>, request: RequestKind, version: i16) -> C
             if !authz.cluster(op::DESCRIBE) {
                 let mut resp = DescribeAclsResponse::default();
                 resp.error_code = CLUSTER_DENIED;
-                resp.error_message = Some(s("Cluster authorization failed."));
+                resp.error_message = Some(s(CLUSTER_DENIED_MESSAGE));
                 return answer(ResponseKind::DescribeAcls(resp));
             }
             RequestKind::DescribeAcls(r)
@@ -775,7 +776,7 @@ pub(crate) fn before(authz: &Authz<'_>, request: RequestKind, version: i16) -> C
                     .map(|_| {
                         let mut res = AclCreationResult::default();
                         res.error_code = CLUSTER_DENIED;
-                        res.error_message = Some(s("Cluster authorization failed."));
+                        res.error_message = Some(s(CLUSTER_DENIED_MESSAGE));
                         res
                     })
                     .collect();
@@ -793,7 +794,7 @@ pub(crate) fn before(authz: &Authz<'_>, request: RequestKind, version: i16) -> C
                     .map(|_| {
                         let mut res = DeleteAclsFilterResult::default();
                         res.error_code = CLUSTER_DENIED;
-                        res.error_message = Some(s("Cluster authorization failed."));
+                        res.error_message = Some(s(CLUSTER_DENIED_MESSAGE));
                         res
                     })
                     .collect();
@@ -900,6 +901,21 @@ pub(crate) fn after_produce(resp: &mut ProduceResponse, denied: Denied) {
             .collect();
         resp.responses.push(t);
     }
+}
+
+/// The refused config resources of `d` as results of type `$result`
+/// (the three config APIs' results share these fields).
+macro_rules! config_refusals {
+    ($list:expr, $result:ty, $d:expr) => {
+        for (resource_type, name, code) in $d.resources {
+            let mut t = <$result>::default();
+            t.error_code = code;
+            t.error_message = Some(s("Authorization failed."));
+            t.resource_type = resource_type;
+            t.resource_name = name;
+            $list.push(t);
+        }
+    };
 }
 
 /// Puts the refusals of what [`before`] took out into the response, and
@@ -1033,37 +1049,21 @@ pub(crate) fn after(authz: &Authz<'_>, response: &mut ResponseKind, d: Denied) {
                 r.results.push(t);
             }
         }
-        ResponseKind::DescribeConfigs(r) => {
-            for (resource_type, name, code) in d.resources {
-                let mut t = describe_configs_response::DescribeConfigsResult::default();
-                t.error_code = code;
-                t.error_message = Some(s("Authorization failed."));
-                t.resource_type = resource_type;
-                t.resource_name = name;
-                r.results.push(t);
-            }
-        }
-        ResponseKind::AlterConfigs(r) => {
-            for (resource_type, name, code) in d.resources {
-                let mut t = alter_configs_response::AlterConfigsResourceResponse::default();
-                t.error_code = code;
-                t.error_message = Some(s("Authorization failed."));
-                t.resource_type = resource_type;
-                t.resource_name = name;
-                r.responses.push(t);
-            }
-        }
-        ResponseKind::IncrementalAlterConfigs(r) => {
-            for (resource_type, name, code) in d.resources {
-                let mut t =
-                    incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-                t.error_code = code;
-                t.error_message = Some(s("Authorization failed."));
-                t.resource_type = resource_type;
-                t.resource_name = name;
-                r.responses.push(t);
-            }
-        }
+        ResponseKind::DescribeConfigs(r) => config_refusals!(
+            r.results,
+            describe_configs_response::DescribeConfigsResult,
+            d
+        ),
+        ResponseKind::AlterConfigs(r) => config_refusals!(
+            r.responses,
+            alter_configs_response::AlterConfigsResourceResponse,
+            d
+        ),
+        ResponseKind::IncrementalAlterConfigs(r) => config_refusals!(
+            r.responses,
+            incremental_alter_configs_response::AlterConfigsResourceResponse,
+            d
+        ),
         ResponseKind::FindCoordinator(r) => {
             let code = d.code;
             for key in d.names {
